@@ -1,0 +1,131 @@
+"""Catalog HTTP routes: parse, call the service, shape the response. No SQL, no rules."""
+
+
+import uuid
+from typing import Annotated
+
+from dependency_injector.wiring import inject
+from fastapi import APIRouter, Depends, Header, Query, Response, status
+
+from app.catalog.schemas import (
+    ProductCreate,
+    ProductRead,
+    ProductUpdate,
+    StockAdjustmentCreate,
+    StockAdjustmentRead,
+)
+from app.catalog.service import CatalogService, ProductChanges
+from app.http.di import Provide
+from app.http.etags import etag, not_modified, required_versions
+from app.http.schemas import Page, problem_responses
+from app.http.security import CatalogReader, CatalogWriter
+
+router = APIRouter(prefix="/v1/products", tags=["catalog"])
+CatalogServiceDep = Annotated[CatalogService, Depends(Provide["catalog_service"])]
+_AUTH = (401, 403, 503)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ProductRead,
+    responses=problem_responses(*_AUTH, 409, 422),
+)
+@inject
+async def create_product(
+    body: ProductCreate, principal: CatalogWriter, service: CatalogServiceDep, response: Response
+) -> ProductRead:
+    product = await service.create(
+        principal.tenant_id,
+        body.sku,
+        body.name,
+        body.description,
+        body.price.to_money(),
+        body.stock,
+    )
+    response.headers["Location"] = f"{router.prefix}/{product.id}"
+    response.headers["ETag"] = etag(product.version)
+    return ProductRead.of(product)
+
+
+@router.get("", response_model=Page[ProductRead], responses=problem_responses(*_AUTH, 400, 422))
+@inject
+async def list_products(
+    principal: CatalogReader,
+    service: CatalogServiceDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    q: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+) -> Page[ProductRead]:
+    page = await service.list(principal.tenant_id, limit, cursor, q)
+    return Page[ProductRead](
+        items=[ProductRead.of(item) for item in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.get(
+    "/{product_id}",
+    response_model=ProductRead,
+    responses={304: {"description": "Not modified"}, **problem_responses(*_AUTH, 404, 422)},
+)
+@inject
+async def get_product(
+    product_id: uuid.UUID,
+    principal: CatalogReader,
+    service: CatalogServiceDep,
+    response: Response,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> ProductRead | Response:
+    product = await service.get(principal.tenant_id, product_id)
+    tag = etag(product.version)
+    if not_modified(if_none_match, product.version):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": tag})
+    response.headers["ETag"] = tag
+    return ProductRead.of(product)
+
+
+@router.patch(
+    "/{product_id}",
+    response_model=ProductRead,
+    responses=problem_responses(*_AUTH, 404, 409, 412, 422, 428),
+)
+@inject
+async def update_product(
+    product_id: uuid.UUID,
+    body: ProductUpdate,
+    principal: CatalogWriter,
+    service: CatalogServiceDep,
+    response: Response,
+    if_match: Annotated[str | None, Header()] = None,
+) -> ProductRead:
+    accepted = required_versions(if_match)
+    fields = body.model_fields_set
+    changes = ProductChanges(
+        sku=body.sku,
+        name=body.name,
+        description=body.description,
+        clear_description="description" in fields and body.description is None,
+        price=body.price.to_money() if body.price else None,
+    )
+    product = await service.update(principal.tenant_id, product_id, accepted, changes)
+    response.headers["ETag"] = etag(product.version)
+    return ProductRead.of(product)
+
+
+@router.post(
+    "/{product_id}/stock-adjustments",
+    status_code=status.HTTP_201_CREATED,
+    response_model=StockAdjustmentRead,
+    responses=problem_responses(*_AUTH, 404, 409, 422),
+)
+@inject
+async def adjust_stock(
+    product_id: uuid.UUID,
+    body: StockAdjustmentCreate,
+    principal: CatalogWriter,
+    service: CatalogServiceDep,
+    response: Response,
+) -> StockAdjustmentRead:
+    result = await service.adjust_stock(principal.tenant_id, product_id, body.delta, body.reason)
+    response.headers["ETag"] = etag(result.product.version)
+    return StockAdjustmentRead.of(result)

@@ -1,0 +1,135 @@
+"""Catalog use cases. Each opens its own unit of work; reads are replica-routed."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from app.catalog.errors import InsufficientStock, ProductNotFound, SkuTaken, VersionMismatch
+from app.catalog.repository import ProductRecord
+from app.core.clock import Clock
+from app.core.money import Money
+from app.core.pagination import InvalidCursor, decode_cursor, encode_cursor
+from app.db.uow import UnitOfWorkFactory
+
+
+@dataclass(frozen=True, slots=True)
+class ProductPage:
+    items: list[ProductRecord]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProductChanges:
+    sku: str | None = None
+    name: str | None = None
+    description: str | None = None
+    clear_description: bool = False
+    price: Money | None = None
+
+    def columns(self) -> dict[str, Any]:
+        columns: dict[str, Any] = {}
+        if self.sku is not None:
+            columns["sku"] = self.sku
+        if self.name is not None:
+            columns["name"] = self.name
+        if self.description is not None or self.clear_description:
+            columns["description"] = self.description
+        if self.price is not None:
+            columns |= {"price_amount": self.price.amount, "price_currency": self.price.currency}
+        return columns
+
+
+@dataclass(frozen=True, slots=True)
+class StockAdjustmentResult:
+    id: uuid.UUID
+    delta: int
+    reason: str
+    product: ProductRecord
+
+
+class CatalogService:
+    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock) -> None:
+        self._uow = uow_factory
+        self._clock = clock
+
+    async def create(
+        self,
+        tenant_id: uuid.UUID,
+        sku: str,
+        name: str,
+        description: str | None,
+        price: Money,
+        stock: int,
+    ) -> ProductRecord:
+        async with self._uow(tenant_id) as uow:
+            product = await uow.products.add(
+                uuid.uuid4(), sku, name, description, price, stock, self._clock.now()
+            )
+            if product is None:
+                raise SkuTaken(f"SKU '{sku}' already exists")
+            await uow.commit()
+        return product
+
+    async def get(self, tenant_id: uuid.UUID, product_id: uuid.UUID) -> ProductRecord:
+        async with self._uow(tenant_id, read_only=True) as uow:
+            product = await uow.products.get(product_id)
+        if product is None:
+            raise ProductNotFound()
+        return product
+
+    async def list(
+        self, tenant_id: uuid.UUID, limit: int, cursor: str | None, query: str | None
+    ) -> ProductPage:
+        after = None
+        if cursor:
+            created_at, last_id = decode_cursor(cursor, 2)
+            try:
+                after = (datetime.fromisoformat(created_at), uuid.UUID(last_id))
+            except (TypeError, ValueError) as error:
+                raise InvalidCursor("cursor is not valid") from error
+        async with self._uow(tenant_id, read_only=True) as uow:
+            rows = await uow.products.page(limit, after, query)
+        items, more = rows[:limit], len(rows) > limit
+        next_cursor = (
+            encode_cursor(items[-1].created_at.isoformat(), items[-1].id) if more else None
+        )
+        return ProductPage(items, next_cursor)
+
+    async def update(
+        self,
+        tenant_id: uuid.UUID,
+        product_id: uuid.UUID,
+        accepted_versions: frozenset[int] | None,
+        changes: ProductChanges,
+    ) -> ProductRecord:
+        async with self._uow(tenant_id) as uow:
+            current = await uow.products.get(product_id)
+            if current is None:
+                raise ProductNotFound()
+            if accepted_versions is not None and current.version not in accepted_versions:
+                raise VersionMismatch("the product changed since you read it; fetch it again")
+            updated = await uow.products.update(
+                product_id, current.version, changes.columns(), self._clock.now()
+            )
+            if updated is None:  # lost a race with a concurrent writer between get and update
+                raise VersionMismatch("the product changed since you read it; fetch it again")
+            await uow.commit()
+        return updated
+
+    async def adjust_stock(
+        self, tenant_id: uuid.UUID, product_id: uuid.UUID, delta: int, reason: str
+    ) -> StockAdjustmentResult:
+        now = self._clock.now()
+        adjustment_id = uuid.uuid4()
+        async with self._uow(tenant_id) as uow:
+            product = await uow.products.adjust_stock(product_id, delta, now)
+            if product is None:
+                if await uow.products.get(product_id) is None:
+                    raise ProductNotFound()
+                raise InsufficientStock("stock cannot go below zero")
+            await uow.products.record_adjustment(adjustment_id, product_id, delta, reason, now)
+            await uow.commit()
+        return StockAdjustmentResult(adjustment_id, delta, reason, product)

@@ -1,0 +1,273 @@
+"""`storefront` command: serve, migrate, config, dev cluster, tenants, API keys.
+
+Every command reads the same settings as the server and exits non-zero with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+
+from app.core.errors import DomainError
+from app.devcluster import ClusterError, LocalCluster
+from app.settings import Settings, describe_error, load_settings
+
+T = TypeVar("T")
+LOCAL = Path(os.environ.get("STOREFRONT_LOCAL_DIR", ".local"))
+
+cli = typer.Typer(help="Storefront: multi-tenant commerce backend.", no_args_is_help=True)
+config_cli = typer.Typer(help="Effective configuration.", no_args_is_help=True)
+dev_cli = typer.Typer(
+    help="Local PostgreSQL primary + replica under .local/.", no_args_is_help=True
+)
+tenants_cli = typer.Typer(help="Tenants (operator).", no_args_is_help=True)
+keys_cli = typer.Typer(help="API keys (operator).", no_args_is_help=True)
+cli.add_typer(config_cli, name="config")
+cli.add_typer(dev_cli, name="dev")
+cli.add_typer(tenants_cli, name="tenants")
+cli.add_typer(keys_cli, name="api-keys")
+
+
+def fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def settings_or_exit() -> Settings:
+    try:
+        return load_settings()
+    except ValidationError as error:
+        fail(describe_error(error))
+        raise  # unreachable: fail() exits
+
+
+@asynccontextmanager
+async def _container() -> AsyncIterator[Any]:
+    from containers import Container  # composition root, imported by entry points only
+
+    container: Any = Container()
+    container.settings.override(settings_or_exit())
+    await container.init_resources()
+    try:
+        yield container
+    finally:
+        await container.shutdown_resources()
+
+
+def run(work: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+    """Run one async use case against a fresh container; domain errors become one line."""
+
+    async def main() -> T:
+        async with _container() as container:
+            return await work(container)
+
+    try:
+        return asyncio.run(main())
+    except DomainError as error:
+        fail(f"{error.code}: {error.detail}")
+    except (OSError, ClusterError) as error:
+        fail(str(error) or type(error).__name__)
+    raise AssertionError("unreachable")
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (server.host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (server.port).")] = None,
+) -> None:
+    """Serve the HTTP API with uvicorn (one process; scale out with more processes)."""
+    import uvicorn
+
+    settings = settings_or_exit()
+    uvicorn.run(
+        "app.main:asgi",
+        factory=True,
+        host=host or settings.server.host,
+        port=port or settings.server.port,
+        access_log=False,  # our middleware logs requests as JSON
+        log_level=settings.logging.level.lower(),
+        lifespan="on",
+    )
+
+
+@cli.command()
+def migrate(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply database migrations (as database.migration_url, the schema owner)."""
+    from alembic.config import Config
+
+    from alembic import command
+    from app.ops.service import ALEMBIC_INI
+
+    settings_or_exit()
+    try:
+        command.upgrade(Config(str(ALEMBIC_INI)), revision)
+    except Exception as error:  # alembic and drivers raise many types; report one line
+        fail(f"migration failed: {type(error).__name__}: {error}".splitlines()[0])
+    typer.echo(f"migrated to {revision}")
+
+
+@config_cli.command("show")
+def config_show() -> None:
+    """Print the effective settings as JSON, secrets masked."""
+    typer.echo(json.dumps(settings_or_exit().masked(), indent=2))
+
+
+def _cluster() -> LocalCluster:
+    return LocalCluster(LOCAL / "pg")
+
+
+def _dev_env(cluster: LocalCluster) -> dict[str, str]:
+    token_file = LOCAL / "operator-token"
+    if not token_file.exists():
+        token_file.write_text(secrets.token_urlsafe(32) + "\n")
+        token_file.chmod(0o600)
+    app_dsn = "postgresql+asyncpg://storefront_app@127.0.0.1:{}/storefront"
+    return {
+        "STOREFRONT_DATABASE__PRIMARY__URL": app_dsn.format(cluster.primary_port),
+        "STOREFRONT_DATABASE__REPLICAS": json.dumps(
+            [{"url": app_dsn.format(cluster.replica_port), "weight": 1}]
+        ),
+        "STOREFRONT_DATABASE__MIGRATION_URL": cluster.dsn("primary").replace(
+            "postgresql://", "postgresql+asyncpg://"
+        ),
+        "STOREFRONT_OPS__OPERATOR_TOKEN": token_file.read_text().strip(),
+    }
+
+
+@dev_cli.command("up")
+def dev_up() -> None:
+    """Create (first time) and start the local primary + replica; write .local/dev.env."""
+    try:
+        LOCAL.mkdir(exist_ok=True)
+        cluster = _cluster()
+        statuses = cluster.up()
+        env = _dev_env(cluster)
+    except (ClusterError, OSError) as error:
+        fail(str(error))
+    (LOCAL / "dev.env").write_text("".join(f"{k}='{v}'\n" for k, v in env.items()))
+    for status in statuses:
+        typer.echo(f"{status.role}: {status.state} on 127.0.0.1:{status.port}")
+
+
+@dev_cli.command("down")
+def dev_down() -> None:
+    """Stop the local servers (data is kept)."""
+    try:
+        _cluster().down()
+    except ClusterError as error:
+        fail(str(error))
+
+
+@dev_cli.command("status")
+def dev_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Role, port, data directory and state of each local server."""
+    try:
+        statuses = _cluster().status()
+    except ClusterError as error:
+        fail(str(error))
+    if as_json:
+        typer.echo(json.dumps([s.as_dict() for s in statuses], indent=2))
+        return
+    for s in statuses:
+        typer.echo(f"{s.role:8} {s.state:8} port={s.port} data={s.data_dir}")
+
+
+@dev_cli.command("seed")
+def dev_seed(slug: str = "demo") -> None:
+    """Idempotent: the demo tenant, and a working API key in .local/demo-api-key."""
+    key_file = LOCAL / "demo-api-key"
+
+    async def work(container: Any) -> None:
+        tenants = container.tenant_service()
+        keys = container.api_key_service()
+        try:
+            tenant = await tenants.by_slug(slug)
+        except DomainError:
+            tenant = await tenants.create(slug, slug.capitalize())
+        if key_file.exists():
+            try:
+                await keys.authenticate(key_file.read_text().strip())
+                return
+            except DomainError:
+                pass
+        _, secret = await keys.issue(tenant.id, "demo", ["catalog:read", "catalog:write"])
+        key_file.write_text(secret + "\n")
+        key_file.chmod(0o600)
+
+    run(work)
+    typer.echo(f"tenant '{slug}' ready; API key in {key_file}")
+
+
+@tenants_cli.command("create")
+def tenants_create(
+    slug: Annotated[str, typer.Option(help="[a-z0-9-]{3,40}, unique.")],
+    name: Annotated[str, typer.Option(help="Display name.")],
+) -> None:
+    """Create a tenant."""
+    tenant = run(lambda c: c.tenant_service().create(slug, name))
+    typer.echo(f"created tenant {tenant.slug} ({tenant.id})")
+
+
+@tenants_cli.command("list")
+def tenants_list() -> None:
+    """List tenants."""
+    for tenant in run(lambda c: c.tenant_service().list()):
+        typer.echo(f"{tenant.slug}\t{tenant.id}\t{tenant.name}")
+
+
+def _with_tenant(slug: str, work: Callable[[Any, Any], Awaitable[T]]) -> T:
+    async def main(container: Any) -> T:
+        tenant = await container.tenant_service().by_slug(slug)
+        return await work(container, tenant)
+
+    return run(main)
+
+
+@keys_cli.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="Tenant slug.")],
+    scopes: Annotated[str, typer.Option(help="Comma-separated, e.g. catalog:read,catalog:write")],
+    name: Annotated[str, typer.Option(help="A label for the key.")] = "cli",
+    expires_in_days: Annotated[int | None, typer.Option(min=1)] = None,
+) -> None:
+    """Create an API key. The secret is printed once, alone on the last line of stdout."""
+    wanted = [s.strip() for s in scopes.split(",") if s.strip()]
+    record, secret = _with_tenant(
+        tenant,
+        lambda c, t: c.api_key_service().issue(t.id, name, wanted, expires_in_days),
+    )
+    typer.echo(f"created API key {record.id} ({record.prefix}…) scopes={','.join(record.scopes)}")
+    typer.echo(secret)
+
+
+@keys_cli.command("revoke")
+def keys_revoke(
+    tenant: Annotated[str, typer.Option(help="Tenant slug.")],
+    key_id: Annotated[str, typer.Option("--id", help="Key id.")],
+) -> None:
+    """Revoke an API key now."""
+    import uuid
+
+    try:
+        parsed = uuid.UUID(key_id)
+    except ValueError:
+        fail("--id must be a UUID")
+    _with_tenant(tenant, lambda c, t: c.api_key_service().revoke(t.id, parsed))
+    typer.echo(f"revoked {key_id}")
+
+
+def main() -> None:
+    cli(prog_name="storefront")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""A database node: one server (primary or replica) = engine + breaker + health + counters."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine.interfaces import PoolProxiedConnection
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.util import greenlet_spawn
+
+from app.core.errors import DatabaseBusy
+from app.db.breakers import DatabaseBreaker
+
+
+@dataclass
+class NodeHealth:
+    """What the health monitor last saw of a server."""
+
+    reachable: bool | None = None  # None: not probed yet
+    lsn: int | None = None  # primary: current WAL position; replica: last replayed position
+    lag_bytes: int | None = None
+    lag_seconds: float | None = None
+    checked_at: float | None = None
+    error: str | None = None
+
+
+class DatabaseNode:
+    def __init__(
+        self,
+        name: str,
+        role: str,
+        engine: AsyncEngine,
+        breaker: DatabaseBreaker,
+        weight: int = 1,
+    ) -> None:
+        self.name = name
+        self.role = role
+        self.engine = engine
+        self.breaker = breaker
+        self.weight = weight
+        self.health = NodeHealth()
+        self.routed_reads = 0
+        self.waiting = 0
+        self.busy_rejections = 0
+        self.checkout_observer: Any = None  # set by metrics: callable(node_name, seconds)
+
+    @asynccontextmanager
+    async def connection(self, *, probe: bool = False) -> AsyncIterator[PoolProxiedConnection]:
+        """Check out a pooled connection under the breaker.
+
+        Yields SQLAlchemy's pooled DBAPI connection; `.driver_connection` is the asyncpg
+        connection, used directly so the hot path pays no ORM or Core overhead.
+        """
+        with self.breaker.guard(probe=probe):
+            fairy = await self._checkout()
+            try:
+                yield fairy
+            except BaseException:
+                await _discard_broken(fairy)
+                raise
+            finally:
+                await greenlet_spawn(fairy.close)
+
+    async def _checkout(self) -> PoolProxiedConnection:
+        started = time.perf_counter()
+        self.waiting += 1
+        try:
+            return await self.engine.raw_connection()
+        except sa_exc.TimeoutError as error:
+            self.busy_rejections += 1
+            raise DatabaseBusy(
+                f"database {self.name}: no connection within pool timeout"
+            ) from error
+        finally:
+            self.waiting -= 1
+            if self.checkout_observer is not None:
+                self.checkout_observer(self.name, time.perf_counter() - started)
+
+    async def mark_unreachable(self, error: BaseException) -> None:
+        """Route reads away at once; drop idle connections (they died with the server)."""
+        if self.health.reachable is False:
+            return
+        self.health.reachable, self.health.error = False, repr(error)
+        await self.engine.dispose(close=False)
+
+    def pool_status(self) -> dict[str, int]:
+        pool: Any = self.engine.sync_engine.pool
+        return {
+            "size": pool.size(),
+            "checked_out": pool.checkedout(),
+            "overflow": max(0, pool.overflow()),
+            "idle": pool.checkedin(),
+            "waiting": self.waiting,
+        }
+
+
+async def _discard_broken(fairy: PoolProxiedConnection) -> None:
+    """Never return a connection with an open transaction or a broken socket to the pool."""
+    driver = fairy.driver_connection
+    if driver is None or driver.is_closed():
+        await greenlet_spawn(fairy.invalidate)
+        return
+    if driver.is_in_transaction():
+        try:
+            await driver.execute("ROLLBACK")
+        except Exception:
+            await greenlet_spawn(fairy.invalidate)

@@ -1,0 +1,143 @@
+"""Unit of work: one connection, one transaction, one tenant; opened and committed by use cases.
+
+Read-write: `BEGIN` + `set_config('app.tenant_id', …, true)` in one round trip (a simple-query
+batch), so row-level security is scoped to the transaction. Read-only: no transaction; the
+tenant is set at session level only when the pooled connection last served another tenant (cached
+in the pool's per-connection `info`), so a hot read costs exactly its own query. With
+`pgbouncer: true` server sessions are shared, so read-only work uses a transaction too.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
+from typing import Any, Protocol, Self
+from uuid import UUID
+
+from sqlalchemy.engine.interfaces import PoolProxiedConnection
+
+from app.catalog.repository import ProductRepository
+from app.core.errors import DatabaseUnavailable
+from app.db import context
+from app.db.database import Database
+from app.db.errors import is_unavailable
+from app.db.nodes import DatabaseNode
+from app.db.routing import ReadPreference
+from app.identity.repository import ApiKeyRepository
+from app.tenants.repository import TenantRepository
+
+_COMMIT_LSN_SQL = "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint"
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(
+        self, tenant_id: UUID | None = None, *, read_only: bool = False, strong: bool = False
+    ) -> UnitOfWork: ...
+
+
+class UnitOfWork:
+    products: ProductRepository
+    api_keys: ApiKeyRepository
+    tenants: TenantRepository
+
+    def __init__(
+        self,
+        tenant_id: UUID | None = None,
+        *,
+        database: Database,
+        read_only: bool = False,
+        strong: bool = False,
+    ) -> None:
+        self.database = database
+        self.strong = strong
+        self.tenant_id = tenant_id
+        self.read_only = read_only
+        self.node: DatabaseNode | None = None
+        self.commit_lsn: int | None = None
+        self._lease: AbstractAsyncContextManager[PoolProxiedConnection] | None = None
+        self._transactional = not read_only or database.settings.pgbouncer
+        self._conn: Any = None
+
+    async def __aenter__(self) -> Self:
+        request = context.current()
+        preference = request.preference if request else ReadPreference()
+        if self.strong:
+            preference = ReadPreference(strong=True)
+        router = self.database.router
+        self.node = router.for_read(preference) if self.read_only else router.for_write()
+        self._lease = self.node.connection()
+        try:
+            fairy = await self._lease.__aenter__()
+            self._conn = fairy.driver_connection
+            await self._begin(fairy)
+        except BaseException as error:
+            await self._release(type(error), error, error.__traceback__)
+            translated = self._translate(error)
+            if translated is error:
+                raise
+            raise translated from error
+        self.products = ProductRepository(self._conn, self.tenant_id)
+        self.api_keys = ApiKeyRepository(self._conn, self.tenant_id)
+        self.tenants = TenantRepository(self._conn)
+        return self
+
+    async def _begin(self, fairy: PoolProxiedConnection) -> None:
+        # str(UUID) is hex and dashes only, so inlining it is safe; the batch saves a round trip.
+        tenant = str(self.tenant_id) if self.tenant_id else ""
+        if self._transactional:
+            mode = "READ ONLY" if self.read_only else "READ WRITE"
+            await self._conn.execute(
+                f"BEGIN {mode}; SELECT set_config('app.tenant_id', '{tenant}', true)"
+            )
+        elif fairy.info.get("tenant") != tenant:
+            fairy.info.pop("tenant", None)  # unknown until the SET has succeeded
+            await self._conn.execute(f"SELECT set_config('app.tenant_id', '{tenant}', false)")
+            fairy.info["tenant"] = tenant
+
+    async def commit(self) -> None:
+        """Commit and remember the WAL position, the request's read-your-writes token."""
+        if not self._transactional:
+            return
+        try:
+            await self._conn.execute("COMMIT")
+            if not self.read_only:
+                self.commit_lsn = await self._conn.fetchval(_COMMIT_LSN_SQL)
+        except Exception as error:
+            translated = self._translate(error)
+            if translated is error:
+                raise
+            raise translated from error
+        request = context.current()
+        if request is not None and self.commit_lsn is not None:
+            request.commit_lsn = max(request.commit_lsn or 0, self.commit_lsn)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._conn is not None and self._conn.is_in_transaction() and exc is None:
+            await self._conn.execute("ROLLBACK")  # left without commit(): nothing is kept
+        await self._release(exc_type, exc, tb)
+        if exc is not None and is_unavailable(exc):
+            raise self._translate(exc) from exc
+
+    async def _release(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            # On error the lease rolls back or discards the connection and tells the breaker.
+            await lease.__aexit__(exc_type, exc, tb)
+        if exc is not None and is_unavailable(exc) and self.node is not None:
+            await self.node.mark_unreachable(exc)
+
+    def _translate(self, error: BaseException) -> BaseException:
+        if isinstance(error, DatabaseUnavailable) or not is_unavailable(error):
+            return error
+        name = self.node.name if self.node else "database"
+        return DatabaseUnavailable(f"database {name} is unavailable", retry_after=1)

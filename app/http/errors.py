@@ -1,0 +1,111 @@
+"""The one place errors become HTTP: RFC 9457 problem+json with a stable `code`.
+
+Unexpected exceptions become a 500 problem without internals; database unavailability that
+escaped a unit of work still becomes a 503, never a 500.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
+
+from app.core.errors import DatabaseUnavailable, DomainError
+from app.db.errors import is_unavailable
+from app.http.request_id import current_request_id
+
+log = structlog.get_logger(__name__)
+
+PROBLEM = "application/problem+json"
+_HTTP_CODES = {
+    400: "request.bad",
+    401: "auth.unauthenticated",
+    403: "auth.forbidden",
+    404: "route.not_found",
+    405: "request.method_not_allowed",
+    406: "request.not_acceptable",
+    413: "request.too_large",
+    415: "request.unsupported_media_type",
+}
+
+
+def problem(
+    request: Request,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    errors: list[dict[str, Any]] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"https://storefront.dev/problems/{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        "code": code,
+        "request_id": current_request_id(),
+    }
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+async def _domain(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, DomainError)
+    headers = {}
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
+    if error.status == 401:
+        headers["WWW-Authenticate"] = 'ApiKey header="X-API-Key", Bearer'
+    return problem(
+        request, error.status, error.code, error.title, error.detail, headers=headers or None
+    )
+
+
+async def _validation(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    issues = [
+        {"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
+        for item in error.errors()
+    ]
+    return problem(
+        request,
+        422,
+        "request.invalid",
+        "Invalid request",
+        "the request does not match the schema; see errors",
+        errors=issues,
+    )
+
+
+async def _http(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, StarletteHTTPException)
+    code = _HTTP_CODES.get(error.status_code, f"http.{error.status_code}")
+    title = str(error.detail) if error.detail else "Error"
+    return problem(
+        request, error.status_code, code, title, str(error.detail), headers=error.headers
+    )
+
+
+async def render_unexpected(request: Request, error: Exception) -> JSONResponse:
+    """Called by the edge middleware, so even a 500 carries the request id."""
+    if is_unavailable(error):
+        return await _domain(request, DatabaseUnavailable("the database is unavailable"))
+    log.error("http.unhandled_exception", exc_info=error)
+    return problem(
+        request, 500, "internal", "Internal server error", "an unexpected error occurred"
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _domain)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(StarletteHTTPException, _http)

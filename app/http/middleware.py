@@ -1,0 +1,110 @@
+"""The edge middleware, as plain ASGI (no BaseHTTPMiddleware task hop on the hot path).
+
+Per request it: assigns `X-Request-ID`; turns `X-Consistency-Token` / `X-Read-Consistency` into the
+database read preference and a commit's WAL position back into `X-Consistency-Token`; renders any
+unhandled exception as a problem (so even a 500 carries the request id); logs and measures.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+import structlog
+from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.db import context as db_context
+from app.db.routing import ReadPreference, format_lsn, parse_lsn
+from app.http import errors
+from app.http.request_id import bind_request_id
+from app.metrics import Metrics
+
+log = structlog.get_logger("storefront.access")
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class EdgeMiddleware:
+    def __init__(self, app: ASGIApp, metrics: Metrics, access_log: bool) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        incoming = _headers(scope)
+        request_id = incoming.get("x-request-id", "")
+        if not _VALID_REQUEST_ID.match(request_id):
+            request_id = uuid.uuid4().hex
+        bind_request_id(request_id)
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+
+        status = 500
+        db = db_context.DbRequestContext()
+        db_context.bind(db)
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = MutableHeaders(scope=message)
+                headers.append("X-Request-ID", request_id)
+                if db.commit_lsn is not None and status < 400:
+                    headers.append("X-Consistency-Token", format_lsn(db.commit_lsn))
+            await send(message)
+
+        try:
+            token = incoming.get("x-consistency-token")
+            min_lsn = parse_lsn(token) if token else None
+            if token and min_lsn is None:
+                response = errors.problem(
+                    Request(scope),
+                    400,
+                    "consistency.invalid_token",
+                    "Invalid consistency token",
+                    "X-Consistency-Token must be a value this API returned",
+                )
+                await response(scope, receive, send_with_headers)
+                return
+            strong = incoming.get("x-read-consistency", "").lower() == "strong"
+            db.preference = ReadPreference(min_lsn=min_lsn, strong=strong)
+            await self.app(scope, receive, send_with_headers)
+        except Exception as error:
+            if status != 500:  # headers already sent: nothing sane left to do
+                raise
+            response = await errors.render_unexpected(Request(scope), error)
+            await response(scope, receive, send_with_headers)
+        finally:
+            self._finish(scope, status, time.perf_counter() - started)
+
+    def _finish(self, scope: Scope, status: int, seconds: float) -> None:
+        route: Any = scope.get("route")
+        template = route.path if route is not None else "unmatched"
+        self.metrics.http_duration.labels(scope["method"], template, status).observe(seconds)
+        if self.access_log:
+            log.info(
+                "http.request",
+                method=scope["method"],
+                route=template,
+                path=scope["path"],
+                status=status,
+                ms=round(seconds * 1000, 2),
+            )
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {
+        name.decode("latin-1"): value.decode("latin-1")
+        for name, value in scope["headers"]
+        if name in _INTERESTING
+    }
+
+
+_INTERESTING = frozenset({b"x-request-id", b"x-consistency-token", b"x-read-consistency"})

@@ -1,0 +1,60 @@
+"""Who is calling: `X-API-Key` for tenants, a bearer operator token for ops endpoints."""
+
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+import structlog
+from dependency_injector.wiring import inject
+from fastapi import Depends, Header
+
+from app.core.errors import Unauthenticated
+from app.http.di import Provide
+from app.identity.principal import Principal
+from app.identity.service import ApiKeyService
+from app.settings import Settings
+
+
+@inject
+async def current_principal(
+    keys: Annotated[ApiKeyService, Depends(Provide["api_key_service"])],
+    x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Principal:
+    if not x_api_key:
+        raise Unauthenticated("send an API key in the X-API-Key header")
+    principal = await keys.authenticate(x_api_key)
+    structlog.contextvars.bind_contextvars(tenant=str(principal.tenant_id))
+    return principal
+
+
+def require(scope: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that authenticates and checks one scope: `Depends(require("catalog:read"))`."""
+
+    async def dependency(
+        principal: Annotated[Principal, Depends(current_principal)],
+    ) -> Principal:
+        principal.require(scope)
+        return principal
+
+    return dependency
+
+
+@inject
+async def require_operator(
+    settings: Annotated[Settings, Depends(Provide["settings"])],
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> None:
+    expected = settings.ops.operator_token
+    scheme, _, token = (authorization or "").partition(" ")
+    if (
+        expected is None
+        or scheme.lower() != "bearer"
+        or not hmac.compare_digest(token.encode(), expected.get_secret_value().encode())
+    ):
+        raise Unauthenticated("operator endpoints need Authorization: Bearer <operator token>")
+
+
+CatalogReader = Annotated[Principal, Depends(require("catalog:read"))]
+CatalogWriter = Annotated[Principal, Depends(require("catalog:write"))]
+Operator = Depends(require_operator)

@@ -1,0 +1,58 @@
+"""create_app(container) -> FastAPI. The lifespan starts and stops the container's resources."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from dependency_injector.wiring import UnresolvedMarkerWarning
+from fastapi import FastAPI
+
+from app.catalog.routes import router as catalog_router
+from app.http.errors import install_error_handlers
+from app.http.middleware import EdgeMiddleware
+from app.http.ops_routes import router as ops_router
+from app.logging import configure_logging
+
+
+def create_app(container: Any) -> FastAPI:
+    """Build the API around an already-configured container (tests pass an overridden one)."""
+    settings = container.settings()
+    configure_logging(settings.logging)
+    with warnings.catch_warnings():
+        # A typo in a Provide["..."] id must stop start-up, not inject the marker object.
+        warnings.simplefilter("error", UnresolvedMarkerWarning)
+        container.wire()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await container.init_resources()
+        container.metrics().watch(container.database())
+        try:
+            yield
+        finally:
+            await container.shutdown_resources()
+
+    app = FastAPI(
+        title="Storefront",
+        version="1.0.0",
+        description="Multi-tenant commerce backend: catalog, inventory, orders, payments.",
+        lifespan=lifespan,
+    )
+    app.state.container = container
+    install_error_handlers(app)
+    app.add_middleware(
+        EdgeMiddleware, metrics=container.metrics(), access_log=settings.logging.access_log
+    )
+    app.include_router(ops_router)
+    app.include_router(catalog_router)
+    return app
+
+
+def asgi() -> FastAPI:
+    """Entry point for `uvicorn --factory app.main:asgi`."""
+    from containers import Container  # the composition root is only imported at the very top
+
+    return create_app(Container())

@@ -1,0 +1,92 @@
+"""Prometheus metrics. Database figures are read at scrape time (no per-request cost)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from app.db.breakers import STATE_CODES
+from app.db.database import Database
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.http_duration = Histogram(
+            "storefront_http_request_duration_seconds",
+            "HTTP request duration by route template, method and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.checkout_duration = Histogram(
+            "storefront_db_pool_checkout_seconds",
+            "Time to check a connection out of an engine's pool (wait included).",
+            ["engine"],
+            buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=self.registry,
+        )
+
+    def observe_checkout(self, engine: str, seconds: float) -> None:
+        self.checkout_duration.labels(engine).observe(seconds)
+
+    def watch(self, database: Database) -> None:
+        for node in database.nodes:
+            node.checkout_observer = self.observe_checkout
+        self.registry.register(DatabaseCollector(database))
+
+
+class DatabaseCollector(Collector):
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        pool = GaugeMetricFamily(
+            "storefront_db_pool_connections",
+            "Pool connections by state.",
+            labels=["engine", "state"],
+        )
+        breaker = GaugeMetricFamily(
+            "storefront_db_breaker_state", "0 closed, 1 half-open, 2 open.", labels=["engine"]
+        )
+        failures = GaugeMetricFamily(
+            "storefront_db_breaker_failures", "Consecutive counted failures.", labels=["engine"]
+        )
+        up = GaugeMetricFamily(
+            "storefront_db_up", "1 when the last probe succeeded.", labels=["engine"]
+        )
+        lag = GaugeMetricFamily(
+            "storefront_db_replica_lag_seconds", "Replay lag (0 when caught up).", labels=["engine"]
+        )
+        lag_bytes = GaugeMetricFamily(
+            "storefront_db_replica_lag_bytes", "WAL bytes not yet replayed.", labels=["engine"]
+        )
+        reads = CounterMetricFamily(
+            "storefront_db_routed_reads", "Read units of work by target.", labels=["engine"]
+        )
+        busy = CounterMetricFamily(
+            "storefront_db_pool_timeouts",
+            "Checkouts rejected after pool.timeout.",
+            labels=["engine"],
+        )
+        fallbacks = CounterMetricFamily(
+            "storefront_db_read_fallbacks",
+            "Reads not served by a fresh replica.",
+            labels=["reason"],
+        )
+        for node in self.database.nodes:
+            for state, value in node.pool_status().items():
+                pool.add_metric([node.name, state], value)
+            breaker.add_metric([node.name], STATE_CODES.get(node.breaker.state, 2))
+            failures.add_metric([node.name], node.breaker.fail_counter)
+            up.add_metric([node.name], 1 if node.health.reachable else 0)
+            reads.add_metric([node.name], node.routed_reads)
+            busy.add_metric([node.name], node.busy_rejections)
+            if node.role == "replica":
+                lag.add_metric([node.name], node.health.lag_seconds or 0.0)
+                lag_bytes.add_metric([node.name], node.health.lag_bytes or 0)
+        for reason, count in self.database.router.fallbacks.items():
+            fallbacks.add_metric([reason], count)
+        yield from (pool, breaker, failures, up, lag, lag_bytes, reads, busy, fallbacks)

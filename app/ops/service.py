@@ -1,0 +1,93 @@
+"""Operator views of the database layer: readiness and the /ops/db snapshot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+
+from app.core.errors import DatabaseUnavailable
+from app.db.database import Database
+from app.db.nodes import DatabaseNode
+from app.db.routing import format_lsn
+
+ALEMBIC_INI = Path(__file__).resolve().parent.parent.parent / "alembic.ini"
+
+
+def migration_head() -> str | None:
+    """The revision the code expects (read from the migration scripts once, at start-up)."""
+    config = Config(str(ALEMBIC_INI))
+    config.set_main_option("script_location", str(ALEMBIC_INI.parent / "alembic"))
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
+@dataclass(frozen=True)
+class Readiness:
+    ready: bool
+    detail: dict[str, Any]
+
+
+class OpsService:
+    def __init__(self, database: Database, expected_head: str | None) -> None:
+        self._db = database
+        self._head = expected_head
+
+    async def readiness(self) -> Readiness:
+        primary: dict[str, Any] = {"reachable": False}
+        ready = False
+        try:
+            async with self._db.primary.connection(probe=True) as fairy:
+                driver: Any = fairy.driver_connection
+                revision = await driver.fetchval("SELECT version_num FROM alembic_version")
+            primary = {"reachable": True, "schema": revision, "expected_schema": self._head}
+            ready = revision == self._head
+        except DatabaseUnavailable as error:
+            primary["error"] = error.detail
+        except Exception as error:  # any failure to answer means "not ready", with the reason
+            primary["error"] = type(error).__name__
+        replicas = [
+            {
+                "name": n.name,
+                "reachable": bool(n.health.reachable),
+                "lag_seconds": n.health.lag_seconds,
+            }
+            for n in self._db.replicas
+        ]
+        return Readiness(
+            ready,
+            {"status": "ready" if ready else "not_ready", "primary": primary, "replicas": replicas},
+        )
+
+    def database_status(self) -> dict[str, Any]:
+        router = self._db.router
+        return {
+            "engines": [_node_status(node) for node in self._db.nodes],
+            "routing": {
+                "max_replica_lag_seconds": router.settings.max_replica_lag_seconds,
+                "stale_reads_on_primary_outage": router.settings.stale_reads_on_primary_outage,
+                "fallbacks": dict(router.fallbacks),
+            },
+        }
+
+
+def _node_status(node: DatabaseNode) -> dict[str, Any]:
+    health = node.health
+    return {
+        "name": node.name,
+        "role": node.role,
+        "weight": node.weight,
+        "pool": node.pool_status(),
+        "pool_timeouts": node.busy_rejections,
+        "breaker": {"state": node.breaker.state, "failures": node.breaker.fail_counter},
+        "healthy": bool(health.reachable) and node.breaker.is_closed,
+        "reachable": health.reachable,
+        "lsn": format_lsn(health.lsn) if health.lsn is not None else None,
+        "lag_bytes": health.lag_bytes,
+        "lag_seconds": health.lag_seconds,
+        "checked_at": health.checked_at,
+        "error": health.error,
+        "routed_reads": node.routed_reads,
+    }

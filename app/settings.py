@@ -1,0 +1,216 @@
+"""Typed settings: the only module that reads the environment.
+
+Sources, lowest priority first: `config/base.yaml`, `config/<STOREFRONT_ENV>.yaml`, environment
+variables (`STOREFRONT_` prefix, `__` nesting), then files in the secrets directory
+(`STOREFRONT_SECRETS_DIR`, e.g. a mounted `database__primary__url`), then init arguments.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
+
+CONFIG_DIR = Path(os.environ.get("STOREFRONT_CONFIG_DIR", Path(__file__).parent.parent / "config"))
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PoolSettings(_Section):
+    size: int = Field(10, ge=1, description="Connections kept open per engine.")
+    max_overflow: int = Field(10, ge=0, description="Extra connections opened under bursts.")
+    timeout: float = Field(1.0, gt=0, description="Seconds a checkout may wait before 503.")
+    recycle: int = Field(1800, ge=-1, description="Close connections older than this (s); -1 off.")
+    pre_ping: bool = Field(False, description="Ping on every checkout (one extra round trip).")
+    use_lifo: bool = Field(True, description="Reuse the most recent connection; idle ones expire.")
+
+
+class ConnectSettings(_Section):
+    connect_timeout: float = Field(2.0, gt=0, description="Seconds to open a connection.")
+    command_timeout: float = Field(10.0, gt=0, description="Client-side timeout per statement.")
+    statement_timeout_ms: int = Field(5000, ge=0, description="Server statement_timeout; 0 off.")
+    application_name: str = Field("storefront", min_length=1, max_length=63)
+
+
+class BreakerSettings(_Section):
+    fail_max: int = Field(3, ge=1, description="Consecutive failures that open the breaker.")
+    reset_timeout_seconds: float = Field(2.0, gt=0, description="Open time before a probe.")
+    success_threshold: int = Field(1, ge=1, description="Probe successes that close it again.")
+
+
+def _check_pg_url(url: str) -> str:
+    if not re.match(r"^postgres(ql)?(\+asyncpg)?://", url):
+        raise ValueError("must be a postgresql:// or postgresql+asyncpg:// URL")
+    return url
+
+
+class EndpointSettings(_Section):
+    url: str = Field(description="SQLAlchemy URL of the server (application role).")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_pg_url(value)
+
+
+class ReplicaSettings(EndpointSettings):
+    weight: int = Field(1, ge=1, le=1000, description="Weighted round-robin share.")
+
+
+class RoutingSettings(_Section):
+    max_replica_lag_seconds: float = Field(5.0, ge=0)
+    health_interval_seconds: float = Field(1.0, gt=0)
+    stale_reads_on_primary_outage: bool = True
+
+
+class DatabaseSettings(_Section):
+    primary: EndpointSettings = EndpointSettings(
+        url="postgresql+asyncpg://storefront_app@127.0.0.1:5432/storefront"
+    )
+    replicas: list[ReplicaSettings] = Field(default_factory=list)
+    migration_url: str | None = Field(
+        None, description="URL of the schema owner for migrations; defaults to primary.url."
+    )
+    pool: PoolSettings = PoolSettings()
+    replica_pool: PoolSettings = PoolSettings()
+    connect: ConnectSettings = ConnectSettings()
+    breaker: BreakerSettings = BreakerSettings()
+    routing: RoutingSettings = RoutingSettings()
+    pgbouncer: bool = Field(False, description="Disable prepared-statement caches.")
+    app_role: str = Field(
+        "storefront_app",
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="Non-owner role the application connects as (row-level security applies).",
+    )
+
+    @field_validator("migration_url")
+    @classmethod
+    def _migration_url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_pg_url(value)
+
+    @property
+    def owner_url(self) -> str:
+        return self.migration_url or self.primary.url
+
+
+class OpsSettings(_Section):
+    operator_token: SecretStr | None = Field(
+        None, description="Bearer token for /ops/* and /metrics; unset disables them."
+    )
+
+
+class AuthSettings(_Section):
+    api_key_cache_ttl_seconds: float = Field(
+        30.0, ge=0, description="How long a verified API key is trusted without a lookup."
+    )
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_output: bool = Field(True, description="JSON lines (true) or console rendering.")
+    access_log: bool = Field(True, description="One log line per request.")
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+
+
+class _YamlFiles(PydanticBaseSettingsSource):
+    """base.yaml deep-merged with <env>.yaml (pydantic-settings' YAML source merges shallowly)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: str) -> None:
+        super().__init__(settings_cls)
+        self.env = env
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # __call__ is overridden
+
+    def __call__(self) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for name in ("base.yaml", f"{self.env}.yaml"):
+            path = CONFIG_DIR / name
+            if path.exists():
+                _deep_merge(merged, yaml.safe_load(path.read_text()) or {})
+        return merged
+
+
+def _deep_merge(into: dict[str, Any], new: dict[str, Any]) -> None:
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _deep_merge(into[key], value)
+        else:
+            into[key] = value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="STOREFRONT_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    env: str = "dev"
+    database: DatabaseSettings = DatabaseSettings()
+    ops: OpsSettings = OpsSettings()
+    auth: AuthSettings = AuthSettings()
+    logging: LoggingSettings = LoggingSettings()
+    server: ServerSettings = ServerSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        env = os.environ.get("STOREFRONT_ENV", "dev")
+        sources: list[PydanticBaseSettingsSource] = [init_settings]
+        secrets_dir = os.environ.get("STOREFRONT_SECRETS_DIR")
+        if secrets_dir:
+            sources.append(SecretsSettingsSource(settings_cls, secrets_dir=secrets_dir))
+        sources += [env_settings, _YamlFiles(settings_cls, env)]
+        return tuple(sources)
+
+    def masked(self) -> dict[str, Any]:
+        """Effective settings as plain data, with secrets and URL passwords masked."""
+        masked: dict[str, Any] = _mask(self.model_dump(mode="json"))
+        return masked
+
+
+_URL_PASSWORD = re.compile(r"(://[^:/@]+:)[^@]+@")
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _mask(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask(v) for v in value]
+    if isinstance(value, str):
+        return _URL_PASSWORD.sub(r"\1***@", value)
+    return value
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)
+
+
+def describe_error(error: ValidationError) -> str:
+    """One line naming each invalid setting, for start-up failures."""
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "settings"
+        parts.append(f"{where}: {item['msg']}")
+    return "invalid settings: " + "; ".join(parts)

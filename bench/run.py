@@ -1,0 +1,758 @@
+"""Load-benchmark orchestrator: `.venv/bin/python -m bench.run [--scenario NAME ...]`.
+
+Brings up its own PostgreSQL primary + replica (`app.devcluster.LocalCluster`), prepares and serves
+Storefront through its CLI, serves the two reference apps (`bench.reference_bare`,
+`bench.reference_tutorial`) against the replica, drives each with wrk and prints a markdown table.
+Everything listens on 127.0.0.1, every wrk run is bounded by `--duration`, and every process it
+starts is stopped again (servers, then the cluster) however the run ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import resource
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import asyncpg
+
+from app.devcluster import ClusterError, LocalCluster
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent  # run as .venv/bin/python, so this is the venv's bin
+CLUSTER_DIR = ".local/bench"
+# --only-reference makes its own `products` table; kept apart so it never blocks the migrations.
+REFERENCE_CLUSTER_DIR = ".local/bench-reference"
+LOG_DIR = ROOT / ".local" / "bench-logs"  # outside CLUSTER_DIR, which LocalCluster chowns
+STATUS_SCRIPT = Path(__file__).resolve().parent / "wrk_status.lua"
+HOST = "127.0.0.1"
+API_KEY = "X-API-Key"
+WARMUP_SECONDS = 2
+SEED_PRODUCTS = 50
+REFERENCE_POOL_SIZE = 20
+# Fixed id for the --only-reference row, so re-runs on the same cluster directory find it again.
+REFERENCE_PRODUCT_ID = "00000000-0000-4000-8000-000000000001"
+REFERENCE_TENANT_ID = "00000000-0000-4000-8000-0000000000aa"
+
+
+class BenchError(RuntimeError):
+    """A setup step failed; the message says which and where its log is."""
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    size: int
+    max_overflow: int
+    timeout: float
+
+    def env(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for section in ("POOL", "REPLICA_POOL"):
+            prefix = f"STOREFRONT_DATABASE__{section}__"
+            out[prefix + "SIZE"] = str(self.size)
+            out[prefix + "MAX_OVERFLOW"] = str(self.max_overflow)
+            out[prefix + "TIMEOUT"] = str(self.timeout)
+        return out
+
+
+# Same connection budget as the bare app's fixed pool of 20, so read-* compares code, not pools.
+READ_POOLS = PoolConfig(size=REFERENCE_POOL_SIZE, max_overflow=0, timeout=5.0)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    clients: int
+    targets: tuple[str, ...]
+    pools: PoolConfig = READ_POOLS
+    wrk_timeout: str | None = None  # None: wrk's default of 2 s
+    count_statuses: bool = False  # run with wrk_status.lua (costs a Lua call per response)
+    about: str = ""
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            "read-64",
+            64,
+            ("storefront", "bare", "tutorial", "storefront-list"),
+            about="GET by id at 64 clients on all three apps, plus Storefront's list endpoint",
+        ),
+        Scenario(
+            "read-200",
+            200,
+            ("storefront", "bare", "tutorial", "storefront-list"),
+            about="the same at 200 clients (more clients than any pool has connections)",
+        ),
+        Scenario(
+            "pool-5-200",
+            200,
+            ("storefront",),
+            pools=PoolConfig(size=5, max_overflow=5, timeout=5.0),
+            about="Storefront with pools of 5 + 5 overflow under 200 clients: queueing, no errors",
+        ),
+        Scenario(
+            "overload",
+            1000,
+            ("storefront",),
+            pools=PoolConfig(size=2, max_overflow=0, timeout=0.5),
+            wrk_timeout="5s",
+            count_statuses=True,
+            about="pools of 2, 0.5 s checkout timeout, 1000 clients: fast 503 + Retry-After",
+        ),
+    )
+}
+STOREFRONT_TARGETS = frozenset({"storefront", "storefront-list"})
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    url: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass
+class WrkResult:
+    requests_per_sec: float
+    requests: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    non_2xx: int = 0
+    connect_errors: int = 0
+    read_errors: int = 0
+    write_errors: int = 0
+    timeout_errors: int = 0
+    statuses: dict[int, int] = field(default_factory=dict)
+    missing_retry_after: int | None = None
+
+    @property
+    def socket_errors(self) -> str:
+        return f"{self.connect_errors}/{self.read_errors}/{self.write_errors}/{self.timeout_errors}"
+
+
+@dataclass(frozen=True)
+class Row:
+    scenario: str
+    target: str
+    clients: int
+    result: WrkResult
+
+
+# --------------------------------------------------------------------------------------------
+# wrk
+
+
+def ensure_wrk() -> str:
+    path = shutil.which("wrk")
+    if path:
+        return path
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        raise BenchError("wrk is not installed and apt-get is unavailable: install wrk first")
+    print("wrk not found: installing it with apt-get", flush=True)
+    apt_env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argv in (["apt-get", "update"], ["apt-get", "install", "-y", "wrk"]):
+        proc = subprocess.run(argv, env=apt_env, capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+            raise BenchError(f"`{' '.join(argv)}` failed:\n" + "\n".join(tail))
+    path = shutil.which("wrk")
+    if path is None:
+        raise BenchError("apt-get installed wrk but it is not on PATH")
+    return path
+
+
+_UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if match is None:
+        raise ValueError(f"unrecognised wrk duration {text!r}")
+    return float(match[1]) * _UNIT_MS[match[2]]
+
+
+def parse_wrk(output: str) -> WrkResult:
+    """Reads wrk's `--latency` report (plus wrk_status.lua's lines when present)."""
+
+    def find(pattern: str) -> re.Match[str] | None:
+        return re.search(pattern, output, re.MULTILINE)
+
+    rps = find(r"^Requests/sec:\s+([\d.]+)")
+    total = find(r"^\s*(\d+) requests in ")
+    latency = find(r"^\s*Latency\s+(\S+)\s+(\S+)\s+(\S+)")
+    p50 = find(r"^\s*50(?:\.0+)?%\s+(\S+)")
+    p99 = find(r"^\s*99(?:\.0+)?%\s+(\S+)")
+    if not (rps and total and latency and p50 and p99):
+        raise BenchError("could not parse wrk output:\n" + output)
+    result = WrkResult(
+        requests_per_sec=float(rps[1]),
+        requests=int(total[1]),
+        p50_ms=_ms(p50[1]),
+        p99_ms=_ms(p99[1]),
+        max_ms=_ms(latency[3]),
+    )
+    # wrk prints these two lines only when the counts are non-zero.
+    if non_2xx := find(r"^\s*Non-2xx or 3xx responses:\s+(\d+)"):
+        result.non_2xx = int(non_2xx[1])
+    errors = find(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+    if errors:
+        result.connect_errors, result.read_errors, result.write_errors, result.timeout_errors = (
+            int(g) for g in errors.groups()
+        )
+    for status, count in re.findall(r"^wrk_status status (\d+) (\d+)$", output, re.MULTILINE):
+        result.statuses[int(status)] = int(count)
+    if missing := find(r"^wrk_status missing_retry_after (\d+)$"):
+        result.missing_retry_after = int(missing[1])
+    return result
+
+
+def run_wrk(
+    wrk: str,
+    target: Target,
+    *,
+    clients: int,
+    duration: int,
+    timeout: str | None = None,
+    script: Path | None = None,
+) -> WrkResult:
+    argv = [wrk, "-t2", f"-c{clients}", f"-d{duration}s", "--latency"]
+    if timeout:
+        argv += ["--timeout", timeout]
+    for name, value in target.headers:
+        argv += ["-H", f"{name}: {value}"]
+    if script:
+        argv += ["-s", str(script)]
+    argv.append(target.url)
+    # wrk stops itself after -d; the subprocess timeout only guards against a hung wrk.
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
+    if proc.returncode != 0:
+        raise BenchError(f"wrk failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout}")
+    return parse_wrk(proc.stdout)
+
+
+def wrk_version(wrk: str) -> str:
+    proc = subprocess.run([wrk, "-v"], capture_output=True, text=True, timeout=10)
+    first = (proc.stdout or proc.stderr).strip().splitlines()
+    return first[0].split(" [")[0] if first else "wrk"
+
+
+# --------------------------------------------------------------------------------------------
+# processes and HTTP
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def http(
+    method: str,
+    url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    body: Any = None,
+    timeout: float = 5.0,
+) -> tuple[int, bytes]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+class Server:
+    """One uvicorn process, in its own process group so teardown reaches anything it spawns."""
+
+    def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str], port: int) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.env = dict(env)
+        self.port = port
+        self.log_path = LOG_DIR / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self, ready_path: str, ready_status: int | None, timeout: float = 60.0) -> None:
+        """Starts and waits until `ready_path` answers (`ready_status`, or any status if None)."""
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BenchError(
+                    f"{self.name} exited with {self.proc.returncode}; see {self.log_path}"
+                )
+            try:
+                status, body = http("GET", self.base_url + ready_path, timeout=2.0)
+            except OSError as error:
+                last = str(error)
+            else:
+                if ready_status is None or status == ready_status:
+                    return
+                last = f"{status} {body[:200]!r}"
+            time.sleep(0.2)
+        raise BenchError(
+            f"{self.name} not ready after {timeout:.0f} s ({last}); see {self.log_path}"
+        )
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(proc.pid, sig)  # the group we created with start_new_session
+            except ProcessLookupError:
+                return
+            try:
+                proc.wait(timeout=grace)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+
+def uvicorn_argv(app: str, port: int) -> list[str]:
+    # One worker, uvloop + httptools picked automatically by uvicorn[standard].
+    return [
+        str(BIN / "uvicorn"),
+        app,
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+
+
+def raise_fd_limit(minimum: int = 8192) -> None:
+    """1000 wrk connections plus as many server sockets need more than a default 1024 fds."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = minimum if hard == resource.RLIM_INFINITY else min(minimum, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+# --------------------------------------------------------------------------------------------
+# database
+
+
+def sqlalchemy_url(dsn: str) -> str:
+    return "postgresql+asyncpg://" + dsn.split("://", 1)[1]
+
+
+def wait_for_rows(dsn: str, ids: Sequence[str], timeout: float = 30.0) -> None:
+    """Blocks until every id is readable at `dsn` (the replica lags the primary a little)."""
+
+    async def poll() -> None:
+        deadline = time.monotonic() + timeout
+        conn = await asyncpg.connect(dsn, timeout=5)
+        try:
+            while True:
+                found = await conn.fetchval(
+                    "SELECT count(*) FROM products WHERE id = ANY($1::uuid[])", list(ids)
+                )
+                if found == len(ids):
+                    return
+                if time.monotonic() > deadline:
+                    raise BenchError(f"replica shows {found}/{len(ids)} products after {timeout} s")
+                await asyncio.sleep(0.1)
+        finally:
+            await conn.close()
+
+    asyncio.run(poll())
+
+
+REFERENCE_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS products (
+    id uuid PRIMARY KEY,
+    tenant_id uuid NOT NULL,
+    sku text NOT NULL,
+    name text NOT NULL,
+    description text,
+    price_amount bigint NOT NULL,
+    price_currency char(3) NOT NULL,
+    stock integer NOT NULL,
+    version integer NOT NULL DEFAULT 1,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO products (id, tenant_id, sku, name, description, price_amount, price_currency, stock)
+VALUES ('{REFERENCE_PRODUCT_ID}', '{REFERENCE_TENANT_ID}', 'bench-1', 'Bench product',
+        'Reference row for bench/run.py --only-reference', 1299, 'EUR', 100)
+ON CONFLICT (id) DO NOTHING;
+"""
+
+
+# --------------------------------------------------------------------------------------------
+# Storefront
+
+
+class Storefront:
+    """Storefront's CLI and server, with the env dict built once and pool settings overlaid."""
+
+    def __init__(self, cluster: LocalCluster, port: int) -> None:
+        primary = cluster.dsn("primary", user="storefront_app")
+        replica = cluster.dsn("replica", user="storefront_app")
+        # The caller's own STOREFRONT_* variables would make runs differ from the documented ones.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("STOREFRONT_")}
+        self.env: dict[str, str] = {
+            **inherited,
+            "STOREFRONT_ENV": "bench",
+            "STOREFRONT_DATABASE__PRIMARY__URL": sqlalchemy_url(primary),
+            "STOREFRONT_DATABASE__MIGRATION_URL": sqlalchemy_url(
+                cluster.dsn("primary", user="storefront")
+            ),
+            "STOREFRONT_DATABASE__REPLICAS": json.dumps(
+                [{"url": sqlalchemy_url(replica), "weight": 1}]
+            ),
+            "STOREFRONT_OPS__OPERATOR_TOKEN": "bench-operator-token",
+            "STOREFRONT_LOGGING__ACCESS_LOG": "false",
+            "STOREFRONT_LOGGING__LEVEL": "WARNING",
+            **READ_POOLS.env(),
+        }
+        self.port = port
+        self.pools: PoolConfig | None = None
+        self.server: Server | None = None
+        self.api_key = ""
+        self.product_id = ""
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {API_KEY: self.api_key}
+
+    def cli(self, *args: str, tolerate: str | None = None) -> str:
+        """Runs `storefront ARGS`; a failure whose output contains `tolerate` is accepted."""
+        proc = subprocess.run(
+            [str(BIN / "storefront"), *args],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if proc.returncode != 0:
+            output = proc.stdout + proc.stderr
+            if tolerate is None or tolerate not in output.lower():
+                raise BenchError(f"`storefront {' '.join(args)}` failed:\n{output.strip()}")
+        return proc.stdout
+
+    def prepare(self) -> None:
+        self.cli("migrate")
+        self.cli("tenants", "create", "--slug", "bench", "--name", "Bench", tolerate="exists")
+        out = self.cli(
+            "api-keys", "create", "--tenant", "bench", "--scopes", "catalog:read,catalog:write"
+        )
+        lines = [line.strip() for line in out.splitlines() if line.strip()]
+        if not lines:
+            raise BenchError("`storefront api-keys create` printed no secret")
+        self.api_key = lines[-1]
+
+    def serve(self, pools: PoolConfig) -> None:
+        """(Re)starts the server when the pool settings differ from the running one's."""
+        if self.server is not None and self.pools == pools:
+            return
+        self.stop()
+        argv = [str(BIN / "storefront"), "serve", "--host", HOST, "--port", str(self.port)]
+        self.server = Server("storefront", argv, {**self.env, **pools.env()}, self.port)
+        self.pools = pools
+        self.server.start("/health/ready", 200)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+        self.server, self.pools = None, None
+
+    def seed(self, count: int) -> list[str]:
+        """Creates `bench-1`..`bench-N`; returns the ids it created, `bench-1`'s first."""
+        ids: list[str] = []
+        for n in range(1, count + 1):
+            sku = f"bench-{n}"
+            for attempt in (sku, f"{sku}-{secrets.token_hex(4)}"):
+                status, body = http(
+                    "POST",
+                    self.base_url + "/v1/products",
+                    headers=self.auth,
+                    body={
+                        "sku": attempt,
+                        "name": "Bench product",
+                        "price": {"amount": 1299, "currency": "EUR"},
+                        "stock": 100,
+                    },
+                )
+                if status == 201:
+                    ids.append(str(json.loads(body)["id"]))
+                    break
+                # A cluster directory left by an earlier run already has the sku: the first
+                # product gets a fresh one (its id is needed), the rest are just data.
+                if status == 409 and (n == 1 and attempt == sku):
+                    continue
+                if status == 409:
+                    break
+                raise BenchError(f"POST /v1/products ({attempt}) -> {status}: {body[:300]!r}")
+        self.product_id = ids[0]
+        return ids
+
+
+# --------------------------------------------------------------------------------------------
+# orchestration
+
+
+@contextmanager
+def terminate_on_sigterm() -> Iterator[None]:
+    """SIGTERM/SIGHUP become SystemExit, so the finally blocks still tear everything down."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def check_target(target: Target) -> None:
+    """One request before loading: a 401 or 404 at 10k req/s would look like a great result."""
+    status, body = http("GET", target.url, headers=dict(target.headers))
+    if status != 200:
+        raise BenchError(f"{target.name}: GET {target.url} -> {status}: {body[:300]!r}")
+
+
+def print_row(row: Row) -> None:
+    r = row.result
+    print(
+        f"  {row.scenario:<11} {row.target:<16} c={row.clients:<5} {r.requests_per_sec:>9.1f} req/s"
+        f"  p50 {r.p50_ms:>8.2f} ms  p99 {r.p99_ms:>8.2f} ms  max {r.max_ms:>8.2f} ms"
+        f"  non-2xx {r.non_2xx}  socket c/r/w/t {r.socket_errors}",
+        flush=True,
+    )
+
+
+def report(rows: Sequence[Row], *, command: str, wrk_label: str, duration: int) -> str:
+    lines = [
+        "| scenario | target | clients | req/s | p50 ms | p99 ms | max ms | non-2xx |"
+        " socket errors c/r/w/t |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        r = row.result
+        lines.append(
+            f"| {row.scenario} | {row.target} | {row.clients} | {r.requests_per_sec:.0f} |"
+            f" {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.max_ms:.1f} | {r.non_2xx} |"
+            f" {r.socket_errors} |"
+        )
+    lines.append("")
+    by_key = {(row.scenario, row.target): row.result for row in rows}
+    for scenario in dict.fromkeys(row.scenario for row in rows):
+        bare = by_key.get((scenario, "bare"))
+        if bare is None or bare.requests_per_sec == 0:
+            continue
+        for other in ("storefront", "tutorial"):
+            if (result := by_key.get((scenario, other))) is not None:
+                ratio = result.requests_per_sec / bare.requests_per_sec
+                lines.append(f"- {scenario}: {other}/bare req/s = {ratio:.2f}")
+    for row in rows:
+        if row.result.missing_retry_after is not None:
+            counts = ", ".join(f"{s}: {n}" for s, n in sorted(row.result.statuses.items()))
+            lines.append(
+                f"- {row.scenario} ({row.target}): responses by status {{{counts}}};"
+                f" 503 without Retry-After: {row.result.missing_retry_after};"
+                f" max latency {row.result.max_ms:.0f} ms"
+            )
+    cpus = os.cpu_count() or 0
+    lines += [
+        "",
+        f"{cpus} CPUs, {platform.system()} {platform.release()}, Python"
+        f" {platform.python_version()}, {wrk_label} `-t2 --latency`, {WARMUP_SECONDS} s warm-up"
+        f" then {duration} s per row, one uvicorn worker per app, all on {HOST}.",
+        "",
+        f"Command: `{command}`",
+    ]
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run", description=__doc__.split("\n\n")[0] if __doc__ else None
+    )
+    parser.add_argument(
+        "--scenario",
+        action="extend",
+        nargs="+",
+        choices=list(SCENARIOS),
+        metavar="NAME",
+        help=f"scenarios to run, in this order: {', '.join(SCENARIOS)} (default: all)",
+    )
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
+    parser.add_argument(
+        "--only-reference",
+        action="store_true",
+        help="skip Storefront: measure only the reference apps on a table created here",
+    )
+    args = parser.parse_args(argv)
+    if args.duration < 1:
+        parser.error("--duration must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    command = shlex.join([".venv/bin/python", "-m", "bench.run", *sys.argv[1:]])
+    os.chdir(ROOT)  # the CLI and LocalCluster resolve config/, alembic/ and .local/ from here
+    raise_fd_limit()
+    names = set(args.scenario or SCENARIOS)
+    scenarios = [
+        s for s in SCENARIOS.values() if s.name in names
+    ]  # canonical order: fewer restarts
+    if args.only_reference:
+        skipped = [s.name for s in scenarios if set(s.targets) <= STOREFRONT_TARGETS]
+        if skipped:
+            print(f"--only-reference: skipping Storefront-only scenarios {skipped}")
+        scenarios = [s for s in scenarios if s.name not in skipped]
+    if not scenarios:
+        print("nothing to run")
+        return 0
+    wrk = ensure_wrk()
+    rows: list[Row] = []
+    try:
+        with terminate_on_sigterm():
+            rows = run(scenarios, wrk=wrk, duration=args.duration, only_ref=args.only_reference)
+    except (BenchError, ClusterError) as error:
+        print(f"\nbench failed: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    print("\n" + report(rows, command=command, wrk_label=wrk_version(wrk), duration=args.duration))
+    return 0
+
+
+def run(scenarios: Sequence[Scenario], *, wrk: str, duration: int, only_ref: bool) -> list[Row]:
+    wanted = {t for s in scenarios for t in s.targets}
+    if only_ref:
+        wanted -= STOREFRONT_TARGETS
+    servers: list[Server] = []
+    storefront: Storefront | None = None
+    cluster: LocalCluster | None = None
+    rows: list[Row] = []
+    try:
+        print("starting PostgreSQL primary + replica ...", flush=True)
+        cluster = LocalCluster(REFERENCE_CLUSTER_DIR if only_ref else CLUSTER_DIR)
+        cluster.up()
+        replica_owner = cluster.dsn("replica", user="storefront")
+        targets: dict[str, Target] = {}
+
+        if wanted & STOREFRONT_TARGETS:
+            storefront = Storefront(cluster, free_port())
+            print("storefront: migrate, tenant, api key, serve, seed ...", flush=True)
+            storefront.prepare()
+            storefront.serve(READ_POOLS)
+            ids = storefront.seed(SEED_PRODUCTS)
+            auth = tuple(storefront.auth.items())
+            targets["storefront"] = Target(
+                "storefront", f"{storefront.base_url}/v1/products/{ids[0]}", auth
+            )
+            targets["storefront-list"] = Target(
+                "storefront-list", f"{storefront.base_url}/v1/products?limit=20", auth
+            )
+            product_id = ids[0]
+        else:
+            cluster.psql("primary", REFERENCE_SCHEMA, user="storefront")
+            product_id = REFERENCE_PRODUCT_ID
+            ids = [product_id]
+        wait_for_rows(replica_owner, ids)
+
+        reference_env = {
+            **os.environ,
+            "BENCH_DSN": replica_owner,
+            "BENCH_POOL_SIZE": str(REFERENCE_POOL_SIZE),
+            "BENCH_SQLA_DSN": sqlalchemy_url(replica_owner),
+        }
+        for name, module in (("bare", "reference_bare"), ("tutorial", "reference_tutorial")):
+            if name not in wanted:
+                continue
+            port = free_port()
+            server = Server(name, uvicorn_argv(f"bench.{module}:app", port), reference_env, port)
+            servers.append(server)
+            server.start(f"/products/{product_id}", None)
+            targets[name] = Target(name, f"{server.base_url}/products/{product_id}")
+
+        for scenario in scenarios:
+            print(f"\n{scenario.name}: {scenario.about}", flush=True)
+            for name in scenario.targets:
+                if name not in wanted:
+                    continue
+                if storefront is not None and name in STOREFRONT_TARGETS:
+                    storefront.serve(scenario.pools)
+                target = targets[name]
+                check_target(target)
+                options: dict[str, Any] = {
+                    "clients": scenario.clients,
+                    "timeout": scenario.wrk_timeout,
+                    "script": STATUS_SCRIPT if scenario.count_statuses else None,
+                }
+                run_wrk(wrk, target, duration=WARMUP_SECONDS, **options)
+                result = run_wrk(wrk, target, duration=duration, **options)
+                rows.append(Row(scenario.name, name, scenario.clients, result))
+                print_row(rows[-1])
+        return rows
+    finally:
+        if storefront is not None:
+            storefront.stop()
+        for server in reversed(servers):
+            server.stop()
+        if cluster is not None:
+            print("stopping PostgreSQL ...", flush=True)
+            cluster.down()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
