@@ -1,6 +1,5 @@
 """Catalog HTTP routes: parse, call the service, shape the response. No SQL, no rules."""
 
-
 import uuid
 from typing import Annotated
 

@@ -65,9 +65,16 @@ class UnitOfWork:
             preference = ReadPreference(strong=True)
         router = self.database.router
         self.node = router.for_read(preference) if self.read_only else router.for_write()
-        self._lease = self.node.connection()
+        lease = self.node.connection()
         try:
-            fairy = await self._lease.__aenter__()
+            fairy = await lease.__aenter__()
+        except BaseException as error:
+            translated = self._translate(error)
+            if translated is error:
+                raise
+            raise translated from error
+        self._lease = lease
+        try:
             self._conn = fairy.driver_connection
             await self._begin(fairy)
         except BaseException as error:

@@ -1,6 +1,5 @@
 """Health, readiness, database status and metrics."""
 
-
 from typing import Annotated, Any
 
 from dependency_injector.wiring import inject

@@ -1,6 +1,5 @@
 """Who is calling: `X-API-Key` for tenants, a bearer operator token for ops endpoints."""
 
-
 import hmac
 from collections.abc import Awaitable, Callable
 from typing import Annotated

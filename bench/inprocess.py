@@ -1,0 +1,76 @@
+"""In-process cost of one request: drive the ASGI app directly (no sockets, no load generator).
+
+    python -m bench.inprocess /v1/products/<id> --key <api key> [-n 5000] [--profile]
+
+Prints microseconds per request; with --profile, a pyinstrument report of where they go.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from typing import Any
+
+from app.main import asgi
+
+
+async def _one(app: Any, path: str, headers: list[tuple[bytes, bytes]]) -> int:
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 8000),
+    }
+    await app(scope, receive, send)
+    return status
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("path")
+    parser.add_argument("--key", required=True)
+    parser.add_argument("-n", type=int, default=5000)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    app = asgi()
+    headers = [(b"x-api-key", args.key.encode()), (b"host", b"localhost")]
+    async with app.router.lifespan_context(app):
+        for _ in range(200):  # warm caches and the pool
+            assert await _one(app, args.path, headers) == 200
+        profiler: Any = None
+        if args.profile:
+            from pyinstrument import Profiler
+
+            profiler = Profiler(interval=0.0001, async_mode="disabled")
+            profiler.start()
+        started = time.perf_counter()
+        for _ in range(args.n):
+            await _one(app, args.path, headers)
+        elapsed = time.perf_counter() - started
+        if profiler is not None:
+            profiler.stop()
+            print(profiler.output_text(unicode=False, color=False, show_all=False))
+    print(f"{elapsed / args.n * 1e6:.0f} µs per request ({args.n} sequential requests)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

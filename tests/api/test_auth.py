@@ -1,0 +1,68 @@
+"""API-key authentication and scopes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from dependency_injector import providers
+
+from app.core.clock import FixedClock, SystemClock
+from tests.conftest import Harness, problem
+
+
+async def test_missing_and_unknown_keys_are_401(harness: Harness) -> None:
+    missing = await harness.client.get("/v1/products")
+    assert missing.status_code == 401
+    assert problem(missing)["code"] == "auth.unauthenticated"
+    assert "www-authenticate" in missing.headers
+    for key in ("sf_live_unknown", "garbage", "sf_live_" + "x" * 300):
+        response = await harness.client.get("/v1/products", headers={"X-API-Key": key})
+        assert response.status_code == 401, key
+
+
+async def test_revoked_key_is_401(harness: Harness) -> None:
+    tenant, secret = await harness.tenant_with_key("acme")
+    headers = {"X-API-Key": secret}
+    assert (await harness.client.get("/v1/products", headers=headers)).status_code == 200
+    keys = await harness.container.api_key_service().list(tenant.id)
+    await harness.container.api_key_service().revoke(tenant.id, keys[0].id)
+    response = await harness.client.get("/v1/products", headers=headers)
+    assert response.status_code == 401
+
+
+async def test_expired_key_is_401(harness: Harness) -> None:
+    tenant = await harness.container.tenant_service().create("acme", "Acme")
+    _, secret = await harness.container.api_key_service().issue(
+        tenant.id, "short", ["catalog:read"], expires_in_days=1
+    )
+    headers = {"X-API-Key": secret}
+    assert (await harness.client.get("/v1/products", headers=headers)).status_code == 200
+    later = FixedClock(SystemClock().now() + timedelta(days=2))
+    with harness.container.clock.override(providers.Object(later)):
+        harness.container.reset_singletons()
+        response = await harness.client.get("/v1/products", headers=headers)
+    harness.container.reset_singletons()
+    assert response.status_code == 401
+
+
+async def test_key_without_scope_is_403(harness: Harness) -> None:
+    _, secret = await harness.tenant_with_key("acme", scopes=("catalog:read",))
+    headers = {"X-API-Key": secret}
+    assert (await harness.client.get("/v1/products", headers=headers)).status_code == 200
+    response = await harness.client.post(
+        "/v1/products",
+        json={"sku": "A", "name": "A", "price": {"amount": 1, "currency": "EUR"}},
+        headers=headers,
+    )
+    assert response.status_code == 403
+    assert problem(response)["code"] == "auth.insufficient_scope"
+
+
+async def test_api_key_issue_rejects_unknown_scopes(harness: Harness, acme: dict[str, Any]) -> None:
+    import pytest
+
+    from app.identity.service import InvalidScopes
+
+    with pytest.raises(InvalidScopes):
+        await harness.container.api_key_service().issue(acme["tenant"].id, "x", ["root"])

@@ -1,0 +1,190 @@
+"""Catalog endpoints over HTTP against the real primary + replica."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.conftest import Harness, problem
+
+SHIRT = {"sku": "TSHIRT-M", "name": "T-shirt", "price": {"amount": 1299, "currency": "EUR"}}
+
+
+async def create(harness: Harness, **fields: Any) -> dict[str, Any]:
+    response = await harness.client.post("/v1/products", json={**SHIRT, "stock": 5, **fields})
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_create_returns_location_etag_and_consistency_token(
+    harness: Harness, acme: dict[str, Any]
+) -> None:
+    response = await harness.client.post("/v1/products", json={**SHIRT, "stock": 3})
+    assert response.status_code == 201
+    body = response.json()
+    assert response.headers["location"] == f"/v1/products/{body['id']}"
+    assert response.headers["etag"] == '"v1"'
+    assert "/" in response.headers["x-consistency-token"]
+    assert body["price"] == {"amount": 1299, "currency": "EUR"}
+    assert body["stock"] == 3
+    assert body["version"] == 1
+
+
+async def test_get_with_etag_and_304(harness: Harness, acme: dict[str, Any]) -> None:
+    product = await create(harness)
+    response = await harness.client.get(f"/v1/products/{product['id']}")
+    assert response.status_code == 200
+    assert response.json()["sku"] == "TSHIRT-M"
+    tag = response.headers["etag"]
+    again = await harness.client.get(
+        f"/v1/products/{product['id']}", headers={"If-None-Match": tag}
+    )
+    assert again.status_code == 304
+    assert again.headers["etag"] == tag
+    assert again.content == b""
+    other = await harness.client.get(
+        f"/v1/products/{product['id']}", headers={"If-None-Match": '"v99"'}
+    )
+    assert other.status_code == 200
+
+
+async def test_patch_requires_if_match_and_rejects_stale(
+    harness: Harness, acme: dict[str, Any]
+) -> None:
+    product = await create(harness)
+    url = f"/v1/products/{product['id']}"
+    missing = await harness.client.patch(url, json={"name": "New"})
+    assert missing.status_code == 428
+    assert problem(missing)["code"] == "precondition.required"
+
+    ok = await harness.client.patch(url, json={"name": "New"}, headers={"If-Match": '"v1"'})
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["name"] == "New"
+    assert ok.headers["etag"] == '"v2"'
+
+    stale = await harness.client.patch(url, json={"name": "Newer"}, headers={"If-Match": '"v1"'})
+    assert stale.status_code == 412
+    assert problem(stale)["code"] == "catalog.version_mismatch"
+
+    weak = await harness.client.patch(url, json={"name": "X"}, headers={"If-Match": 'W/"v2"'})
+    assert weak.status_code == 412  # If-Match uses the strong comparison
+
+    cleared = await harness.client.patch(
+        url,
+        json={"description": None, "price": {"amount": 5, "currency": "USD"}},
+        headers={"If-Match": '"v2"'},
+    )
+    assert cleared.status_code == 200
+    assert cleared.json()["description"] is None
+    assert cleared.json()["price"] == {"amount": 5, "currency": "USD"}
+
+
+async def test_patch_to_existing_sku_conflicts(harness: Harness, acme: dict[str, Any]) -> None:
+    await create(harness, sku="A-1")
+    second = await create(harness, sku="B-2")
+    response = await harness.client.patch(
+        f"/v1/products/{second['id']}", json={"sku": "A-1"}, headers={"If-Match": '"v1"'}
+    )
+    assert response.status_code == 409
+    assert problem(response)["code"] == "catalog.sku_taken"
+
+
+async def test_duplicate_sku_is_409(harness: Harness, acme: dict[str, Any]) -> None:
+    await create(harness)
+    response = await harness.client.post("/v1/products", json={**SHIRT, "stock": 1})
+    assert response.status_code == 409
+    assert problem(response)["code"] == "catalog.sku_taken"
+
+
+async def test_stock_adjustments_are_atomic_and_never_negative(
+    harness: Harness, acme: dict[str, Any]
+) -> None:
+    product = await create(harness, stock=2)
+    url = f"/v1/products/{product['id']}/stock-adjustments"
+    down = await harness.client.post(url, json={"delta": -2, "reason": "sold"})
+    assert down.status_code == 201, down.text
+    assert down.json()["stock"] == 0
+    below = await harness.client.post(url, json={"delta": -1, "reason": "sold"})
+    assert below.status_code == 409
+    assert problem(below)["code"] == "inventory.insufficient"
+    zero = await harness.client.post(url, json={"delta": 0, "reason": "noop"})
+    assert zero.status_code == 422
+    current = await harness.client.get(f"/v1/products/{product['id']}")
+    assert current.json()["stock"] == 0
+    assert current.json()["version"] == 2
+
+
+async def test_concurrent_decrements_never_oversell(harness: Harness, acme: dict[str, Any]) -> None:
+    import asyncio
+
+    product = await create(harness, stock=10)
+    url = f"/v1/products/{product['id']}/stock-adjustments"
+    results = await asyncio.gather(
+        *(harness.client.post(url, json={"delta": -1, "reason": "race"}) for _ in range(25))
+    )
+    statuses = sorted(r.status_code for r in results)
+    assert statuses.count(201) == 10
+    assert statuses.count(409) == 15
+    final = await harness.client.get(
+        f"/v1/products/{product['id']}", headers={"X-Read-Consistency": "strong"}
+    )
+    assert final.json()["stock"] == 0
+
+
+async def test_list_paginates_with_opaque_cursor_and_searches(
+    harness: Harness, acme: dict[str, Any]
+) -> None:
+    for i in range(5):
+        await create(harness, sku=f"SKU-{i}", name=f"Mug {i}" if i % 2 else f"Cap {i}")
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 2}
+        if cursor:
+            params["cursor"] = cursor
+        page = await harness.client.get("/v1/products", params=params)
+        assert page.status_code == 200, page.text
+        body = page.json()
+        assert len(body["items"]) <= 2
+        seen += [item["sku"] for item in body["items"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert sorted(seen) == [f"SKU-{i}" for i in range(5)]
+    assert len(seen) == len(set(seen))
+
+    mugs = await harness.client.get("/v1/products", params={"q": "mug"})
+    assert sorted(p["name"] for p in mugs.json()["items"]) == ["Mug 1", "Mug 3"]
+    by_sku = await harness.client.get("/v1/products", params={"q": "sku-4"})
+    assert [p["sku"] for p in by_sku.json()["items"]] == ["SKU-4"]
+    wildcard = await harness.client.get("/v1/products", params={"q": "%"})
+    assert wildcard.json()["items"] == []
+
+    bad = await harness.client.get("/v1/products", params={"cursor": "not-a-cursor"})
+    assert bad.status_code == 400
+    assert problem(bad)["code"] == "pagination.invalid_cursor"
+    too_many = await harness.client.get("/v1/products", params={"limit": 101})
+    assert too_many.status_code == 422
+
+
+async def test_tenants_are_isolated(harness: Harness, acme: dict[str, Any]) -> None:
+    product = await create(harness)
+    _, other_key = await harness.tenant_with_key("globex")
+    other = {"X-API-Key": other_key}
+    response = await harness.client.get(f"/v1/products/{product['id']}", headers=other)
+    assert response.status_code == 404
+    assert problem(response)["code"] == "catalog.not_found"
+    listing = await harness.client.get("/v1/products", headers=other)
+    assert listing.json()["items"] == []
+    patch = await harness.client.patch(
+        f"/v1/products/{product['id']}",
+        json={"name": "x"},
+        headers={**other, "If-Match": '"v1"'},
+    )
+    assert patch.status_code == 404
+    adjust = await harness.client.post(
+        f"/v1/products/{product['id']}/stock-adjustments",
+        json={"delta": 1, "reason": "x"},
+        headers=other,
+    )
+    assert adjust.status_code == 404

@@ -1,0 +1,189 @@
+"""Test harness: one real PostgreSQL primary + streaming replica per test session.
+
+The pair is created from the machine's PostgreSQL binaries in a temp dir on free ports, migrated
+by running the Alembic migrations (never create_all), and truncated before every test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from alembic import command
+from alembic.config import Config
+from dependency_injector import providers
+
+os.environ["STOREFRONT_ENV"] = "test"
+
+from app.devcluster import LocalCluster  # noqa: E402
+from app.main import create_app  # noqa: E402
+from app.ops.service import ALEMBIC_INI  # noqa: E402
+from app.settings import Settings  # noqa: E402
+from containers import Container  # noqa: E402
+
+OPERATOR_TOKEN = "test-operator-token-0123456789"
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[LocalCluster]:
+    base = tempfile.mkdtemp(prefix="storefront-test-")
+    local = LocalCluster(os.path.join(base, "pg"))
+    local.up()
+    try:
+        config = Config(str(ALEMBIC_INI))
+        config.attributes["url"] = local.dsn("primary")
+        config.attributes["app_role"] = "storefront_app"
+        command.upgrade(config, "head")
+        yield local
+    finally:
+        local.destroy()
+
+
+def app_url(cluster: LocalCluster, role: str) -> str:
+    return cluster.dsn(role, user="storefront_app").replace(
+        "postgresql://", "postgresql+asyncpg://"
+    )
+
+
+def make_settings(cluster: LocalCluster, **database: Any) -> Settings:
+    """Test settings: the cluster's URLs plus any `database` section overrides."""
+    section: dict[str, Any] = {
+        "primary": {"url": app_url(cluster, "primary")},
+        "replicas": [{"url": app_url(cluster, "replica"), "weight": 1}],
+        "migration_url": cluster.dsn("primary"),
+        "connect": {"connect_timeout": 1.0, "command_timeout": 5.0},
+        "routing": {"health_interval_seconds": 0.2, "max_replica_lag_seconds": 5.0},
+        "breaker": {"fail_max": 2, "reset_timeout_seconds": 1.0},
+    }
+    for key, value in database.items():
+        if isinstance(value, dict) and isinstance(section.get(key), dict):
+            section[key] = {**section[key], **value}
+        else:
+            section[key] = value
+    return Settings(database=section, ops={"operator_token": OPERATOR_TOKEN})
+
+
+@pytest.fixture(autouse=True)
+def clean_database(request: pytest.FixtureRequest) -> None:
+    """Every test starts from empty tables (unit tests do not touch the cluster)."""
+    if "cluster" not in request.fixturenames:
+        return
+    local: LocalCluster = request.getfixturevalue("cluster")
+    local.psql("primary", "TRUNCATE tenants CASCADE")
+
+
+class StorefrontClient(httpx.AsyncClient):
+    """Like a real SDK: sends back the last consistency token it was given (read-your-writes)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.consistency_token: str | None = None
+
+    async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:  # type: ignore[override]
+        if self.consistency_token and "x-consistency-token" not in request.headers:
+            request.headers["X-Consistency-Token"] = self.consistency_token
+        response = await super().send(request, **kwargs)
+        token = response.headers.get("x-consistency-token")
+        if token:
+            self.consistency_token = token
+        return response
+
+
+class Harness:
+    """An app built around a container the test may override, plus helpers."""
+
+    def __init__(self, cluster: LocalCluster, container: Container, app: Any) -> None:
+        self.cluster = cluster
+        self.container = container
+        self.app = app
+        self.client = StorefrontClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+        )
+
+    async def tenant_with_key(
+        self, slug: str = "acme", scopes: tuple[str, ...] = ("catalog:read", "catalog:write")
+    ) -> tuple[Any, str]:
+        tenant = await self.container.tenant_service().create(slug, slug.title())
+        _, secret = await self.container.api_key_service().issue(tenant.id, "test", list(scopes))
+        return tenant, secret
+
+    async def ops_db(self) -> dict[str, Any]:
+        response = await self.client.get(
+            "/ops/db", headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+        )
+        assert response.status_code == 200, response.text
+        engines: dict[str, Any] = {e["name"]: e for e in response.json()["engines"]}
+        return engines
+
+    async def wait_for(
+        self, condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition"
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result = condition()
+            if asyncio.iscoroutine(result):
+                result = await result
+            if result:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+async def make_harness(cluster: LocalCluster) -> AsyncIterator[Callable[..., Any]]:
+    """Build (and on teardown close) an app whose settings take `database` overrides."""
+    opened: list[tuple[Harness, Any]] = []
+
+    async def build(**database: Any) -> Harness:
+        container = Container()
+        container.settings.override(providers.Object(make_settings(cluster, **database)))
+        app = create_app(container)
+        lifespan = app.router.lifespan_context(app)
+        await lifespan.__aenter__()
+        harness = Harness(cluster, container, app)
+        opened.append((harness, lifespan))
+        return harness
+
+    yield build
+    for harness, lifespan in reversed(opened):
+        await harness.client.aclose()
+        await lifespan.__aexit__(None, None, None)
+        harness.container.unwire()
+        harness.container.reset_override()
+
+
+@pytest.fixture
+async def harness(make_harness: Callable[..., Any]) -> Harness:
+    built: Harness = await make_harness()
+    return built
+
+
+@pytest.fixture
+async def acme(harness: Harness) -> dict[str, Any]:
+    """Tenant `acme` with a catalog key; the harness client sends that key."""
+    tenant, secret = await harness.tenant_with_key("acme")
+    harness.client.headers["X-API-Key"] = secret
+    return {"tenant": tenant, "key": secret}
+
+
+async def raw_connect(cluster: LocalCluster, role: str, user: str) -> asyncpg.Connection:
+    return await asyncpg.connect(cluster.dsn(role, user=user))
+
+
+def problem(response: httpx.Response) -> dict[str, Any]:
+    """Assert the RFC 9457 shape and return the body."""
+    assert response.headers["content-type"].startswith("application/problem+json"), response.text
+    body: dict[str, Any] = json.loads(response.text)
+    for field in ("type", "title", "status", "detail", "instance", "code", "request_id"):
+        assert field in body, f"{field} missing in {body}"
+    assert body["status"] == response.status_code
+    assert body["request_id"] == response.headers["x-request-id"]
+    return body
