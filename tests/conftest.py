@@ -17,17 +17,18 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from alembic import command
 from alembic.config import Config
 from dependency_injector import providers
 
+from alembic import command
+
 os.environ["STOREFRONT_ENV"] = "test"
 
-from app.devcluster import LocalCluster  # noqa: E402
-from app.main import create_app  # noqa: E402
-from app.ops.service import ALEMBIC_INI  # noqa: E402
-from app.settings import Settings  # noqa: E402
-from containers import Container  # noqa: E402
+from app.devcluster import LocalCluster
+from app.main import create_app
+from app.ops.service import ALEMBIC_INI
+from app.settings import Settings
+from containers import Container
 
 OPERATOR_TOKEN = "test-operator-token-0123456789"
 
@@ -123,10 +124,18 @@ class Harness:
         engines: dict[str, Any] = {e["name"]: e for e in response.json()["engines"]}
         return engines
 
+    async def database_read_on_replica(self, product_id: str) -> Any:
+        """What the replica itself returns for a product (bypassing the app)."""
+        conn = await raw_connect(self.cluster, "replica", "storefront")
+        try:
+            return await conn.fetchrow("SELECT id FROM products WHERE id = $1::uuid", product_id)
+        finally:
+            await conn.close()
+
     async def wait_for(
-        self, condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition"
+        self, condition: Callable[[], Any], within: float = 10.0, what: str = "condition"
     ) -> None:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             result = condition()
             if asyncio.iscoroutine(result):
