@@ -1,0 +1,147 @@
+"""Faults on the real cluster: replica down, primary down, pool exhausted.
+
+Each test puts the cluster back the way it found it (servers running, replica streaming).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+from app.devcluster import LocalCluster
+from tests.conftest import Harness, problem, raw_connect
+
+SHIRT = {"name": "Shirt", "price": {"amount": 100, "currency": "EUR"}, "stock": 1}
+
+
+async def _streaming_again(cluster: LocalCluster) -> None:
+    """Wait until a write on the primary shows up on the replica."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            primary = await raw_connect(cluster, "primary", "postgres")
+            try:
+                await primary.execute("SELECT txid_current()")  # forces a commit record
+                lsn = await primary.fetchval("SELECT pg_current_wal_lsn()::text")
+            finally:
+                await primary.close()
+            replica = await raw_connect(cluster, "replica", "postgres")
+            try:
+                replayed = await replica.fetchval(
+                    "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn", lsn
+                )
+            finally:
+                await replica.close()
+            if replayed:
+                return
+        except Exception:  # a server still starting: try again
+            pass
+        await asyncio.sleep(0.2)
+    raise AssertionError("replica did not resume streaming")
+
+
+async def test_replica_down_reads_fall_back_then_return(
+    harness: Harness, acme: dict[str, Any]
+) -> None:
+    created = await harness.client.post("/v1/products", json={**SHIRT, "sku": "R-1"})
+    product_id = created.json()["id"]
+    harness.client.consistency_token = None
+    await harness.wait_for(lambda: harness.database_read_on_replica(product_id), what="replay")
+    cluster = harness.cluster
+    try:
+        await asyncio.to_thread(cluster.stop, "replica")
+
+        async def replica_unhealthy() -> bool:
+            return not (await harness.ops_db())["replica-1"]["healthy"]
+
+        await harness.wait_for(replica_unhealthy, within=5, what="replica marked unhealthy")
+        for _ in range(5):
+            response = await harness.client.get(f"/v1/products/{product_id}")
+            assert response.status_code == 200, response.text
+        engines = await harness.ops_db()
+        assert engines["replica-1"]["healthy"] is False
+        assert engines["replica-1"]["error"]
+
+        await asyncio.to_thread(cluster.start, "replica")
+        started = time.monotonic()
+
+        async def replica_serving() -> bool:
+            before = (await harness.ops_db())["replica-1"]["routed_reads"]
+            await harness.client.get(f"/v1/products/{product_id}")
+            return bool((await harness.ops_db())["replica-1"]["routed_reads"] > before)
+
+        await harness.wait_for(replica_serving, within=5, what="reads back on the replica")
+        interval = harness.container.settings().database.routing.health_interval_seconds
+        # Two health intervals, plus the replica's own start-up and our polling granularity.
+        assert time.monotonic() - started <= 2 * interval + 1.0
+    finally:
+        await asyncio.to_thread(cluster.start, "replica")
+        await _streaming_again(cluster)
+
+
+async def test_primary_down_writes_fail_fast_reads_continue(
+    harness: Harness, acme: dict[str, Any]
+) -> None:
+    created = await harness.client.post("/v1/products", json={**SHIRT, "sku": "P-1"})
+    product_id = created.json()["id"]
+    harness.client.consistency_token = None
+    await harness.wait_for(lambda: harness.database_read_on_replica(product_id), what="replay")
+    # Warm the key into the replica path before the outage.
+    assert (await harness.client.get(f"/v1/products/{product_id}")).status_code == 200
+    cluster = harness.cluster
+    try:
+        await asyncio.to_thread(cluster.stop, "primary")
+
+        async def breaker_open() -> bool:
+            return bool((await harness.ops_db())["primary"]["breaker"]["state"] == "open")
+
+        # The health monitor's probes and failing requests open the breaker.
+        await harness.wait_for(breaker_open, within=5, what="primary breaker open")
+        for i in range(5):
+            started = time.monotonic()
+            response = await harness.client.post("/v1/products", json={**SHIRT, "sku": f"D-{i}"})
+            elapsed = time.monotonic() - started
+            assert response.status_code == 503, response.text
+            assert problem(response)["code"] == "database.unavailable"
+            assert int(response.headers["retry-after"]) >= 1
+            assert elapsed < 1.0
+
+        read = await harness.client.get(f"/v1/products/{product_id}")
+        assert read.status_code == 200, read.text
+        listing = await harness.client.get("/v1/products")
+        assert listing.status_code == 200
+
+        await asyncio.to_thread(cluster.start, "primary")
+        reset = harness.container.settings().database.breaker.reset_timeout_seconds
+
+        async def writes_work() -> bool:
+            response = await harness.client.post(
+                "/v1/products", json={**SHIRT, "sku": f"U-{uuid.uuid4().hex[:8]}"}
+            )
+            return response.status_code == 201
+
+        await harness.wait_for(writes_work, within=reset + 5, what="writes after restart")
+    finally:
+        await asyncio.to_thread(cluster.start, "primary")
+        await _streaming_again(cluster)
+
+
+async def test_pool_exhaustion_is_a_fast_503_then_recovers(make_harness: Any) -> None:
+    harness: Harness = await make_harness(pool={"size": 1, "max_overflow": 0, "timeout": 0.5})
+    _, secret = await harness.tenant_with_key("acme")
+    harness.client.headers["X-API-Key"] = secret
+    primary = harness.container.database().primary
+    async with primary.connection():
+        started = time.monotonic()
+        response = await harness.client.post("/v1/products", json={**SHIRT, "sku": "B-1"})
+        elapsed = time.monotonic() - started
+    assert response.status_code == 503
+    assert problem(response)["code"] == "database.busy"
+    assert response.headers["retry-after"] == "1"
+    assert 0.45 <= elapsed < 1.5
+    assert primary.breaker.state == "closed"  # back-pressure is not an outage
+    after = await harness.client.post("/v1/products", json={**SHIRT, "sku": "B-2"})
+    assert after.status_code == 201, after.text
+    assert (await harness.ops_db())["primary"]["pool_timeouts"] >= 1
