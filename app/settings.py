@@ -2,7 +2,8 @@
 
 Sources, lowest priority first: `config/base.yaml`, `config/<STOREFRONT_ENV>.yaml`, environment
 variables (`STOREFRONT_` prefix, `__` nesting), then files in the secrets directory
-(`STOREFRONT_SECRETS_DIR`, e.g. a mounted `database__primary__url`), then init arguments.
+(`STOREFRONT_SECRETS_DIR`, one file per setting named like its env var, e.g.
+`storefront_ops__operator_token`), then init arguments.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
-    SecretsSettingsSource,
+    NestedSecretsSettingsSource,
     SettingsConfigDict,
 )
 
@@ -180,7 +181,8 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings]
         secrets_dir = os.environ.get("STOREFRONT_SECRETS_DIR")
         if secrets_dir:
-            sources.append(SecretsSettingsSource(settings_cls, secrets_dir=secrets_dir))
+            # One file per setting, named like its env var: storefront_ops__operator_token.
+            sources.append(NestedSecretsSettingsSource(file_secret_settings, secrets_dir=secrets_dir))
         sources += [env_settings, _YamlFiles(settings_cls, env)]
         return tuple(sources)
 

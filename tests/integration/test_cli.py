@@ -1,0 +1,75 @@
+"""The operator CLI reads the same settings as the server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+from tests.conftest import Harness, app_url
+
+
+def storefront(harness: Harness, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    cluster = harness.cluster
+    environment = {
+        **os.environ,
+        "STOREFRONT_DATABASE__PRIMARY__URL": app_url(cluster, "primary"),
+        "STOREFRONT_DATABASE__REPLICAS": json.dumps([{"url": app_url(cluster, "replica")}]),
+        "STOREFRONT_DATABASE__MIGRATION_URL": cluster.dsn("primary"),
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_tenant_and_api_key_from_the_cli_work_over_http(harness: Harness) -> None:
+    created = storefront(harness, "tenants", "create", "--slug", "acme", "--name", "Acme")
+    assert created.returncode == 0, created.stderr
+    again = storefront(harness, "tenants", "create", "--slug", "acme", "--name", "Acme")
+    assert again.returncode == 1
+    assert again.stderr.strip().startswith("error: tenant.slug_taken")
+    assert "exists" in again.stderr
+
+    issued = storefront(
+        harness, "api-keys", "create", "--tenant", "acme", "--scopes", "catalog:read"
+    )
+    assert issued.returncode == 0, issued.stderr
+    secret = issued.stdout.strip().splitlines()[-1]
+    assert secret.startswith("sf_live_")
+    response = await harness.client.get("/v1/products", headers={"X-API-Key": secret})
+    assert response.status_code == 200
+
+
+async def test_cli_errors_are_one_line_and_non_zero(harness: Harness) -> None:
+    unknown = storefront(
+        harness, "api-keys", "create", "--tenant", "nobody", "--scopes", "catalog:read"
+    )
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip() == "error: tenant.not_found: no tenant 'nobody'"
+    bad_scope = storefront(harness, "tenants", "create", "--slug", "x!", "--name", "X")
+    assert bad_scope.returncode == 1
+    assert len(bad_scope.stderr.strip().splitlines()) == 1
+
+
+async def test_config_show_masks_secrets(harness: Harness) -> None:
+    shown = storefront(harness, "config", "show", STOREFRONT_OPS__OPERATOR_TOKEN="s3cret-token")
+    assert shown.returncode == 0, shown.stderr
+    config: dict[str, Any] = json.loads(shown.stdout)
+    assert config["database"]["pool"]["size"] == 10
+    assert "s3cret-token" not in shown.stdout
+
+
+async def test_dev_status_json_before_the_cluster_exists(harness: Harness, tmp_path: Any) -> None:
+    status = storefront(harness, "dev", "status", "--json", STOREFRONT_LOCAL_DIR=str(tmp_path))
+    assert status.returncode == 0, status.stderr
+    servers = json.loads(status.stdout)
+    assert [s["role"] for s in servers] == ["primary", "replica"]
+    assert {s["state"] for s in servers} == {"absent"}
+    assert {"role", "port", "data_dir", "state"} <= set(servers[0])

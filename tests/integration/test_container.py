@@ -1,0 +1,39 @@
+"""The container: providers can be overridden per test, and the original comes back."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from dependency_injector import providers
+
+from app.core.clock import FixedClock, SystemClock
+from tests.conftest import Harness
+
+SHIRT = {"sku": "S-1", "name": "Shirt", "price": {"amount": 100, "currency": "EUR"}, "stock": 1}
+
+
+async def test_overriding_the_clock_changes_what_routes_use(
+    harness: Harness, acme: dict[str, Any]
+) -> None:
+    frozen = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    with harness.container.clock.override(providers.Object(FixedClock(frozen))):
+        harness.container.reset_singletons()  # services built before the override hold the old
+        response = await harness.client.post("/v1/products", json=SHIRT)
+    assert response.status_code == 201
+    assert response.json()["created_at"] == "2030-01-02T03:04:05Z"
+
+    harness.container.reset_singletons()
+    assert isinstance(harness.container.clock(), SystemClock)
+    later = await harness.client.post("/v1/products", json={**SHIRT, "sku": "S-2"})
+    assert later.json()["created_at"].startswith(str(datetime.now(UTC).year))
+
+
+async def test_override_is_scoped_to_the_with_block(harness: Harness, acme: dict[str, Any]) -> None:
+    class Broken:
+        async def list(self, *args: Any) -> Any:
+            raise LookupError("not the real service")
+
+    with harness.container.catalog_service.override(providers.Object(Broken())):
+        assert (await harness.client.get("/v1/products")).status_code == 500
+    assert (await harness.client.get("/v1/products")).status_code == 200
