@@ -17,8 +17,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
-    PydanticBaseSettingsSource,
     NestedSecretsSettingsSource,
+    PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
@@ -182,7 +182,9 @@ class Settings(BaseSettings):
         secrets_dir = os.environ.get("STOREFRONT_SECRETS_DIR")
         if secrets_dir:
             # One file per setting, named like its env var: storefront_ops__operator_token.
-            sources.append(NestedSecretsSettingsSource(file_secret_settings, secrets_dir=secrets_dir))
+            sources.append(
+                NestedSecretsSettingsSource(file_secret_settings, secrets_dir=secrets_dir)
+            )
         sources += [env_settings, _YamlFiles(settings_cls, env)]
         return tuple(sources)
 

@@ -71,9 +71,7 @@ async def test_bad_path_id_is_422_and_unknown_id_is_404(
 
 
 async def test_bad_consistency_token_is_400(harness: Harness, acme: dict[str, Any]) -> None:
-    response = await harness.client.get(
-        "/v1/products", headers={"X-Consistency-Token": "nonsense"}
-    )
+    response = await harness.client.get("/v1/products", headers={"X-Consistency-Token": "nonsense"})
     assert response.status_code == 400
     assert problem(response)["code"] == "consistency.invalid_token"
 

@@ -12,9 +12,7 @@ from tests.conftest import Harness, raw_connect
 SHIRT = {"sku": "S-1", "name": "Shirt", "price": {"amount": 100, "currency": "EUR"}, "stock": 1}
 
 
-async def test_app_role_without_tenant_sees_no_rows(
-    harness: Harness, acme: dict[str, Any]
-) -> None:
+async def test_app_role_without_tenant_sees_no_rows(harness: Harness, acme: dict[str, Any]) -> None:
     assert (await harness.client.post("/v1/products", json=SHIRT)).status_code == 201
     conn = await raw_connect(harness.cluster, "primary", "storefront_app")
     try:
@@ -37,7 +35,9 @@ async def test_app_role_cannot_write_into_another_tenant(
     conn = await raw_connect(harness.cluster, "primary", "storefront_app")
     try:
         async with conn.transaction():
-            await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(acme["tenant"].id))
+            await conn.execute(
+                "SELECT set_config('app.tenant_id', $1, true)", str(acme["tenant"].id)
+            )
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
                 await conn.execute(
                     "INSERT INTO products (id, tenant_id, sku, name, price_amount, price_currency,"

@@ -1,0 +1,144 @@
+"""Pure logic of the database layer: breaker classification, routing, LSN tokens, ETags."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import asyncpg
+import pytest
+from sqlalchemy import exc as sa_exc
+
+from app.core.errors import DatabaseUnavailable, PreconditionFailed, PreconditionRequired
+from app.db.breakers import DatabaseBreaker
+from app.db.database import Database
+from app.db.errors import is_unavailable
+from app.db.routing import ReadPreference, format_lsn, parse_lsn
+from app.http.etags import not_modified, required_versions
+from app.settings import BreakerSettings, DatabaseSettings
+
+
+@pytest.mark.parametrize(
+    ("error", "counts"),
+    [
+        (ConnectionRefusedError(), True),
+        (TimeoutError(), True),
+        (asyncpg.exceptions.ConnectionDoesNotExistError("gone"), True),
+        (asyncpg.exceptions.CannotConnectNowError("starting"), True),
+        (asyncpg.exceptions.AdminShutdownError("bye"), True),
+        (asyncpg.exceptions.UniqueViolationError("dup"), False),
+        (asyncpg.exceptions.QueryCanceledError("statement timeout"), False),
+        (sa_exc.TimeoutError("pool"), False),
+        (asyncio.CancelledError(), False),
+        (ValueError("domain"), False),
+    ],
+)
+def test_only_unavailability_counts_against_the_breaker(error: BaseException, counts: bool) -> None:
+    assert is_unavailable(error) is counts
+
+
+def test_breaker_opens_fails_fast_and_lets_only_the_probe_through() -> None:
+    breaker = DatabaseBreaker("db", BreakerSettings(fail_max=2, reset_timeout_seconds=0.2))
+    for _ in range(2):
+        with pytest.raises(ConnectionRefusedError), breaker.guard():
+            raise ConnectionRefusedError()
+    assert breaker.state == "open"
+    ran = False
+    with pytest.raises(DatabaseUnavailable) as raised, breaker.guard():
+        ran = True
+    assert not ran
+    assert raised.value.retry_after == 1
+    time.sleep(0.25)
+    with pytest.raises(DatabaseUnavailable), breaker.guard():  # requests still fail fast
+        ran = True
+    assert not ran
+    with breaker.guard(probe=True):  # the monitor's trial call
+        ran = True
+    assert ran and breaker.state == "closed"
+
+
+def test_excluded_errors_do_not_open_the_breaker() -> None:
+    breaker = DatabaseBreaker("db", BreakerSettings(fail_max=1))
+    for error in (asyncpg.exceptions.UniqueViolationError("x"), sa_exc.TimeoutError("pool")):
+        with pytest.raises(type(error)), breaker.guard():
+            raise error
+    assert breaker.state == "closed"
+
+
+def _database(**routing: object) -> Database:
+    return Database(
+        DatabaseSettings(
+            primary={"url": "postgresql://a@127.0.0.1:1/x"},
+            replicas=[
+                {"url": "postgresql://a@127.0.0.1:2/x", "weight": 3},
+                {"url": "postgresql://a@127.0.0.1:3/x", "weight": 1},
+            ],
+            routing=routing,
+        )
+    )
+
+
+def _healthy(database: Database, lsn: int = 100) -> None:
+    for node in database.replicas:
+        node.health.reachable, node.health.lsn, node.health.lag_seconds = True, lsn, 0.0
+
+
+def test_weighted_round_robin_gives_exact_shares() -> None:
+    database = _database()
+    _healthy(database)
+    picks = [database.router.for_read(ReadPreference()).name for _ in range(400)]
+    assert picks.count("replica-1") == 300
+    assert picks.count("replica-2") == 100
+    assert picks[:4].count("replica-1") == 3  # smooth: spread out, not in blocks
+
+
+def test_routing_falls_back_to_primary_and_counts_why() -> None:
+    database = _database(max_replica_lag_seconds=1.0)
+    router = database.router
+    assert router.for_read(ReadPreference()).name == "primary"  # nothing probed yet
+    _healthy(database, lsn=100)
+    assert router.for_read(ReadPreference(min_lsn=101)).name == "primary"
+    assert router.for_read(ReadPreference(min_lsn=100)).name.startswith("replica")
+    assert router.for_read(ReadPreference(strong=True)).name == "primary"
+    for node in database.replicas:
+        node.health.lag_seconds = 2.0
+    assert router.for_read(ReadPreference()).name == "primary"
+    assert router.fallbacks["no_eligible_replica"] == 3
+
+
+def test_primary_outage_serves_stale_reads_from_a_reachable_replica() -> None:
+    database = _database(max_replica_lag_seconds=1.0)
+    _healthy(database)
+    for node in database.replicas:
+        node.health.lag_seconds = 30.0
+    for _ in range(3):
+        with pytest.raises(ConnectionRefusedError), database.primary.breaker.guard():
+            raise ConnectionRefusedError()
+    assert database.router.for_read(ReadPreference()).name.startswith("replica")
+    assert database.router.fallbacks["stale_replica_read"] == 1
+    strict = _database(stale_reads_on_primary_outage=False)
+    for _ in range(3):
+        with pytest.raises(ConnectionRefusedError), strict.primary.breaker.guard():
+            raise ConnectionRefusedError()
+    assert strict.router.for_read(ReadPreference()).name == "primary"
+
+
+@pytest.mark.parametrize("lsn", [0, 1, 0x16_B374D848, (1 << 64) - 1])
+def test_lsn_tokens_round_trip(lsn: int) -> None:
+    assert parse_lsn(format_lsn(lsn)) == lsn
+
+
+@pytest.mark.parametrize("token", ["", "abc", "1/zz", "/", "1//2", "-1/0"])
+def test_bad_lsn_tokens_are_rejected(token: str) -> None:
+    assert parse_lsn(token) is None
+
+
+def test_etag_conditions() -> None:
+    assert not_modified('"v3"', 3) and not_modified('W/"v3"', 3) and not_modified("*", 3)
+    assert not not_modified('"v2", "v4"', 3) and not not_modified(None, 3)
+    assert required_versions('"v2", "v3"') == {2, 3}
+    assert required_versions("*") is None
+    with pytest.raises(PreconditionRequired):
+        required_versions(None)
+    with pytest.raises(PreconditionFailed):
+        required_versions('W/"v3"')
