@@ -50,7 +50,8 @@ async def test_invalid_bodies_are_422_with_errors(
     assert response.status_code == 422
     payload = problem(response)
     assert payload["code"] == "request.invalid"
-    assert payload["errors"] and {"loc", "msg", "type"} <= set(payload["errors"][0])
+    assert payload["errors"]
+    assert {"loc", "msg", "type"} <= set(payload["errors"][0])
 
 
 async def test_malformed_json_is_422(harness: Harness, acme: dict[str, Any]) -> None:

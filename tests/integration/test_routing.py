@@ -73,7 +73,7 @@ async def test_consistency_token_reads_own_write_while_replica_replay_is_paused(
 
 async def test_lagging_replica_is_skipped(make_harness: Any) -> None:
     harness: Harness = await make_harness(routing={"max_replica_lag_seconds": 0.0})
-    tenant, secret = await harness.tenant_with_key("acme")
+    _tenant, secret = await harness.tenant_with_key("acme")
     harness.client.headers["X-API-Key"] = secret
     replica = await raw_connect(harness.cluster, "replica", "postgres")
     try:

@@ -88,9 +88,11 @@ async def test_pagination_cursor_round_trip_and_tampering(service: CatalogServic
     for i in range(3):
         await service.create(A, f"S{i}", "N", None, Money(1, "EUR"), 1)
     first = await service.list(A, 2, None, None)
-    assert len(first.items) == 2 and first.next_cursor
+    assert len(first.items) == 2
+    assert first.next_cursor
     second = await service.list(A, 2, first.next_cursor, None)
-    assert len(second.items) == 1 and second.next_cursor is None
+    assert len(second.items) == 1
+    assert second.next_cursor is None
     for bad in ("%%%", "WyJ4Il0", "WyJub3QtYS1kYXRlIiwgIngiXQ"):
         with pytest.raises(InvalidCursor):
             await service.list(A, 2, bad, None)
