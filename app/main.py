@@ -46,8 +46,8 @@ def create_app(container: Any) -> FastAPI:
     app.add_middleware(
         EdgeMiddleware, metrics=container.metrics(), access_log=settings.logging.access_log
     )
+    app.include_router(catalog_router)  # hot routes first: matching is in order
     app.include_router(ops_router)
-    app.include_router(catalog_router)
     return app
 
 

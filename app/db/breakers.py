@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import pybreaker
 
@@ -58,15 +58,37 @@ class DatabaseBreaker:
 
     @contextmanager
     def guard(self, *, probe: bool = False) -> Iterator[None]:
-        """Run the body as one guarded call; fail fast unless closed (or this is the probe)."""
-        if not probe and not self.is_closed:
-            raise DatabaseUnavailable(
-                f"database {self.name} is unavailable", retry_after=self.retry_after()
-            )
-        try:
-            with self._breaker.calling():
+        """Run the body as one guarded call; fail fast unless closed (or this is the probe).
+
+        A request on a closed breaker with no failures on record costs only the state check:
+        pybreaker is entered only to record a failure, to clear a failure streak, or for the
+        monitor's probe (which drives open -> half-open -> closed).
+        """
+        if probe:
+            with self._translated(), self._breaker.calling():
                 yield
+            return
+        if not self.is_closed:
+            raise self._unavailable()
+        try:
+            yield
+        except BaseException as error:
+            if is_unavailable(error):
+                with suppress(type(error)), self._breaker.calling():
+                    raise error  # counted by pybreaker as a failure (and may open it)
+            raise
+        if self._breaker.fail_counter:
+            with self._breaker.calling():
+                pass  # a success ends the failure streak
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
         except pybreaker.CircuitBreakerError as error:
-            raise DatabaseUnavailable(
-                f"database {self.name} is unavailable", retry_after=self.retry_after()
-            ) from error
+            raise self._unavailable() from error
+
+    def _unavailable(self) -> DatabaseUnavailable:
+        return DatabaseUnavailable(
+            f"database {self.name} is unavailable", retry_after=self.retry_after()
+        )

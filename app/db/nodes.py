@@ -64,7 +64,7 @@ class DatabaseNode:
                 await _discard_broken(fairy)
                 raise
             finally:
-                await greenlet_spawn(fairy.close)
+                await self._checkin(fairy)
 
     async def _checkout(self) -> PoolProxiedConnection:
         started = time.perf_counter()
@@ -80,6 +80,16 @@ class DatabaseNode:
             self.waiting -= 1
             if self.checkout_observer is not None:
                 self.checkout_observer(self.name, time.perf_counter() - started)
+
+    async def _checkin(self, fairy: PoolProxiedConnection) -> None:
+        """Return a connection. Only closing one (an overflow connection finding the pool full, or
+        an invalidated one) awaits I/O and so needs SQLAlchemy's greenlet bridge; the common
+        case is a plain queue put, done inline (nothing else runs between check and put)."""
+        pool: Any = self.engine.sync_engine.pool
+        if fairy.is_valid and pool.checkedin() < pool.size():
+            fairy.close()
+        else:
+            await greenlet_spawn(fairy.close)
 
     async def mark_unreachable(self, error: BaseException) -> None:
         """Route reads away at once; drop idle connections (they died with the server)."""
