@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -28,6 +29,16 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=self.registry,
         )
+
+        self._http_children: dict[tuple[str, str, int], Any] = {}
+
+    def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
+        # labels() takes a lock and builds a key on every call; the children are few and stable.
+        key = (method, route, status)
+        child = self._http_children.get(key)
+        if child is None:
+            child = self._http_children[key] = self.http_duration.labels(method, route, status)
+        child.observe(seconds)
 
     def observe_checkout(self, engine: str, seconds: float) -> None:
         self.checkout_duration.labels(engine).observe(seconds)

@@ -56,30 +56,40 @@ class DatabaseBreaker:
         remaining = opened_at.timestamp() + self._breaker.reset_timeout - time.time()
         return max(1, int(remaining + 0.999))
 
+    def check(self) -> None:
+        """Fail fast unless closed: no connect attempt while open or half-open."""
+        if not self.is_closed:
+            raise self._unavailable()
+
+    def record(self, error: BaseException | None) -> None:
+        """Tell the breaker how a call ended.
+
+        The common case (success, no failure streak) costs only the counter read: pybreaker is
+        entered only to count an unavailability failure (which may open it) or to end a streak.
+        """
+        if error is None:
+            if self._breaker.fail_counter:
+                with self._breaker.calling():
+                    pass
+        elif is_unavailable(error):
+            with suppress(type(error)), self._breaker.calling():
+                raise error
+
     @contextmanager
     def guard(self, *, probe: bool = False) -> Iterator[None]:
-        """Run the body as one guarded call; fail fast unless closed (or this is the probe).
-
-        A request on a closed breaker with no failures on record costs only the state check:
-        pybreaker is entered only to record a failure, to clear a failure streak, or for the
-        monitor's probe (which drives open -> half-open -> closed).
-        """
+        """The body as one guarded call. `probe=True` is the health monitor's trial call: it is
+        let through when the reset timeout has passed (open -> half-open -> closed)."""
         if probe:
             with self._translated(), self._breaker.calling():
                 yield
             return
-        if not self.is_closed:
-            raise self._unavailable()
+        self.check()
         try:
             yield
         except BaseException as error:
-            if is_unavailable(error):
-                with suppress(type(error)), self._breaker.calling():
-                    raise error  # counted by pybreaker as a failure (and may open it)
+            self.record(error)
             raise
-        if self._breaker.fail_counter:
-            with self._breaker.calling():
-                pass  # a success ends the failure streak
+        self.record(None)
 
     @contextmanager
     def _translated(self) -> Iterator[None]:

@@ -49,22 +49,48 @@ class DatabaseNode:
         self.busy_rejections = 0
         self.checkout_observer: Any = None  # set by metrics: callable(node_name, seconds)
 
+    async def acquire(self) -> PoolProxiedConnection:
+        """Check out a pooled connection for a request; fail fast unless the breaker is closed.
+
+        Returns SQLAlchemy's pooled DBAPI connection; `.driver_connection` is the asyncpg
+        connection, used directly so the hot path pays no ORM or Core overhead. Straight-line
+        code rather than nested context managers: this runs on every request.
+        """
+        self.breaker.check()
+        try:
+            return await self._checkout()
+        except BaseException as error:
+            self.breaker.record(error)
+            raise
+
+    async def release(self, fairy: PoolProxiedConnection, error: BaseException | None) -> None:
+        """Return the connection; on error roll back or discard it and tell the breaker."""
+        self.breaker.record(error)
+        if error is not None:
+            await _discard_broken(fairy)
+        await self._checkin(fairy)
+
     @asynccontextmanager
     async def connection(self, *, probe: bool = False) -> AsyncIterator[PoolProxiedConnection]:
-        """Check out a pooled connection under the breaker.
-
-        Yields SQLAlchemy's pooled DBAPI connection; `.driver_connection` is the asyncpg
-        connection, used directly so the hot path pays no ORM or Core overhead.
-        """
-        with self.breaker.guard(probe=probe):
-            fairy = await self._checkout()
-            try:
-                yield fairy
-            except BaseException:
-                await _discard_broken(fairy)
-                raise
-            finally:
-                await self._checkin(fairy)
+        """acquire/release as a context manager; `probe=True` for the health monitor."""
+        if probe:
+            with self.breaker.guard(probe=True):
+                fairy = await self._checkout()
+                try:
+                    yield fairy
+                except BaseException:
+                    await _discard_broken(fairy)
+                    raise
+                finally:
+                    await self._checkin(fairy)
+            return
+        fairy = await self.acquire()
+        try:
+            yield fairy
+        except BaseException as error:
+            await self.release(fairy, error)
+            raise
+        await self.release(fairy, None)
 
     async def _checkout(self) -> PoolProxiedConnection:
         started = time.perf_counter()

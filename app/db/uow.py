@@ -9,7 +9,6 @@ in the pool's per-connection `info`), so a hot read costs exactly its own query.
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Protocol, Self
 from uuid import UUID
@@ -54,7 +53,7 @@ class UnitOfWork:
         self.read_only = read_only
         self.node: DatabaseNode | None = None
         self.commit_lsn: int | None = None
-        self._lease: AbstractAsyncContextManager[PoolProxiedConnection] | None = None
+        self._fairy: PoolProxiedConnection | None = None
         self._transactional = not read_only or database.settings.pgbouncer
         self._conn: Any = None
 
@@ -65,20 +64,19 @@ class UnitOfWork:
             preference = ReadPreference(strong=True)
         router = self.database.router
         self.node = router.for_read(preference) if self.read_only else router.for_write()
-        lease = self.node.connection()
         try:
-            fairy = await lease.__aenter__()
+            fairy = await self.node.acquire()
         except BaseException as error:
             translated = self._translate(error)
             if translated is error:
                 raise
             raise translated from error
-        self._lease = lease
+        self._fairy = fairy
         try:
             self._conn = fairy.driver_connection
             await self._begin(fairy)
         except BaseException as error:
-            await self._release(type(error), error, error.__traceback__)
+            await self._release(error)
             translated = self._translate(error)
             if translated is error:
                 raise
@@ -126,22 +124,16 @@ class UnitOfWork:
     ) -> None:
         if self._conn is not None and self._conn.is_in_transaction() and exc is None:
             await self._conn.execute("ROLLBACK")  # left without commit(): nothing is kept
-        await self._release(exc_type, exc, tb)
+        await self._release(exc)
         if exc is not None and is_unavailable(exc):
             raise self._translate(exc) from exc
 
-    async def _release(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        lease, self._lease = self._lease, None
-        if lease is not None:
-            # On error the lease rolls back or discards the connection and tells the breaker.
-            await lease.__aexit__(exc_type, exc, tb)
-        if exc is not None and is_unavailable(exc) and self.node is not None:
-            await self.node.mark_unreachable(exc)
+    async def _release(self, error: BaseException | None) -> None:
+        fairy, self._fairy = self._fairy, None
+        if fairy is not None and self.node is not None:
+            await self.node.release(fairy, error)
+            if error is not None and is_unavailable(error):
+                await self.node.mark_unreachable(error)
 
     def _translate(self, error: BaseException) -> BaseException:
         if isinstance(error, DatabaseUnavailable) or not is_unavailable(error):

@@ -7,9 +7,9 @@ unhandled exception as a problem (so even a 500 carries the request id); logs an
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 import structlog
@@ -41,7 +41,7 @@ class EdgeMiddleware:
         incoming = _headers(scope)
         request_id = incoming.get("x-request-id", "")
         if not _VALID_REQUEST_ID.match(request_id):
-            request_id = uuid.uuid4().hex
+            request_id = os.urandom(16).hex()
         bind_request_id(request_id)
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -87,7 +87,7 @@ class EdgeMiddleware:
     def _finish(self, scope: Scope, status: int, seconds: float) -> None:
         route: Any = scope.get("route")
         template = route.path if route is not None else "unmatched"
-        self.metrics.http_duration.labels(scope["method"], template, status).observe(seconds)
+        self.metrics.observe_http(scope["method"], template, status, seconds)
         if self.access_log:
             log.info(
                 "http.request",
