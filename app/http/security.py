@@ -6,13 +6,17 @@ from typing import Annotated
 
 import structlog
 from dependency_injector.wiring import inject
-from fastapi import Depends, Header
+from fastapi import Depends, Header, Security
+from fastapi.security import APIKeyHeader
 
 from app.core.errors import Unauthenticated
 from app.http.di import Provide
 from app.identity.principal import Principal
 from app.identity.service import ApiKeyService
 from app.settings import Settings
+
+# Declared as a security scheme so /docs offers "Authorize" with an API key.
+_API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="sf_live_... secret")
 
 
 def require(scope: str) -> Callable[..., Awaitable[Principal]]:
@@ -25,7 +29,7 @@ def require(scope: str) -> Callable[..., Awaitable[Principal]]:
     @inject
     async def authenticated(
         keys: Annotated[ApiKeyService, Depends(Provide["api_key_service"])],
-        x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
+        x_api_key: Annotated[str | None, Security(_API_KEY)] = None,
     ) -> Principal:
         if not x_api_key:
             raise Unauthenticated("send an API key in the X-API-Key header")
