@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,6 +31,8 @@ def create_app(container: Any) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await container.init_resources()
         container.metrics().watch(container.database())
+        # Start-up objects live forever: keep them out of every future GC pass.
+        gc.freeze()
         try:
             yield
         finally:
