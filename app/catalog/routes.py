@@ -3,8 +3,7 @@
 import uuid
 from typing import Annotated
 
-from dependency_injector.wiring import inject
-from fastapi import APIRouter, Depends, Header, Query, Response, status
+from fastapi import APIRouter, Header, Query, Response, status
 
 from app.catalog.schemas import (
     ProductCreate,
@@ -14,13 +13,12 @@ from app.catalog.schemas import (
     StockAdjustmentRead,
 )
 from app.catalog.service import CatalogService, ProductChanges
-from app.http.di import Provide
+from app.http.di import Provide, inject
 from app.http.etags import etag, not_modified, required_versions
 from app.http.schemas import Page, problem_responses
 from app.http.security import CatalogReader, CatalogWriter
 
 router = APIRouter(prefix="/v1/products", tags=["catalog"])
-CatalogServiceDep = Annotated[CatalogService, Depends(Provide["catalog_service"])]
 _AUTH = (401, 403, 503)
 
 
@@ -32,7 +30,10 @@ _AUTH = (401, 403, 503)
 )
 @inject
 async def create_product(
-    body: ProductCreate, principal: CatalogWriter, service: CatalogServiceDep, response: Response
+    body: ProductCreate,
+    principal: CatalogWriter,
+    response: Response,
+    service: CatalogService = Provide["catalog_service"],
 ) -> ProductRead:
     product = await service.create(
         principal.tenant_id,
@@ -51,10 +52,10 @@ async def create_product(
 @inject
 async def list_products(
     principal: CatalogReader,
-    service: CatalogServiceDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
     q: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+    service: CatalogService = Provide["catalog_service"],
 ) -> Page[ProductRead]:
     page = await service.list(principal.tenant_id, limit, cursor, q)
     return Page[ProductRead](
@@ -71,8 +72,8 @@ async def list_products(
 async def get_product(
     product_id: uuid.UUID,
     principal: CatalogReader,
-    service: CatalogServiceDep,
     if_none_match: Annotated[str | None, Header()] = None,
+    service: CatalogService = Provide["catalog_service"],
 ) -> Response:
     product = await service.get(principal.tenant_id, product_id)
     tag = etag(product.version)
@@ -96,9 +97,9 @@ async def update_product(
     product_id: uuid.UUID,
     body: ProductUpdate,
     principal: CatalogWriter,
-    service: CatalogServiceDep,
     response: Response,
     if_match: Annotated[str | None, Header()] = None,
+    service: CatalogService = Provide["catalog_service"],
 ) -> ProductRead:
     accepted = required_versions(if_match)
     fields = body.model_fields_set
@@ -125,8 +126,8 @@ async def adjust_stock(
     product_id: uuid.UUID,
     body: StockAdjustmentCreate,
     principal: CatalogWriter,
-    service: CatalogServiceDep,
     response: Response,
+    service: CatalogService = Provide["catalog_service"],
 ) -> StockAdjustmentRead:
     result = await service.adjust_stock(principal.tenant_id, product_id, body.delta, body.reason)
     response.headers["ETag"] = etag(result.product.version)

@@ -1,20 +1,18 @@
 """Health, readiness, database status and metrics."""
 
-from typing import Annotated, Any
+from typing import Any
 
-from dependency_injector.wiring import inject
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.http.di import Provide
+from app.http.di import Provide, inject
 from app.http.schemas import problem_responses
 from app.http.security import Operator
 from app.metrics import Metrics
 from app.ops.service import OpsService
 
 router = APIRouter(tags=["ops"])
-OpsServiceDep = Annotated[OpsService, Depends(Provide["ops_service"])]
 
 
 @router.get("/health/live")
@@ -24,18 +22,18 @@ async def live() -> dict[str, str]:
 
 @router.get("/health/ready", responses={503: {"description": "Not ready"}})
 @inject
-async def ready(ops: OpsServiceDep) -> JSONResponse:
+async def ready(ops: OpsService = Provide["ops_service"]) -> JSONResponse:
     readiness = await ops.readiness()
     return JSONResponse(readiness.detail, status_code=200 if readiness.ready else 503)
 
 
 @router.get("/ops/db", dependencies=[Operator], responses=problem_responses(401))
 @inject
-async def database_status(ops: OpsServiceDep) -> dict[str, Any]:
+async def database_status(ops: OpsService = Provide["ops_service"]) -> dict[str, Any]:
     return ops.database_status()
 
 
 @router.get("/metrics", dependencies=[Operator], responses=problem_responses(401))
 @inject
-async def metrics(metrics: Annotated[Metrics, Depends(Provide["metrics"])]) -> Response:
+async def metrics(metrics: Metrics = Provide["metrics"]) -> Response:
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -5,12 +5,11 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 import structlog
-from dependency_injector.wiring import inject
 from fastapi import Depends, Header, Security
 from fastapi.security import APIKeyHeader
 
 from app.core.errors import Unauthenticated
-from app.http.di import Provide
+from app.http.di import Provide, inject
 from app.identity.principal import Principal
 from app.identity.service import ApiKeyService
 from app.settings import Settings
@@ -28,8 +27,8 @@ def require(scope: str) -> Callable[..., Awaitable[Principal]]:
 
     @inject
     async def authenticated(
-        keys: Annotated[ApiKeyService, Depends(Provide["api_key_service"])],
         x_api_key: Annotated[str | None, Security(_API_KEY)] = None,
+        keys: ApiKeyService = Provide["api_key_service"],
     ) -> Principal:
         if not x_api_key:
             raise Unauthenticated("send an API key in the X-API-Key header")
@@ -43,8 +42,8 @@ def require(scope: str) -> Callable[..., Awaitable[Principal]]:
 
 @inject
 async def require_operator(
-    settings: Annotated[Settings, Depends(Provide["settings"])],
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    settings: Settings = Provide["settings"],
 ) -> None:
     expected = settings.ops.operator_token
     scheme, _, token = (authorization or "").partition(" ")
