@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from app.core.errors import DomainError
 from app.devcluster import ClusterError, LocalCluster
+from app.logging import configure_logging
 from app.settings import Settings, describe_error, load_settings
 
 T = TypeVar("T")
@@ -54,13 +55,16 @@ def settings_or_exit() -> Settings:
 async def _container() -> AsyncIterator[Any]:
     from containers import Container  # composition root, imported by entry points only
 
+    settings = settings_or_exit()
+    configure_logging(settings.logging)
     container: Any = Container()
-    container.settings.override(settings_or_exit())
-    await container.init_resources()
+    container.settings.override(settings)
+    # No resources started: a one-shot command needs no health monitor, so its reads go to
+    # the primary (replicas count as unprobed) and see what it just wrote.
     try:
         yield container
     finally:
-        await container.shutdown_resources()
+        await container.database().close()
 
 
 def run(work: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
