@@ -143,6 +143,7 @@ def _dev_env(cluster: LocalCluster) -> dict[str, str]:
         "STOREFRONT_DATABASE__MIGRATION_URL": cluster.dsn("primary").replace(
             "postgresql://", "postgresql+asyncpg://"
         ),
+        "STOREFRONT_DATABASE__CONNECT__SSL": "disable",  # loopback: skip the TLS negotiation
         "STOREFRONT_OPS__OPERATOR_TOKEN": token_file.read_text().strip(),
     }
 

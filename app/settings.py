@@ -43,6 +43,9 @@ class ConnectSettings(_Section):
     command_timeout: float = Field(10.0, gt=0, description="Client-side timeout per statement.")
     statement_timeout_ms: int = Field(5000, ge=0, description="Server statement_timeout; 0 off.")
     application_name: str = Field("storefront", min_length=1, max_length=63)
+    ssl: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] = Field(
+        "prefer", description="TLS mode (libpq sslmode names); disable on loopback."
+    )
 
 
 class BreakerSettings(_Section):

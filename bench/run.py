@@ -450,6 +450,7 @@ class Storefront:
             ),
             "STOREFRONT_OPS__OPERATOR_TOKEN": "bench-operator-token",
             "STOREFRONT_LOGGING__ACCESS_LOG": "false",
+            "STOREFRONT_DATABASE__CONNECT__SSL": "disable",
             "STOREFRONT_LOGGING__LEVEL": "WARNING",
             **READ_POOLS.env(),
         }

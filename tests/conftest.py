@@ -60,7 +60,7 @@ def make_settings(cluster: LocalCluster, **database: Any) -> Settings:
         "primary": {"url": app_url(cluster, "primary")},
         "replicas": [{"url": app_url(cluster, "replica"), "weight": 1}],
         "migration_url": cluster.dsn("primary"),
-        "connect": {"connect_timeout": 1.0, "command_timeout": 5.0},
+        "connect": {"connect_timeout": 1.0, "command_timeout": 5.0, "ssl": "disable"},
         "routing": {"health_interval_seconds": 0.2, "max_replica_lag_seconds": 5.0},
         "breaker": {"fail_max": 2, "reset_timeout_seconds": 1.0},
     }

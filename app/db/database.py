@@ -43,7 +43,8 @@ def _node(settings: DatabaseSettings, name: str, role: str, url: str, weight: in
     engine = create_engine(
         url, pool=pool, connect=settings.connect, pgbouncer=settings.pgbouncer, role=name
     )
-    return DatabaseNode(name, role, engine, DatabaseBreaker(name, settings.breaker), weight)
+    breaker = DatabaseBreaker(name, settings.breaker)
+    return DatabaseNode(name, role, engine, breaker, pool, weight)
 
 
 async def database_lifecycle(database: Database) -> AsyncIterator[Database]:

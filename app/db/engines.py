@@ -28,6 +28,7 @@ def create_engine(
         "timeout": connect.connect_timeout,
         "command_timeout": connect.command_timeout,
         "server_settings": server_settings,
+        "ssl": connect.ssl,
     }
     if pgbouncer:
         # Transaction pooling moves us between server connections: no named prepared statements.

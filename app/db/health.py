@@ -8,7 +8,7 @@ import time
 
 import structlog
 
-from app.core.errors import DatabaseUnavailable
+from app.core.errors import DatabaseBusy, DatabaseUnavailable
 from app.db.nodes import DatabaseNode
 
 log = structlog.get_logger(__name__)
@@ -64,6 +64,8 @@ class HealthMonitor:
                 else:
                     lsn, replay_age = await driver.fetchrow(_REPLICA_SQL)
                     self._update_lag(node, lsn, replay_age)
+        except DatabaseBusy:
+            return  # every connection is busy serving requests: busy is not down
         except DatabaseUnavailable as error:
             # Breaker open and its reset timeout not elapsed: nothing was attempted.
             was, health.reachable, health.error = health.reachable, False, str(error)

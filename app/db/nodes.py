@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +16,7 @@ from sqlalchemy.util import greenlet_spawn
 
 from app.core.errors import DatabaseBusy
 from app.db.breakers import DatabaseBreaker
+from app.settings import PoolSettings
 
 
 @dataclass
@@ -36,6 +38,7 @@ class DatabaseNode:
         role: str,
         engine: AsyncEngine,
         breaker: DatabaseBreaker,
+        pool: PoolSettings,
         weight: int = 1,
     ) -> None:
         self.name = name
@@ -47,6 +50,9 @@ class DatabaseNode:
         self.routed_reads = 0
         self.waiting = 0
         self.busy_rejections = 0
+        self.max_checkout_seconds = 0.0
+        self.pool_timeout = pool.timeout
+        self._slots = asyncio.Semaphore(pool.size + pool.max_overflow)
         self.checkout_observer: Any = None  # set by metrics: callable(node_name, seconds)
 
     async def acquire(self) -> PoolProxiedConnection:
@@ -55,20 +61,46 @@ class DatabaseNode:
         Returns SQLAlchemy's pooled DBAPI connection; `.driver_connection` is the asyncpg
         connection, used directly so the hot path pays no ORM or Core overhead. Straight-line
         code rather than nested context managers: this runs on every request.
+
+        Requests queue first on a FIFO semaphore sized `size + max_overflow`: SQLAlchemy's async
+        queue lets new arrivals barge past woken waiters (who then rejoin at the back), which
+        under contention starves some requests for seconds. Admitted requests always find an idle
+        connection or room to open one, so only this wait is bounded by `pool.timeout`.
         """
         self.breaker.check()
+        slots = self._slots
+        if slots.locked():
+            started = time.perf_counter()
+            self.waiting += 1
+            try:
+                async with asyncio.timeout(self.pool_timeout):
+                    await slots.acquire()
+            except TimeoutError as error:
+                self.busy_rejections += 1
+                raise DatabaseBusy(
+                    f"database {self.name}: no connection within pool timeout"
+                ) from error
+            finally:
+                self.waiting -= 1
+                self._observe_wait(time.perf_counter() - started)
+        else:
+            await slots.acquire()  # free slot: returns at once
         try:
             return await self._checkout()
         except BaseException as error:
+            slots.release()
             self.breaker.record(error)
             raise
 
     async def release(self, fairy: PoolProxiedConnection, error: BaseException | None) -> None:
         """Return the connection; on error roll back or discard it and tell the breaker."""
         self.breaker.record(error)
-        if error is not None:
-            await _discard_broken(fairy)
-        await self._checkin(fairy)
+        try:
+            if error is not None:
+                await _discard_broken(fairy)
+            await self._checkin(fairy)
+        finally:
+            self._slots.release()
 
     @asynccontextmanager
     async def connection(self, *, probe: bool = False) -> AsyncIterator[PoolProxiedConnection]:
@@ -94,7 +126,6 @@ class DatabaseNode:
 
     async def _checkout(self) -> PoolProxiedConnection:
         started = time.perf_counter()
-        self.waiting += 1
         try:
             return await self.engine.raw_connection()
         except sa_exc.TimeoutError as error:
@@ -103,9 +134,12 @@ class DatabaseNode:
                 f"database {self.name}: no connection within pool timeout"
             ) from error
         finally:
-            self.waiting -= 1
-            if self.checkout_observer is not None:
-                self.checkout_observer(self.name, time.perf_counter() - started)
+            self._observe_wait(time.perf_counter() - started)
+
+    def _observe_wait(self, seconds: float) -> None:
+        self.max_checkout_seconds = max(self.max_checkout_seconds, seconds)
+        if self.checkout_observer is not None:
+            self.checkout_observer(self.name, seconds)
 
     async def _checkin(self, fairy: PoolProxiedConnection) -> None:
         """Return a connection. Only closing one (an overflow connection finding the pool full, or

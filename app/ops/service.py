@@ -81,6 +81,7 @@ def _node_status(node: DatabaseNode) -> dict[str, Any]:
         "weight": node.weight,
         "pool": node.pool_status(),
         "pool_timeouts": node.busy_rejections,
+        "max_checkout_wait_seconds": round(node.max_checkout_seconds, 4),
         "breaker": {"state": node.breaker.state, "failures": node.breaker.fail_counter},
         "healthy": bool(health.reachable) and node.breaker.is_closed,
         "reachable": health.reachable,
