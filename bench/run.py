@@ -577,6 +577,30 @@ def print_row(row: Row) -> None:
     )
 
 
+def print_checkout_waits(storefront: Any, pools: PoolConfig) -> None:
+    """Server-side view: the longest pool wait any request had (from /ops/db), against the
+    bound the design promises (pool.timeout + 100 ms); client latency also counts queueing in
+    the kernel and the event loop, which no pool setting bounds."""
+    server = storefront.server
+    status, body = http(
+        "GET",
+        f"{server.base_url}/ops/db",
+        headers={"Authorization": "Bearer bench-operator-token"},
+    )
+    if status != 200:
+        print(f"    /ops/db answered {status}", flush=True)
+        return
+    bound = pools.timeout + 0.1
+    for engine in json.loads(body)["engines"]:
+        wait = engine["max_checkout_wait_seconds"]
+        verdict = "within" if wait <= bound else "OVER"
+        print(
+            f"    {engine['name']}: max pool wait {wait * 1000:.0f} ms ({verdict} timeout + 100 ms"
+            f" = {bound * 1000:.0f} ms), pool timeouts {engine['pool_timeouts']}",
+            flush=True,
+        )
+
+
 def report(rows: Sequence[Row], *, command: str, wrk_label: str, duration: int) -> str:
     lines = [
         "| scenario | target | clients | req/s | p50 ms | p99 ms | max ms | non-2xx |"
@@ -744,6 +768,8 @@ def run(scenarios: Sequence[Scenario], *, wrk: str, duration: int, only_ref: boo
                 result = run_wrk(wrk, target, duration=duration, **options)
                 rows.append(Row(scenario.name, name, scenario.clients, result))
                 print_row(rows[-1])
+                if storefront is not None and name in STOREFRONT_TARGETS:
+                    print_checkout_waits(storefront, scenario.pools)
         return rows
     finally:
         if storefront is not None:

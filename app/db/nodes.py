@@ -106,15 +106,23 @@ class DatabaseNode:
     async def connection(self, *, probe: bool = False) -> AsyncIterator[PoolProxiedConnection]:
         """acquire/release as a context manager; `probe=True` for the health monitor."""
         if probe:
-            with self.breaker.guard(probe=True):
-                fairy = await self._checkout()
-                try:
-                    yield fairy
-                except BaseException:
-                    await _discard_broken(fairy)
-                    raise
-                finally:
-                    await self._checkin(fairy)
+            if self._slots.locked():
+                # Every slot is serving requests, so the server is answering: skip this probe
+                # rather than take a connection a request is queueing for.
+                raise DatabaseBusy(f"database {self.name}: all connections busy")
+            await self._slots.acquire()
+            try:
+                with self.breaker.guard(probe=True):
+                    fairy = await self._checkout()
+                    try:
+                        yield fairy
+                    except BaseException:
+                        await _discard_broken(fairy)
+                        raise
+                    finally:
+                        await self._checkin(fairy)
+            finally:
+                self._slots.release()
             return
         fairy = await self.acquire()
         try:
