@@ -32,10 +32,12 @@ dev_cli = typer.Typer(
 )
 tenants_cli = typer.Typer(help="Tenants (operator).", no_args_is_help=True)
 keys_cli = typer.Typer(help="API keys (operator).", no_args_is_help=True)
+db_cli = typer.Typer(help="Database checks.", no_args_is_help=True)
 cli.add_typer(config_cli, name="config")
 cli.add_typer(dev_cli, name="dev")
 cli.add_typer(tenants_cli, name="tenants")
 cli.add_typer(keys_cli, name="api-keys")
+cli.add_typer(db_cli, name="db")
 
 
 def fail(message: str) -> None:
@@ -268,6 +270,28 @@ def keys_revoke(
         fail("--id must be a UUID")
     _with_tenant(tenant, lambda c, t: c.api_key_service().revoke(t.id, parsed))
     typer.echo(f"revoked {key_id}")
+
+
+@db_cli.command("status")
+def db_status(
+    processes: Annotated[
+        int, typer.Option(min=1, envvar="WEB_CONCURRENCY", help="API processes per server.")
+    ] = 1,
+    reserve: Annotated[
+        int, typer.Option(min=0, help="Connections kept free for replication, admin, others.")
+    ] = 10,
+) -> None:
+    """Pool budget per server: processes x (size + max_overflow) against max_connections."""
+    lines = run(lambda c: c.ops_service().capacity(processes, reserve))
+    for line in lines:
+        verdict = "ok" if line.fits else "WARNING: over budget"
+        typer.echo(
+            f"{line.engine}: {processes} x pool = {line.budget} connections;"
+            f" max_connections {line.max_connections}, usable {line.usable}"
+            f" (reserve {reserve}), in use now {line.in_use}: {verdict}"
+        )
+    if not all(line.fits for line in lines):
+        raise typer.Exit(2)
 
 
 def main() -> None:

