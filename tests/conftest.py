@@ -124,6 +124,16 @@ class Harness:
         engines: dict[str, Any] = {e["name"]: e for e in response.json()["engines"]}
         return engines
 
+    async def product_on_replica(self, body: dict[str, Any]) -> str:
+        """Create a product and wait until the replica has replayed it; plain reads follow, so
+        the client stops sending the write's consistency token."""
+        created = await self.client.post("/v1/products", json=body)
+        assert created.status_code == 201, created.text
+        product_id: str = created.json()["id"]
+        self.client.consistency_token = None
+        await self.wait_for(lambda: self.database_read_on_replica(product_id), what="replay")
+        return product_id
+
     async def database_read_on_replica(self, product_id: str) -> Any:
         """What the replica itself returns for a product (bypassing the app)."""
         conn = await raw_connect(self.cluster, "replica", "storefront")

@@ -45,10 +45,7 @@ async def _streaming_again(cluster: LocalCluster) -> None:
 async def test_replica_down_reads_fall_back_then_return(
     harness: Harness, acme: dict[str, Any]
 ) -> None:
-    created = await harness.client.post("/v1/products", json={**SHIRT, "sku": "R-1"})
-    product_id = created.json()["id"]
-    harness.client.consistency_token = None
-    await harness.wait_for(lambda: harness.database_read_on_replica(product_id), what="replay")
+    product_id = await harness.product_on_replica({**SHIRT, "sku": "R-1"})
     cluster = harness.cluster
     try:
         await asyncio.to_thread(cluster.stop, "replica")
@@ -84,10 +81,7 @@ async def test_replica_down_reads_fall_back_then_return(
 async def test_primary_down_writes_fail_fast_reads_continue(
     harness: Harness, acme: dict[str, Any]
 ) -> None:
-    created = await harness.client.post("/v1/products", json={**SHIRT, "sku": "P-1"})
-    product_id = created.json()["id"]
-    harness.client.consistency_token = None
-    await harness.wait_for(lambda: harness.database_read_on_replica(product_id), what="replay")
+    product_id = await harness.product_on_replica({**SHIRT, "sku": "P-1"})
     # Warm the key into the replica path before the outage.
     assert (await harness.client.get(f"/v1/products/{product_id}")).status_code == 200
     cluster = harness.cluster

@@ -12,10 +12,7 @@ SHIRT = {"sku": "S-1", "name": "Shirt", "price": {"amount": 100, "currency": "EU
 async def test_reads_hit_the_replica_and_writes_the_primary(
     harness: Harness, acme: dict[str, Any]
 ) -> None:
-    created = await harness.client.post("/v1/products", json=SHIRT)
-    product_id = created.json()["id"]
-    harness.client.consistency_token = None  # plain reads: no read-your-writes needed
-    await harness.wait_for(lambda: harness.database_read_on_replica(product_id), what="replay")
+    product_id = await harness.product_on_replica(SHIRT)
     before = await harness.ops_db()
     for _ in range(5):
         response = await harness.client.get(f"/v1/products/{product_id}")
