@@ -101,6 +101,7 @@ def serve(
         port=port or settings.server.port,
         access_log=False,  # our middleware logs requests as JSON
         log_level=settings.logging.level.lower(),
+        log_config=None,  # uvicorn's records go through our JSON logging (create_app sets it up)
         lifespan="on",
     )
 

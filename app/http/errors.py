@@ -99,7 +99,12 @@ async def render_unexpected(request: Request, error: Exception) -> JSONResponse:
     """Called by the edge middleware, so even a 500 carries the request id."""
     if is_unavailable(error):
         return await _domain(request, DatabaseUnavailable("the database is unavailable"))
-    log.error("http.unhandled_exception", exc_info=error)
+    route = request.scope.get("route")
+    log.error(
+        "http.unhandled_exception",
+        route=getattr(route, "path", "unmatched"),
+        exc_info=error,
+    )
     return problem(
         request, 500, "internal", "Internal server error", "an unexpected error occurred"
     )
