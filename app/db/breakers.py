@@ -67,6 +67,8 @@ class DatabaseBreaker:
         The common case (success, no failure streak) costs only the counter read: pybreaker is
         entered only to count an unavailability failure (which may open it) or to end a streak.
         """
+        if not self.is_closed:
+            return  # open or half-open: only the monitor's probe moves the state now
         if error is None:
             if self._breaker.fail_counter:
                 with self._breaker.calling():

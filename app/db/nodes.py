@@ -70,38 +70,40 @@ class DatabaseNode:
         """
         self.breaker.check()
         slots = self._slots
+        started = time.perf_counter()
         if slots.locked():
-            started = time.perf_counter()
             self.waiting += 1
             try:
                 async with asyncio.timeout(self.pool_timeout):
                     await slots.acquire()
             except TimeoutError as error:
                 self.busy_rejections += 1
+                self._observe_wait(time.perf_counter() - started)
                 raise DatabaseBusy(
                     f"database {self.name}: no connection within pool timeout"
                 ) from error
             finally:
                 self.waiting -= 1
-                self._observe_wait(time.perf_counter() - started)
         else:
             await slots.acquire()  # free slot: returns at once
         try:
-            return await self._checkout()
+            fairy = await self._checkout()
         except BaseException as error:
             slots.release()
             self.breaker.record(error)
             raise
+        self._observe_wait(time.perf_counter() - started)
+        return fairy
 
     async def release(self, fairy: PoolProxiedConnection, error: BaseException | None) -> None:
         """Return the connection; on error roll back or discard it and tell the breaker."""
-        self.breaker.record(error)
         try:
             if error is not None:
                 await _discard_broken(fairy)
             await self._checkin(fairy)
         finally:
             self._slots.release()
+            self.breaker.record(error)
 
     @asynccontextmanager
     async def connection(self, *, probe: bool = False) -> AsyncIterator[PoolProxiedConnection]:
@@ -134,7 +136,6 @@ class DatabaseNode:
         await self.release(fairy, None)
 
     async def _checkout(self) -> PoolProxiedConnection:
-        started = time.perf_counter()
         try:
             return await self.engine.raw_connection()
         except sa_exc.TimeoutError as error:
@@ -142,10 +143,9 @@ class DatabaseNode:
             raise DatabaseBusy(
                 f"database {self.name}: no connection within pool timeout"
             ) from error
-        finally:
-            self._observe_wait(time.perf_counter() - started)
 
     def _observe_wait(self, seconds: float) -> None:
+        """A request's whole wait for a connection: queue, then pool checkout (or connect)."""
         self.max_checkout_seconds = max(self.max_checkout_seconds, seconds)
         if self.checkout_observer is not None:
             self.checkout_observer(self.name, seconds)

@@ -40,9 +40,9 @@ async def test_expired_key_is_401(harness: Harness) -> None:
     assert (await harness.client.get("/v1/products", headers=headers)).status_code == 200
     later = FixedClock(SystemClock().now() + timedelta(days=2))
     with harness.container.clock.override(providers.Object(later)):
-        harness.container.reset_singletons()
+        harness.container.api_key_service.reset()
         response = await harness.client.get("/v1/products", headers=headers)
-    harness.container.reset_singletons()
+    harness.container.api_key_service.reset()
     assert response.status_code == 401
 
 

@@ -18,12 +18,12 @@ async def test_overriding_the_clock_changes_what_routes_use(
 ) -> None:
     frozen = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
     with harness.container.clock.override(providers.Object(FixedClock(frozen))):
-        harness.container.reset_singletons()  # services built before the override hold the old
+        harness.container.catalog_service.reset()  # built before the override: holds the old
         response = await harness.client.post("/v1/products", json=SHIRT)
     assert response.status_code == 201
     assert response.json()["created_at"] == "2030-01-02T03:04:05Z"
 
-    harness.container.reset_singletons()
+    harness.container.catalog_service.reset()
     assert isinstance(harness.container.clock(), SystemClock)
     later = await harness.client.post("/v1/products", json={**SHIRT, "sku": "S-2"})
     assert later.json()["created_at"].startswith(str(datetime.now(UTC).year))

@@ -87,6 +87,15 @@ async def test_primary_down_writes_fail_fast_reads_continue(
     cluster = harness.cluster
     try:
         await asyncio.to_thread(cluster.stop, "primary")
+        # A burst that races the breaker opening: every answer is a 503 problem, none a 500.
+        burst = await asyncio.gather(
+            *(
+                harness.client.post("/v1/products", json={**SHIRT, "sku": f"X-{i}"})
+                for i in range(10)
+            )
+        )
+        assert {r.status_code for r in burst} == {503}, [r.text for r in burst]
+        assert {problem(r)["code"] for r in burst} == {"database.unavailable"}
 
         async def breaker_open() -> bool:
             return bool((await harness.ops_db())["primary"]["breaker"]["state"] == "open")
@@ -117,6 +126,8 @@ async def test_primary_down_writes_fail_fast_reads_continue(
             return response.status_code == 201
 
         await harness.wait_for(writes_work, within=reset + 5, what="writes after restart")
+        # Nothing leaked: every connection and queue slot came back.
+        assert (await harness.ops_db())["primary"]["pool"]["checked_out"] == 0
     finally:
         await asyncio.to_thread(cluster.start, "primary")
         await _streaming_again(cluster)

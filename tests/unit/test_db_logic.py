@@ -58,6 +58,17 @@ def test_breaker_opens_fails_fast_and_lets_only_the_probe_through() -> None:
     assert breaker.state == "closed"
 
 
+def test_calls_in_flight_when_the_breaker_opens_end_quietly() -> None:
+    """Requests that started before the trip report their outcome into an open breaker: that
+    must neither raise (it would leak their connection) nor move the state."""
+    breaker = DatabaseBreaker("db", BreakerSettings(fail_max=1, reset_timeout_seconds=60))
+    breaker.record(ConnectionRefusedError())
+    assert breaker.state == "open"
+    breaker.record(ConnectionRefusedError())
+    breaker.record(None)
+    assert breaker.state == "open"
+
+
 def test_excluded_errors_do_not_open_the_breaker() -> None:
     breaker = DatabaseBreaker("db", BreakerSettings(fail_max=1))
     for error in (asyncpg.exceptions.UniqueViolationError("x"), sa_exc.TimeoutError("pool")):
