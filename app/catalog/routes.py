@@ -16,7 +16,7 @@ from app.catalog.schemas import (
 from app.catalog.service import CatalogService, ProductChanges
 from app.http.di import Provide, inject
 from app.http.etags import etag, not_modified, required_versions
-from app.http.schemas import Page, problem_responses
+from app.http.schemas import Page, Text, problem_responses
 from app.http.security import CatalogReader, CatalogWriter
 
 
@@ -28,7 +28,7 @@ def json_response(body: BaseModel, headers: dict[str, str] | None = None) -> Res
 
 
 router = APIRouter(prefix="/v1/products", tags=["catalog"])
-_AUTH = (401, 403, 503)
+_AUTH = (400, 401, 403, 503)  # 400: malformed body or X-Consistency-Token
 
 
 @router.post(
@@ -57,13 +57,13 @@ async def create_product(
     return ProductRead.of(product)
 
 
-@router.get("", response_model=Page[ProductRead], responses=problem_responses(*_AUTH, 400, 422))
+@router.get("", response_model=Page[ProductRead], responses=problem_responses(*_AUTH, 422))
 @inject
 async def list_products(
     principal: CatalogReader,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
-    q: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+    q: Annotated[Text | None, Query(min_length=1, max_length=100)] = None,
     service: CatalogService = Provide["catalog_service"],
 ) -> Response:
     page = await service.list(principal.tenant_id, limit, cursor, q)

@@ -10,11 +10,11 @@ from pydantic import BaseModel, Field, model_validator
 
 from app.catalog.repository import ProductRecord
 from app.catalog.service import StockAdjustmentResult
-from app.http.schemas import MoneyIn, MoneyOut, Strict
+from app.http.schemas import MoneyIn, MoneyOut, Strict, Text
 
 Sku = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", examples=["TSHIRT-M"])]
-Name = Annotated[str, Field(min_length=1, max_length=200)]
-Description = Annotated[str, Field(max_length=5000)]
+Name = Annotated[Text, Field(min_length=1, max_length=200)]
+Description = Annotated[Text, Field(max_length=5000)]
 
 
 class ProductCreate(Strict):
@@ -71,7 +71,7 @@ class ProductRead(BaseModel):
 
 class StockAdjustmentCreate(Strict):
     delta: Annotated[int, Field(ge=-1_000_000_000, le=1_000_000_000)]
-    reason: Annotated[str, Field(min_length=1, max_length=200)]
+    reason: Annotated[Text, Field(min_length=1, max_length=200)]
 
     @model_validator(mode="after")
     def _non_zero(self) -> StockAdjustmentCreate:

@@ -3,7 +3,7 @@
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.http.di import Provide, inject
@@ -33,7 +33,12 @@ async def database_status(ops: OpsService = Provide["ops_service"]) -> dict[str,
     return ops.database_status()
 
 
-@router.get("/metrics", dependencies=[Operator], responses=problem_responses(401))
+@router.get(
+    "/metrics",
+    dependencies=[Operator],
+    response_class=PlainTextResponse,
+    responses=problem_responses(401),
+)
 @inject
 async def metrics(metrics: Metrics = Provide["metrics"]) -> Response:
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -4,11 +4,27 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from app.core.money import Money
 
 T = TypeVar("T")
+
+
+def _storable(value: str) -> str:
+    """PostgreSQL text cannot hold NUL, and UTF-8 cannot encode lone surrogates (which JSON's
+    \\uD800-style escapes can produce): refuse both here as a 422, not a 500 from the driver."""
+    if "\x00" in value:
+        raise ValueError("text must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError("text must be valid Unicode (no lone surrogates)") from error
+    return value
+
+
+Text = Annotated[str, AfterValidator(_storable)]
+"""A string that PostgreSQL can store; use it for every free-text input."""
 
 
 class Strict(BaseModel):
