@@ -130,6 +130,12 @@ class LoggingSettings(_Section):
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    max_concurrent_requests: int = Field(
+        128, ge=1, description="Requests a process works on at once; more wait at the door."
+    )
+    queue_timeout_seconds: float = Field(
+        1.0, gt=0, description="How long a request may wait at the door before a 503."
+    )
 
 
 class _YamlFiles(PydanticBaseSettingsSource):

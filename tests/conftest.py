@@ -54,8 +54,10 @@ def app_url(cluster: LocalCluster, role: str) -> str:
     )
 
 
-def make_settings(cluster: LocalCluster, **database: Any) -> Settings:
-    """Test settings: the cluster's URLs plus any `database` section overrides."""
+def make_settings(
+    cluster: LocalCluster, server: dict[str, Any] | None = None, **database: Any
+) -> Settings:
+    """Test settings: the cluster's URLs plus any `server` and `database` section overrides."""
     section: dict[str, Any] = {
         "primary": {"url": app_url(cluster, "primary")},
         "replicas": [{"url": app_url(cluster, "replica"), "weight": 1}],
@@ -69,7 +71,9 @@ def make_settings(cluster: LocalCluster, **database: Any) -> Settings:
             section[key] = {**section[key], **value}
         else:
             section[key] = value
-    return Settings(database=section, ops={"operator_token": OPERATOR_TOKEN})
+    return Settings(
+        database=section, server=server or {}, ops={"operator_token": OPERATOR_TOKEN}
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -161,9 +165,10 @@ async def make_harness(cluster: LocalCluster) -> AsyncIterator[Callable[..., Any
     """Build (and on teardown close) an app whose settings take `database` overrides."""
     opened: list[tuple[Harness, Any]] = []
 
-    async def build(**database: Any) -> Harness:
+    async def build(server: dict[str, Any] | None = None, **database: Any) -> Harness:
         container = Container()
-        container.settings.override(providers.Object(make_settings(cluster, **database)))
+        settings = make_settings(cluster, server, **database)
+        container.settings.override(providers.Object(settings))
         app = create_app(container)
         lifespan = app.router.lifespan_context(app)
         await lifespan.__aenter__()

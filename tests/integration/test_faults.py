@@ -151,3 +151,30 @@ async def test_pool_exhaustion_is_a_fast_503_then_recovers(make_harness: Any) ->
     after = await harness.client.post("/v1/products", json={**SHIRT, "sku": "B-2"})
     assert after.status_code == 201, after.text
     assert (await harness.ops_db())["primary"]["pool_timeouts"] >= 1
+
+
+async def test_past_the_concurrency_limit_requests_wait_then_get_503(make_harness: Any) -> None:
+    harness: Harness = await make_harness(
+        server={"max_concurrent_requests": 1, "queue_timeout_seconds": 0.2},
+        pool={"size": 1, "max_overflow": 0, "timeout": 2.0},
+    )
+    _, secret = await harness.tenant_with_key("acme")
+    harness.client.headers["X-API-Key"] = secret
+    primary = harness.container.database().primary
+    async with primary.connection():
+        # The only request allowed in waits for the held primary connection...
+        inside = asyncio.create_task(
+            harness.client.post("/v1/products", json={**SHIRT, "sku": "W-1"})
+        )
+        await harness.wait_for(lambda: primary.waiting == 1, what="request inside the door")
+        # ...so the next waits at the door, then gets a fast 503 with Retry-After.
+        started = time.monotonic()
+        turned_away = await harness.client.get("/v1/products")
+        assert time.monotonic() - started < 1.0
+        assert turned_away.status_code == 503
+        assert problem(turned_away)["code"] == "server.busy"
+        assert turned_away.headers["retry-after"] == "1"
+        # Operators still get through.
+        assert (await harness.client.get("/health/live")).status_code == 200
+    assert (await inside).status_code == 201
+    assert (await harness.client.get("/v1/products")).status_code == 200
