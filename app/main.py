@@ -47,6 +47,7 @@ def create_app(container: Any) -> FastAPI:
     app.state.container = container
     install_error_handlers(app)
     door = Door(settings.server.max_concurrent_requests, settings.server.queue_timeout_seconds)
+    container.metrics().watch_door(door)
     app.add_middleware(
         EdgeMiddleware,
         metrics=container.metrics(),

@@ -43,10 +43,33 @@ class Metrics:
     def observe_checkout(self, engine: str, seconds: float) -> None:
         self.checkout_duration.labels(engine).observe(seconds)
 
+    def watch_door(self, door: Any) -> None:
+        self.registry.register(DoorCollector(door))
+
     def watch(self, database: Database) -> None:
         for node in database.nodes:
             node.checkout_observer = self.observe_checkout
         self.registry.register(DatabaseCollector(database))
+
+
+class DoorCollector(Collector):
+    """The edge's concurrency door (see app.http.middleware.Door)."""
+
+    def __init__(self, door: Any) -> None:
+        self.door = door
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        yield GaugeMetricFamily(
+            "storefront_http_requests_in_progress", "Requests inside the door.", self.door.inside
+        )
+        yield GaugeMetricFamily(
+            "storefront_http_requests_waiting", "Requests waiting at the door.", self.door.waiting
+        )
+        yield CounterMetricFamily(
+            "storefront_http_requests_turned_away",
+            "503 server.busy: waited longer than server.queue_timeout_seconds.",
+            self.door.turned_away,
+        )
 
 
 class DatabaseCollector(Collector):

@@ -60,12 +60,17 @@ class BenchError(RuntimeError):
 
 @dataclass(frozen=True)
 class PoolConfig:
+    """Pool settings of both roles, plus optionally the edge's door (server.*)."""
+
     size: int
     max_overflow: int
     timeout: float
+    queue_timeout: float | None = None  # None: the app's default
 
     def env(self) -> dict[str, str]:
         out: dict[str, str] = {}
+        if self.queue_timeout is not None:
+            out["STOREFRONT_SERVER__QUEUE_TIMEOUT_SECONDS"] = str(self.queue_timeout)
         for section in ("POOL", "REPLICA_POOL"):
             prefix = f"STOREFRONT_DATABASE__{section}__"
             out[prefix + "SIZE"] = str(self.size)
@@ -119,6 +124,16 @@ SCENARIOS: dict[str, Scenario] = {
             wrk_timeout="5s",
             count_statuses=True,
             about="pools of 2, 0.5 s checkout timeout, 1000 clients: fast 503 + Retry-After",
+        ),
+        Scenario(
+            "overload-tight",
+            1000,
+            ("storefront",),
+            pools=PoolConfig(size=2, max_overflow=0, timeout=0.5, queue_timeout=0.2),
+            wrk_timeout="5s",
+            count_statuses=True,
+            about="the same with a 0.2 s wait at the door: some 503 server.busy, all with"
+            " Retry-After",
         ),
     )
 }

@@ -71,9 +71,7 @@ def make_settings(
             section[key] = {**section[key], **value}
         else:
             section[key] = value
-    return Settings(
-        database=section, server=server or {}, ops={"operator_token": OPERATOR_TOKEN}
-    )
+    return Settings(database=section, server=server or {}, ops={"operator_token": OPERATOR_TOKEN})
 
 
 @pytest.fixture(autouse=True)

@@ -131,23 +131,28 @@ class Door:
         self.limit = limit
         self.timeout = timeout
         self._slots = asyncio.Semaphore(limit)
+        self.inside = 0
         self.waiting = 0
+        self.turned_away = 0
 
     async def enter(self) -> bool:
-        if not self._slots.locked():
-            await self._slots.acquire()
-            return True
-        self.waiting += 1
-        try:
-            async with asyncio.timeout(self.timeout):
-                await self._slots.acquire()
-            return True
-        except TimeoutError:
-            return False
-        finally:
-            self.waiting -= 1
+        if self._slots.locked():
+            self.waiting += 1
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await self._slots.acquire()
+            except TimeoutError:
+                self.turned_away += 1
+                return False
+            finally:
+                self.waiting -= 1
+        else:
+            await self._slots.acquire()  # free: returns at once
+        self.inside += 1
+        return True
 
     def leave(self) -> None:
+        self.inside -= 1
         self._slots.release()
 
 

@@ -59,6 +59,9 @@ async def test_ops_db_and_metrics_show_pools_breakers_and_lag(
         "storefront_db_routed_reads_total",
         "storefront_db_pool_checkout_seconds_bucket",
         "storefront_http_request_duration_seconds_bucket",
+        "storefront_http_requests_in_progress",
+        "storefront_http_requests_waiting",
+        "storefront_http_requests_turned_away_total",
     ):
         assert name in text, name
     assert 'route="/v1/products"' in text
