@@ -10,9 +10,10 @@ in the pool's per-connection `info`), so a hot read costs exactly its own query.
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, NoReturn, Protocol, Self
 from uuid import UUID
 
+import structlog
 from sqlalchemy.engine.interfaces import PoolProxiedConnection
 
 from app.catalog.repository import ProductRepository
@@ -25,6 +26,7 @@ from app.db.routing import ReadPreference
 from app.identity.repository import ApiKeyRepository
 from app.tenants.repository import TenantRepository
 
+log = structlog.get_logger(__name__)
 _COMMIT_LSN_SQL = "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint"
 
 
@@ -67,20 +69,14 @@ class UnitOfWork:
         try:
             fairy = await self.node.acquire()
         except BaseException as error:
-            translated = self._translate(error)
-            if translated is error:
-                raise
-            raise translated from error
+            self._reraise(error)
         self._fairy = fairy
         try:
             self._conn = fairy.driver_connection
             await self._begin(fairy)
         except BaseException as error:
             await self._release(error)
-            translated = self._translate(error)
-            if translated is error:
-                raise
-            raise translated from error
+            self._reraise(error)
         self.products = ProductRepository(self._conn, self.tenant_id)
         self.api_keys = ApiKeyRepository(self._conn, self.tenant_id)
         self.tenants = TenantRepository(self._conn)
@@ -105,13 +101,19 @@ class UnitOfWork:
             return
         try:
             await self._conn.execute("COMMIT")
-            if not self.read_only:
-                self.commit_lsn = await self._conn.fetchval(_COMMIT_LSN_SQL)
         except Exception as error:
-            translated = self._translate(error)
-            if translated is error:
+            self._reraise(error)
+        if self.read_only:
+            return
+        try:
+            self.commit_lsn = await self._conn.fetchval(_COMMIT_LSN_SQL)
+        except Exception as error:
+            # The write is committed: failing the request now would invite a retry of it.
+            # Without a token the client's next read is simply not pinned to the write.
+            if not is_unavailable(error):
                 raise
-            raise translated from error
+            log.warning("db.commit_token_unavailable", error=repr(error))
+            return
         request = context.current()
         if request is not None and self.commit_lsn is not None:
             request.commit_lsn = max(request.commit_lsn or 0, self.commit_lsn)
@@ -122,11 +124,17 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._conn is not None and self._conn.is_in_transaction() and exc is None:
-            await self._conn.execute("ROLLBACK")  # left without commit(): nothing is kept
-        await self._release(exc)
+        error = exc
+        if error is None and self._conn is not None and self._conn.is_in_transaction():
+            try:
+                await self._conn.execute("ROLLBACK")  # left without commit(): nothing is kept
+            except Exception as rollback_error:
+                error = rollback_error
+        await self._release(error)
+        if error is not None and error is not exc:
+            self._reraise(error)
         if exc is not None and is_unavailable(exc):
-            raise self._translate(exc) from exc
+            self._reraise(exc)
 
     async def _release(self, error: BaseException | None) -> None:
         fairy, self._fairy = self._fairy, None
@@ -135,8 +143,9 @@ class UnitOfWork:
             if error is not None and is_unavailable(error):
                 await self.node.mark_unreachable(error)
 
-    def _translate(self, error: BaseException) -> BaseException:
+    def _reraise(self, error: BaseException) -> NoReturn:
+        """Unavailability becomes the domain's DatabaseUnavailable; anything else goes as is."""
         if isinstance(error, DatabaseUnavailable) or not is_unavailable(error):
-            return error
+            raise error
         name = self.node.name if self.node else "database"
-        return DatabaseUnavailable(f"database {name} is unavailable", retry_after=1)
+        raise DatabaseUnavailable(f"database {name} is unavailable", retry_after=1) from error
