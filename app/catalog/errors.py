@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from app.core.errors import Conflict, NotFound, PreconditionFailed
 
+MAX_STOCK = 1_000_000_000  # units of one product; the column is int4
+
 
 class ProductNotFound(NotFound):
     code = "catalog.not_found"
@@ -23,3 +25,8 @@ class InsufficientStock(Conflict):
 class VersionMismatch(PreconditionFailed):
     code = "catalog.version_mismatch"
     title = "Product was changed by someone else"
+
+
+class StockLimitExceeded(Conflict):
+    code = "inventory.limit_exceeded"
+    title = "Stock limit exceeded"

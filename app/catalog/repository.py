@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from app.catalog.errors import SkuTaken
+from app.catalog.errors import MAX_STOCK, SkuTaken
 from app.core.money import Money
 
 
@@ -135,10 +135,12 @@ class ProductRepository:
     async def adjust_stock(
         self, product_id: uuid.UUID, delta: int, at: datetime
     ) -> ProductRecord | None:
-        """Atomic: one UPDATE whose WHERE refuses to go below zero (no read-modify-write race)."""
+        """Atomic: one UPDATE whose WHERE keeps stock within 0..MAX_STOCK (no read-modify-write
+        race; the sum is taken in bigint so it cannot overflow the int4 column)."""
         row = await self._conn.fetchrow(
             "UPDATE products SET stock = stock + $3, version = version + 1, updated_at = $4"
-            f" WHERE tenant_id = $1 AND id = $2 AND stock + $3 >= 0 RETURNING {_COLUMNS}",
+            " WHERE tenant_id = $1 AND id = $2"
+            f" AND stock::bigint + $3 BETWEEN 0 AND {MAX_STOCK} RETURNING {_COLUMNS}",
             self._tenant_id,
             product_id,
             delta,

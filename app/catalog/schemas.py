@@ -8,6 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, model_validator
 
+from app.catalog.errors import MAX_STOCK
 from app.catalog.repository import ProductRecord
 from app.catalog.service import StockAdjustmentResult
 from app.http.schemas import MoneyIn, MoneyOut, Strict, Text
@@ -22,7 +23,7 @@ class ProductCreate(Strict):
     name: Name
     description: Description | None = None
     price: MoneyIn
-    stock: Annotated[int, Field(ge=0, le=1_000_000_000)] = 0
+    stock: Annotated[int, Field(ge=0, le=MAX_STOCK)] = 0
 
 
 class ProductUpdate(Strict):
@@ -70,7 +71,7 @@ class ProductRead(BaseModel):
 
 
 class StockAdjustmentCreate(Strict):
-    delta: Annotated[int, Field(ge=-1_000_000_000, le=1_000_000_000)]
+    delta: Annotated[int, Field(ge=-MAX_STOCK, le=MAX_STOCK)]
     reason: Annotated[Text, Field(min_length=1, max_length=200)]
 
     @model_validator(mode="after")

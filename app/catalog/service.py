@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from app.catalog.errors import InsufficientStock, ProductNotFound, SkuTaken, VersionMismatch
+from app.catalog.errors import (
+    MAX_STOCK,
+    InsufficientStock,
+    ProductNotFound,
+    SkuTaken,
+    StockLimitExceeded,
+    VersionMismatch,
+)
 from app.catalog.repository import ProductRecord
 from app.core.clock import Clock
 from app.core.money import Money
@@ -87,8 +94,11 @@ class CatalogService:
         if cursor:
             created_at, last_id = decode_cursor(cursor, 2)
             try:
-                after = (datetime.fromisoformat(created_at), uuid.UUID(last_id))
-            except (TypeError, ValueError) as error:
+                moment = datetime.fromisoformat(created_at)
+                if moment.tzinfo is None:
+                    raise ValueError("naive timestamp")
+                after = (moment.astimezone(UTC), uuid.UUID(last_id))
+            except (TypeError, ValueError, OverflowError) as error:
                 raise InvalidCursor("cursor is not valid") from error
         async with self._uow(tenant_id, read_only=True) as uow:
             rows = await uow.products.page(limit, after, query)
@@ -127,9 +137,12 @@ class CatalogService:
         async with self._uow(tenant_id) as uow:
             product = await uow.products.adjust_stock(product_id, delta, now)
             if product is None:
-                if await uow.products.get(product_id) is None:
+                current = await uow.products.get(product_id)
+                if current is None:
                     raise ProductNotFound()
-                raise InsufficientStock("stock cannot go below zero")
+                if current.stock + delta < 0:
+                    raise InsufficientStock("stock cannot go below zero")
+                raise StockLimitExceeded(f"stock cannot exceed {MAX_STOCK}")
             await uow.products.record_adjustment(adjustment_id, product_id, delta, reason, now)
             await uow.commit()
         return StockAdjustmentResult(adjustment_id, delta, reason, product)

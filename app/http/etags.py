@@ -7,6 +7,7 @@ import re
 from app.core.errors import PreconditionFailed, PreconditionRequired
 
 _TAG = re.compile(r'\s*(W/)?"([^"]*)"\s*(?:,|$)')
+_VERSION = re.compile(r"v([0-9]{1,9})")  # ASCII digits only, and no giant integers
 
 
 def etag(version: int) -> str:
@@ -36,9 +37,9 @@ def required_versions(if_match: str | None) -> frozenset[int] | None:
     if if_match.strip() == "*":
         return None
     versions = frozenset(
-        int(value[1:])
+        int(match.group(1))
         for weak, value in _tags(if_match)
-        if not weak and value.startswith("v") and value[1:].isdigit()
+        if not weak and (match := _VERSION.fullmatch(value))
     )
     if not versions:
         raise PreconditionFailed("If-Match does not match the current ETag")

@@ -188,3 +188,36 @@ async def test_tenants_are_isolated(harness: Harness, acme: dict[str, Any]) -> N
         headers=other,
     )
     assert adjust.status_code == 404
+
+
+async def test_stock_is_capped_not_overflowed(harness: Harness, acme: dict[str, Any]) -> None:
+    product = await create(harness, stock=1_000_000_000)
+    url = f"/v1/products/{product['id']}/stock-adjustments"
+    for _ in range(2):  # int4 would overflow on the second without the cap
+        response = await harness.client.post(url, json={"delta": 1_000_000_000, "reason": "x"})
+        assert response.status_code == 409
+        assert problem(response)["code"] == "inventory.limit_exceeded"
+
+
+async def test_hostile_conditional_and_cursor_values_are_4xx(
+    harness: Harness, acme: dict[str, Any]
+) -> None:
+    import base64
+    import json
+
+    product = await create(harness)
+    url = f"/v1/products/{product['id']}"
+    for tag in ('"v\u00b2"', '"v' + "9" * 5000 + '"', '"v-1"', '"x"'):
+        headers = {"If-Match": tag.encode()}  # raw bytes: httpx will not encode non-ASCII
+        response = await harness.client.patch(url, json={"name": "N"}, headers=headers)
+        assert response.status_code == 412, tag
+    for values in (
+        ["0001-01-01T00:00:00+14:00", product["id"]],  # before year 1 in UTC
+        ["2026-01-01T00:00:00", product["id"]],  # naive
+        ["2026-01-01T00:00:00+00:00", "not-a-uuid"],
+        [1, 2],
+    ):
+        cursor = base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+        response = await harness.client.get("/v1/products", params={"cursor": cursor})
+        assert response.status_code == 400, values
+        assert problem(response)["code"] == "pagination.invalid_cursor"

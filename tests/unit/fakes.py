@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from app.catalog.errors import SkuTaken
+from app.catalog.errors import MAX_STOCK, SkuTaken
 from app.catalog.repository import ProductRecord
 from app.core.money import Money
 
@@ -67,7 +67,7 @@ class FakeProducts:
         self, product_id: uuid.UUID, delta: int, at: datetime
     ) -> ProductRecord | None:
         current = self._mine().get(product_id)
-        if current is None or current.stock + delta < 0:
+        if current is None or not 0 <= current.stock + delta <= MAX_STOCK:
             return None
         updated = replace(current, stock=current.stock + delta, version=current.version + 1)
         self.rows[product_id] = (self.tenant_id, updated)
