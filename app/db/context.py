@@ -7,7 +7,7 @@ request (CLI, worker) the defaults apply.
 
 from __future__ import annotations
 
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 
 from app.db.routing import ReadPreference
@@ -26,5 +26,9 @@ def current() -> DbRequestContext | None:
     return _current.get()
 
 
-def bind(context: DbRequestContext) -> None:
-    _current.set(context)
+def bind(context: DbRequestContext) -> Token[DbRequestContext | None]:
+    return _current.set(context)
+
+
+def unbind(token: Token[DbRequestContext | None]) -> None:
+    _current.reset(token)

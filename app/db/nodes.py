@@ -14,7 +14,7 @@ from sqlalchemy.engine.interfaces import PoolProxiedConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
-from app.core.errors import DatabaseBusy
+from app.core.errors import DatabaseBusy, DomainError
 from app.db.breakers import DatabaseBreaker
 from app.settings import PoolSettings
 
@@ -54,6 +54,7 @@ class DatabaseNode:
         self.pool_timeout = pool.timeout
         self.capacity = pool.size + pool.max_overflow
         self._slots = asyncio.Semaphore(self.capacity)
+        self._pool_generation = 0
         self.checkout_observer: Any = None  # set by metrics: callable(node_name, seconds)
 
     async def acquire(self) -> PoolProxiedConnection:
@@ -99,7 +100,7 @@ class DatabaseNode:
         """Return the connection; on error roll back or discard it and tell the breaker."""
         try:
             if error is not None:
-                await _discard_broken(fairy)
+                await _discard_broken(fairy, error)
             await self._checkin(fairy)
         finally:
             self._slots.release()
@@ -119,8 +120,8 @@ class DatabaseNode:
                     fairy = await self._checkout()
                     try:
                         yield fairy
-                    except BaseException:
-                        await _discard_broken(fairy)
+                    except BaseException as error:
+                        await _discard_broken(fairy, error)
                         raise
                     finally:
                         await self._checkin(fairy)
@@ -137,7 +138,9 @@ class DatabaseNode:
 
     async def _checkout(self) -> PoolProxiedConnection:
         try:
-            return await self.engine.raw_connection()
+            fairy = await self.engine.raw_connection()
+            fairy.info["pool_generation"] = self._pool_generation
+            return fairy
         except sa_exc.TimeoutError as error:
             self.busy_rejections += 1
             raise DatabaseBusy(
@@ -151,20 +154,25 @@ class DatabaseNode:
             self.checkout_observer(self.name, seconds)
 
     async def _checkin(self, fairy: PoolProxiedConnection) -> None:
-        """Return a connection. Only closing one (an overflow connection finding the pool full, or
-        an invalidated one) awaits I/O and so needs SQLAlchemy's greenlet bridge; the common
-        case is a plain queue put, done inline (nothing else runs between check and put)."""
+        """Return a connection. Only closing one (an overflow connection finding the pool full, an
+        invalidated one, or one from a pool replaced since) awaits I/O and so needs SQLAlchemy's
+        greenlet bridge; the common case is a plain queue put, done inline (nothing else runs
+        between the check and the put)."""
         pool: Any = self.engine.sync_engine.pool
-        if fairy.is_valid and pool.checkedin() < pool.size():
+        same_pool = fairy.info.get("pool_generation") == self._pool_generation
+        if same_pool and fairy.is_valid and pool.checkedin() < pool.size():
             fairy.close()
         else:
             await greenlet_spawn(fairy.close)
 
     async def mark_unreachable(self, error: BaseException) -> None:
-        """Route reads away at once; drop idle connections (they died with the server)."""
+        """Route reads away at once and start over with a fresh pool."""
         if self.health.reachable is False:
             return
         self.health.reachable, self.health.error = False, repr(error)
+        # A fresh pool: the idle connections died with the server (they are closed when the old
+        # pool is collected); connections still checked out go back to the old one.
+        self._pool_generation += 1
         await self.engine.dispose(close=False)
 
     def pool_status(self) -> dict[str, int]:
@@ -178,14 +186,22 @@ class DatabaseNode:
         }
 
 
-async def _discard_broken(fairy: PoolProxiedConnection) -> None:
-    """Never return a connection with an open transaction or a broken socket to the pool."""
+async def _discard_broken(fairy: PoolProxiedConnection, error: BaseException) -> None:
+    """Never return a connection in an unknown state to the pool.
+
+    After a domain error the connection is fine (at most a transaction to roll back). After
+    anything else (a driver error, a cancellation mid-statement) its protocol or transaction
+    state cannot be trusted, and a stale `app.tenant_id` must never serve another request: close
+    it.
+    """
     driver = fairy.driver_connection
-    if driver is None or driver.is_closed():
+    if driver is None or driver.is_closed() or not isinstance(error, DomainError):
+        fairy.info.pop("tenant", None)
         await greenlet_spawn(fairy.invalidate)
         return
     if driver.is_in_transaction():
         try:
             await driver.execute("ROLLBACK")
         except Exception:
+            fairy.info.pop("tenant", None)
             await greenlet_spawn(fairy.invalidate)

@@ -49,6 +49,9 @@ class UnitOfWork:
         read_only: bool = False,
         strong: bool = False,
     ) -> None:
+        if tenant_id is not None and not isinstance(tenant_id, UUID):
+            # It is inlined into SQL (see _begin): only a real UUID is known to be safe.
+            raise TypeError("tenant_id must be a uuid.UUID")
         self.database = database
         self.strong = strong
         self.tenant_id = tenant_id
@@ -110,8 +113,6 @@ class UnitOfWork:
         except Exception as error:
             # The write is committed: failing the request now would invite a retry of it.
             # Without a token the client's next read is simply not pinned to the write.
-            if not is_unavailable(error):
-                raise
             log.warning("db.commit_token_unavailable", error=repr(error))
             return
         request = context.current()
@@ -125,11 +126,11 @@ class UnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         error = exc
-        if error is None and self._conn is not None and self._conn.is_in_transaction():
-            try:
+        try:
+            if error is None and self._conn is not None and self._conn.is_in_transaction():
                 await self._conn.execute("ROLLBACK")  # left without commit(): nothing is kept
-            except Exception as rollback_error:
-                error = rollback_error
+        except BaseException as rollback_error:  # cancellation included: release regardless
+            error = rollback_error
         await self._release(error)
         if error is not None and error is not exc:
             self._reraise(error)

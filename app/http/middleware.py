@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.db import context as db_context
 from app.db.routing import ReadPreference, format_lsn, parse_lsn
 from app.http import errors
-from app.http.request_id import bind_request_id
+from app.http.request_id import bind_request_id, unbind_request_id
 from app.metrics import Metrics
 
 log = structlog.get_logger("storefront.access")
@@ -46,18 +46,21 @@ class EdgeMiddleware:
         request_id = incoming.get("x-request-id", "")
         if not _VALID_REQUEST_ID.match(request_id):
             request_id = os.urandom(16).hex()
-        bind_request_id(request_id)
+        # Reset in `finally`: in-process callers (tests, the in-process bench) run many requests
+        # in one context, and none may inherit the previous one's values.
+        request_id_token = bind_request_id(request_id)
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
 
         status = 500
+        started_response = False
         db = db_context.DbRequestContext()
-        db_context.bind(db)
+        db_token = db_context.bind(db)
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started_response = message["status"], True
                 headers = MutableHeaders(scope=message)
                 headers.append("X-Request-ID", request_id)
                 if db.commit_lsn is not None and status < 400:
@@ -96,12 +99,15 @@ class EdgeMiddleware:
                 finally:
                     self.door.leave()
         except Exception as error:
-            if status != 500:  # headers already sent: nothing sane left to do
+            if started_response:  # headers already sent: nothing sane left to do
                 raise
             response = await errors.render_unexpected(Request(scope), error)
             await response(scope, receive, send_with_headers)
         finally:
             self._finish(scope, status, time.perf_counter() - started)
+            db_context.unbind(db_token)
+            unbind_request_id(request_id_token)
+            structlog.contextvars.clear_contextvars()
 
     def _finish(self, scope: Scope, status: int, seconds: float) -> None:
         route: Any = scope.get("route")
