@@ -55,9 +55,13 @@ def app_url(cluster: LocalCluster, role: str) -> str:
 
 
 def make_settings(
-    cluster: LocalCluster, server: dict[str, Any] | None = None, **database: Any
+    cluster: LocalCluster,
+    server: dict[str, Any] | None = None,
+    auth: dict[str, Any] | None = None,
+    **database: Any,
 ) -> Settings:
-    """Test settings: the cluster's URLs plus any `server` and `database` section overrides."""
+    """Test settings: the cluster's URLs plus overrides of the `server`, `auth` and `database`
+    sections."""
     section: dict[str, Any] = {
         "primary": {"url": app_url(cluster, "primary")},
         "replicas": [{"url": app_url(cluster, "replica"), "weight": 1}],
@@ -163,9 +167,11 @@ async def make_harness(cluster: LocalCluster) -> AsyncIterator[Callable[..., Any
     """Build (and on teardown close) an app whose settings take `database` overrides."""
     opened: list[tuple[Harness, Any]] = []
 
-    async def build(server: dict[str, Any] | None = None, **database: Any) -> Harness:
+    async def build(
+        server: dict[str, Any] | None = None, auth: dict[str, Any] | None = None, **database: Any
+    ) -> Harness:
         container = Container()
-        settings = make_settings(cluster, server, **database)
+        settings = make_settings(cluster, server, auth, **database)
         container.settings.override(providers.Object(settings))
         app = create_app(container)
         lifespan = app.router.lifespan_context(app)

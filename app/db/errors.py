@@ -27,8 +27,12 @@ def is_unavailable(error: BaseException) -> bool:
         return inner is not None and is_unavailable(inner)
     if isinstance(error, OSError):  # refused, reset, and TimeoutError (connect/command timeout)
         return True
-    if isinstance(error, asyncpg.InterfaceError | asyncpg.exceptions.ConnectionDoesNotExistError):
+    if isinstance(error, asyncpg.exceptions.ConnectionDoesNotExistError):
         return True
+    if isinstance(error, asyncpg.InterfaceError):
+        # Only a closed connection; "another operation is in progress" and friends are our bugs
+        # and must surface as such, not trip the breaker.
+        return "closed" in str(error)
     if isinstance(error, asyncpg.PostgresError):
         state = getattr(error, "sqlstate", "") or ""
         return state.startswith(_UNAVAILABLE_SQLSTATES)

@@ -13,6 +13,7 @@ from app.db.nodes import DatabaseNode
 
 log = structlog.get_logger(__name__)
 
+_MIN_PROBE_SECONDS = 1.0  # a probe may take at least this long, whatever the interval
 _PRIMARY_SQL = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint"
 _REPLICA_SQL = """
 SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::bigint,
@@ -49,8 +50,20 @@ class HealthMonitor:
                 log.exception("db.health.tick_failed")
 
     async def check_once(self) -> None:
-        await self._probe(self.primary)
-        await asyncio.gather(*(self._probe(node) for node in self.replicas))
+        # The primary first (replica lag is measured against its position), but bounded, so a
+        # hung primary cannot freeze what we know about the replicas.
+        await self._bounded_probe(self.primary)
+        await asyncio.gather(*(self._bounded_probe(node) for node in self.replicas))
+
+    async def _bounded_probe(self, node: DatabaseNode) -> None:
+        try:
+            async with asyncio.timeout(max(self.interval, _MIN_PROBE_SECONDS)):
+                await self._probe(node)
+        except TimeoutError as error:  # raised here, outside _probe: record it the same way
+            if node.health.reachable is not False:
+                log.warning("db.health.unreachable", node=node.name, error="probe timed out")
+            node.breaker.record(error)  # a hung server is an unavailable one
+            await node.mark_unreachable(error)
 
     async def _probe(self, node: DatabaseNode) -> None:
         health = node.health

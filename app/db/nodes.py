@@ -18,6 +18,8 @@ from app.core.errors import DatabaseBusy, DomainError
 from app.db.breakers import DatabaseBreaker
 from app.settings import PoolSettings
 
+_PROBE_SLOT_WAIT = 0.1  # seconds the health probe queues for a connection before skipping
+
 
 @dataclass
 class NodeHealth:
@@ -110,11 +112,13 @@ class DatabaseNode:
     async def connection(self, *, probe: bool = False) -> AsyncIterator[PoolProxiedConnection]:
         """acquire/release as a context manager; `probe=True` for the health monitor."""
         if probe:
-            if self._slots.locked():
-                # Every slot is serving requests, so the server is answering: skip this probe
-                # rather than take a connection a request is queueing for.
-                raise DatabaseBusy(f"database {self.name}: all connections busy")
-            await self._slots.acquire()
+            try:
+                # Queue like a request, briefly: when every slot stays busy the server is
+                # answering, and the probe steps aside rather than hold up requests.
+                async with asyncio.timeout(min(self.pool_timeout, _PROBE_SLOT_WAIT)):
+                    await self._slots.acquire()
+            except TimeoutError as error:
+                raise DatabaseBusy(f"database {self.name}: all connections busy") from error
             try:
                 with self.breaker.guard(probe=True):
                     fairy = await self._checkout()

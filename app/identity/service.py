@@ -6,7 +6,7 @@ import hashlib
 import secrets
 import time
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from app.core.clock import Clock
 from app.core.errors import DomainError, NotFound, Unauthenticated
@@ -15,6 +15,8 @@ from app.identity.principal import SCOPES, Principal
 from app.identity.repository import ApiKeyRecord
 
 SECRET_PREFIX = "sf_live_"
+# Longer than any replica may lag and still serve reads (routing.max_replica_lag_seconds).
+_REVOKED_MEMORY_SECONDS = 600.0
 
 
 class InvalidScopes(DomainError):
@@ -35,14 +37,16 @@ def hash_secret(secret: str) -> bytes:
 class ApiKeyCache:
     """Verified keys, trusted for `ttl` seconds, so the hot path has no auth round trip.
 
-    A revoke through this process drops the entry at once; other processes stop accepting the key
-    within `ttl` (documented in docs/decisions.md). Bounded so random garbage cannot grow it.
+    A revoke through this process takes effect at once (entry dropped, id remembered as
+    revoked); other processes stop accepting the key within `ttl` plus replica lag (documented
+    in docs/decisions.md). Bounded so random garbage cannot grow it.
     """
 
     def __init__(self, ttl: float, max_entries: int = 10_000) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
         self._entries: dict[bytes, tuple[float, Principal]] = {}
+        self._revoked: dict[uuid.UUID, float] = {}
 
     def get(self, key: bytes) -> Principal | None:
         entry = self._entries.get(key)
@@ -58,9 +62,18 @@ class ApiKeyCache:
         self._entries[key] = (time.monotonic() + self.ttl, principal)
 
     def drop_key(self, key_id: uuid.UUID) -> None:
+        """Forget a revoked key now, and refuse it for a while: a replica that has not replayed
+        the revocation yet would otherwise hand it back as valid."""
         for digest, (_, principal) in list(self._entries.items()):
             if principal.id == key_id:
                 del self._entries[digest]
+        if len(self._revoked) >= self.max_entries:
+            self._revoked.clear()
+        self._revoked[key_id] = time.monotonic() + _REVOKED_MEMORY_SECONDS
+
+    def is_revoked(self, key_id: uuid.UUID) -> bool:
+        until = self._revoked.get(key_id)
+        return until is not None and until > time.monotonic()
 
 
 class ApiKeyService:
@@ -102,7 +115,7 @@ class ApiKeyService:
         principal = self._cache.get(digest)
         if principal is None:
             record = await self._lookup(digest)
-            if record is None or record.revoked_at is not None:
+            if record is None or record.revoked_at is not None or self._cache.is_revoked(record.id):
                 raise Unauthenticated("invalid API key")
             principal = Principal(
                 kind="api_key",
@@ -131,10 +144,7 @@ class ApiKeyService:
 
     async def revoke(self, tenant_id: uuid.UUID, key_id: uuid.UUID) -> None:
         async with self._uow(tenant_id) as uow:
-            if not await uow.api_keys.revoke(key_id, self._now()):
+            if not await uow.api_keys.revoke(key_id, self._clock.now()):
                 raise ApiKeyNotFound()
             await uow.commit()
         self._cache.drop_key(key_id)
-
-    def _now(self) -> datetime:
-        return self._clock.now()

@@ -9,10 +9,11 @@ from typing import Any
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from app.core.errors import DatabaseUnavailable
+from app.core.errors import DatabaseBusy, DatabaseUnavailable
 from app.db.database import Database
 from app.db.nodes import DatabaseNode
 from app.db.routing import format_lsn
+from app.ops.repository import OpsRepository
 
 ALEMBIC_INI = Path(__file__).resolve().parent.parent.parent / "alembic.ini"
 
@@ -43,31 +44,33 @@ class CapacityLine:
         return self.budget <= self.usable
 
 
-_CAPACITY_SQL = """
-SELECT current_setting('max_connections')::int AS max_connections,
-       current_setting('superuser_reserved_connections')::int AS reserved,
-       (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int AS in_use
-"""
-
-
 class OpsService:
     def __init__(self, database: Database, expected_head: str | None) -> None:
         self._db = database
         self._head = expected_head
+        self._revision: str | None = None
 
     async def readiness(self) -> Readiness:
+        """Ready when the primary answers and its schema is at the code's head revision.
+
+        A plain request-path query, not a breaker probe (an unauthenticated endpoint must not
+        drive the half-open trial). All connections busy means the primary is answering: the
+        last revision read stands.
+        """
         primary: dict[str, Any] = {"reachable": False}
-        ready = False
         try:
-            async with self._db.primary.connection(probe=True) as fairy:
-                driver: Any = fairy.driver_connection
-                revision = await driver.fetchval("SELECT version_num FROM alembic_version")
-            primary = {"reachable": True, "schema": revision, "expected_schema": self._head}
-            ready = revision == self._head
+            async with self._db.primary.connection() as fairy:
+                self._revision = await OpsRepository(fairy.driver_connection).schema_revision()
+            primary["reachable"] = True
+        except DatabaseBusy:
+            primary["reachable"], primary["busy"] = True, True
         except DatabaseUnavailable as error:
             primary["error"] = error.detail
         except Exception as error:  # any failure to answer means "not ready", with the reason
             primary["error"] = type(error).__name__
+        if primary["reachable"]:
+            primary |= {"schema": self._revision, "expected_schema": self._head}
+        ready = bool(primary["reachable"]) and self._revision == self._head
         replicas = [
             {
                 "name": n.name,
@@ -87,12 +90,11 @@ class OpsService:
         lines = []
         for node in self._db.nodes:
             async with node.connection() as fairy:
-                driver: Any = fairy.driver_connection
-                row = await driver.fetchrow(_CAPACITY_SQL)
-            usable = row["max_connections"] - row["reserved"] - reserve
+                server = await OpsRepository(fairy.driver_connection).capacity()
+            usable = server.max_connections - server.reserved - reserve
             budget = processes * node.capacity
             lines.append(
-                CapacityLine(node.name, budget, row["max_connections"], usable, row["in_use"])
+                CapacityLine(node.name, budget, server.max_connections, usable, server.in_use)
             )
         return lines
 

@@ -66,3 +66,15 @@ async def test_api_key_issue_rejects_unknown_scopes(harness: Harness, acme: dict
 
     with pytest.raises(InvalidScopes):
         await harness.container.api_key_service().issue(acme["tenant"].id, "x", ["root"])
+
+
+async def test_revocation_beats_the_key_cache(make_harness: Any) -> None:
+    harness = await make_harness(auth={"api_key_cache_ttl_seconds": 300})
+    tenant, secret = await harness.tenant_with_key("acme")
+    headers = {"X-API-Key": secret}
+    assert (await harness.client.get("/v1/products", headers=headers)).status_code == 200
+    keys = harness.container.api_key_service()
+    await keys.revoke(tenant.id, (await keys.list(tenant.id))[0].id)
+    # Cached for 5 minutes, yet refused at once (and not re-admitted from a lagging replica).
+    for _ in range(3):
+        assert (await harness.client.get("/v1/products", headers=headers)).status_code == 401

@@ -59,3 +59,26 @@ async def test_app_role_is_not_the_table_owner(harness: Harness) -> None:
         await conn.close()
     assert owner == "storefront"
     assert forced is True
+
+
+async def test_one_pooled_connection_alternating_tenants_never_mixes_them(
+    make_harness: Any,
+) -> None:
+    """Read-only work sets the tenant at session level with a per-connection cache: with a
+    single replica connection, alternating tenants must each see only their own rows."""
+    harness: Harness = await make_harness(replica_pool={"size": 1, "max_overflow": 0})
+    keys = {}
+    for slug in ("acme", "globex"):
+        _, keys[slug] = await harness.tenant_with_key(slug)
+        created = await harness.client.post(
+            "/v1/products", json={**SHIRT, "sku": f"{slug}-1"}, headers={"X-API-Key": keys[slug]}
+        )
+        assert created.status_code == 201
+    harness.client.consistency_token = None
+    await harness.wait_for(
+        lambda: harness.database_read_on_replica(created.json()["id"]), what="replay"
+    )
+    for slug in ("acme", "globex", "acme", "globex", "acme"):
+        listing = await harness.client.get("/v1/products", headers={"X-API-Key": keys[slug]})
+        assert [p["sku"] for p in listing.json()["items"]] == [f"{slug}-1"]
+    assert (await harness.ops_db())["replica-1"]["routed_reads"] >= 5
