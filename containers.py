@@ -14,6 +14,7 @@ from app.catalog.service import CatalogService
 from app.core.clock import SystemClock
 from app.db.database import Database, database_lifecycle
 from app.db.uow import UnitOfWork
+from app.http.middleware import Door
 from app.identity.service import ApiKeyCache, ApiKeyService
 from app.metrics import Metrics
 from app.ops.service import OpsService, migration_head
@@ -48,6 +49,13 @@ class Container(containers.DeclarativeContainer):
     # -- catalog --------------------------------------------------------------------------------
     catalog_service = providers.Singleton(
         CatalogService, uow_factory=uow_factory.provider, clock=clock
+    )
+
+    # -- HTTP edge ------------------------------------------------------------------------------
+    door = providers.Singleton(
+        Door,
+        limit=settings.provided.server.max_concurrent_requests,
+        timeout=settings.provided.server.queue_timeout_seconds,
     )
 
     # -- operations -----------------------------------------------------------------------------

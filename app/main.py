@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from app.catalog.routes import router as catalog_router
 from app.http.errors import install_error_handlers
-from app.http.middleware import Door, EdgeMiddleware
+from app.http.middleware import EdgeMiddleware
 from app.http.ops_routes import router as ops_router
 from app.logging import configure_logging
 
@@ -46,7 +46,7 @@ def create_app(container: Any) -> FastAPI:
     )
     app.state.container = container
     install_error_handlers(app)
-    door = Door(settings.server.max_concurrent_requests, settings.server.queue_timeout_seconds)
+    door = container.door()
     container.metrics().watch_door(door)
     app.add_middleware(
         EdgeMiddleware,
