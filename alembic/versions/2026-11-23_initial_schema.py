@@ -74,7 +74,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["tenant_id"], ["tenants.id"], name="fk_products_tenant_id_tenants", ondelete="CASCADE"
         ),
-        sa.UniqueConstraint("tenant_id", "sku", name="uq_products_tenant_id"),
+        sa.UniqueConstraint("tenant_id", "sku", name="uq_products_tenant_id_sku"),
         sa.CheckConstraint("stock >= 0", name="ck_products_stock_not_negative"),
         sa.CheckConstraint("price_amount >= 0", name="ck_products_price_not_negative"),
     )

@@ -3,7 +3,17 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, String, Text, func
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base
@@ -12,8 +22,10 @@ from app.db.base import Base
 class Product(Base):
     __tablename__ = "products"
     __table_args__ = (
+        UniqueConstraint("tenant_id", "sku"),
         CheckConstraint("stock >= 0", name="stock_not_negative"),
         CheckConstraint("price_amount >= 0", name="price_not_negative"),
+        Index("ix_products_tenant_created", "tenant_id", "created_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
@@ -33,6 +45,7 @@ class StockAdjustment(Base):
     """Audit trail of stock changes, written in the same transaction as the change."""
 
     __tablename__ = "stock_adjustments"
+    __table_args__ = (Index("ix_stock_adjustments_product", "tenant_id", "product_id"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
