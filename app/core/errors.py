@@ -6,12 +6,12 @@ from __future__ import annotations
 class DomainError(Exception):
     """Base of every error a use case raises on purpose.
 
-    `code` is part of the public contract (clients switch on it); `status` is the HTTP status the
-    edge maps it to; `retry_after` (seconds) is sent as `Retry-After` when set.
+    `code` is part of the public contract (clients switch on it); the kind of error is the base
+    class below (NotFound, Conflict, ...), which the HTTP edge maps to a status in one place
+    (app/http/errors.py); `retry_after` (seconds) is a hint sent as `Retry-After` when set.
     """
 
     code = "error"
-    status = 400
     title = "Bad request"
     retry_after: int | None = None
 
@@ -22,51 +22,59 @@ class DomainError(Exception):
             self.retry_after = retry_after
 
 
+class InvalidRequest(DomainError):
+    """The request cannot be understood as sent (a malformed token or cursor)."""
+
+    code = "request.bad"
+    title = "Bad request"
+
+
+class Unprocessable(DomainError):
+    """Well-formed, but the values break a rule."""
+
+    code = "request.unprocessable"
+    title = "Unprocessable request"
+
+
 class NotFound(DomainError):
     code = "not_found"
-    status = 404
     title = "Not found"
 
 
 class Conflict(DomainError):
     code = "conflict"
-    status = 409
     title = "Conflict"
 
 
 class PreconditionRequired(DomainError):
     code = "precondition.required"
-    status = 428
     title = "Precondition required"
 
 
 class PreconditionFailed(DomainError):
     code = "precondition.failed"
-    status = 412
     title = "Precondition failed"
 
 
 class Unauthenticated(DomainError):
     code = "auth.unauthenticated"
-    status = 401
     title = "Unauthenticated"
 
 
 class Forbidden(DomainError):
     code = "auth.forbidden"
-    status = 403
     title = "Forbidden"
 
 
 class ServiceUnavailable(DomainError):
     code = "service.unavailable"
-    status = 503
     title = "Service unavailable"
     retry_after = 1
 
 
 class DatabaseUnavailable(ServiceUnavailable):
-    """The breaker of every engine that could serve the request is open (or half-open)."""
+    """No server that could serve the request is available: its breaker is not closed, or the
+    request's own attempt hit a connection failure."""
 
     code = "database.unavailable"
     title = "Database unavailable"

@@ -7,12 +7,11 @@ import binascii
 import json
 from typing import Any
 
-from app.core.errors import DomainError
+from app.core.errors import InvalidRequest
 
 
-class InvalidCursor(DomainError):
+class InvalidCursor(InvalidRequest):
     code = "pagination.invalid_cursor"
-    status = 400
     title = "Invalid cursor"
 
 

@@ -15,7 +15,19 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
-from app.core.errors import DatabaseUnavailable, DomainError
+from app.core.errors import (
+    Conflict,
+    DatabaseUnavailable,
+    DomainError,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    PreconditionFailed,
+    PreconditionRequired,
+    ServiceUnavailable,
+    Unauthenticated,
+    Unprocessable,
+)
 from app.db.errors import is_unavailable
 from app.http.request_id import current_request_id
 
@@ -58,16 +70,33 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
+# The one mapping of domain error kinds to HTTP statuses (most specific first).
+_STATUS: tuple[tuple[type[DomainError], int], ...] = (
+    (InvalidRequest, 400),
+    (Unauthenticated, 401),
+    (Forbidden, 403),
+    (NotFound, 404),
+    (Conflict, 409),
+    (PreconditionFailed, 412),
+    (Unprocessable, 422),
+    (PreconditionRequired, 428),
+    (ServiceUnavailable, 503),
+)
+
+
+def status_of(error: DomainError) -> int:
+    return next((status for kind, status in _STATUS if isinstance(error, kind)), 400)
+
+
 async def _domain(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, DomainError)
+    status = status_of(error)
     headers = {}
     if error.retry_after is not None:
         headers["Retry-After"] = str(error.retry_after)
-    if error.status == 401:
+    if status == 401:
         headers["WWW-Authenticate"] = 'ApiKey header="X-API-Key", Bearer'
-    return problem(
-        request, error.status, error.code, error.title, error.detail, headers=headers or None
-    )
+    return problem(request, status, error.code, error.title, error.detail, headers=headers or None)
 
 
 async def _validation(request: Request, error: Exception) -> JSONResponse:

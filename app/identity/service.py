@@ -9,7 +9,7 @@ import uuid
 from datetime import timedelta
 
 from app.core.clock import Clock
-from app.core.errors import DomainError, NotFound, Unauthenticated
+from app.core.errors import NotFound, Unauthenticated, Unprocessable
 from app.db.uow import UnitOfWorkFactory
 from app.identity.principal import SCOPES, Principal
 from app.identity.repository import ApiKeyRecord
@@ -19,9 +19,8 @@ SECRET_PREFIX = "sf_live_"
 _REVOKED_MEMORY_SECONDS = 600.0
 
 
-class InvalidScopes(DomainError):
+class InvalidScopes(Unprocessable):
     code = "api_key.invalid_scopes"
-    status = 422
     title = "Invalid scopes"
 
 

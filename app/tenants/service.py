@@ -5,16 +5,15 @@ from __future__ import annotations
 import re
 import uuid
 
-from app.core.errors import Conflict, DomainError, NotFound
+from app.core.errors import Conflict, NotFound, Unprocessable
 from app.db.uow import UnitOfWorkFactory
 from app.tenants.repository import TenantRecord
 
 SLUG = re.compile(r"^[a-z0-9-]{3,40}$")
 
 
-class InvalidSlug(DomainError):
+class InvalidSlug(Unprocessable):
     code = "tenant.invalid_slug"
-    status = 422
     title = "Invalid tenant slug"
 
 
@@ -36,7 +35,7 @@ class TenantService:
         if not SLUG.match(slug):
             raise InvalidSlug("slug must match [a-z0-9-]{3,40}")
         if not name.strip():
-            raise DomainError("name must not be empty")
+            raise Unprocessable("name must not be empty")
         async with self._uow() as uow:
             tenant = await uow.tenants.add(uuid.uuid4(), slug, name.strip())
             if tenant is None:
