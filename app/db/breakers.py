@@ -78,20 +78,11 @@ class DatabaseBreaker:
                 raise error
 
     @contextmanager
-    def guard(self, *, probe: bool = False) -> Iterator[None]:
-        """The body as one guarded call. `probe=True` is the health monitor's trial call: it is
-        let through when the reset timeout has passed (open -> half-open -> closed)."""
-        if probe:
-            with self._translated(), self._breaker.calling():
-                yield
-            return
-        self.check()
-        try:
+    def probe(self) -> Iterator[None]:
+        """The health monitor's trial call: let through when closed, or when the reset timeout
+        has passed (open -> half-open; success closes, failure reopens)."""
+        with self._translated(), self._breaker.calling():
             yield
-        except BaseException as error:
-            self.record(error)
-            raise
-        self.record(None)
 
     @contextmanager
     def _translated(self) -> Iterator[None]:

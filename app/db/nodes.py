@@ -120,7 +120,7 @@ class DatabaseNode:
             except TimeoutError as error:
                 raise DatabaseBusy(f"database {self.name}: all connections busy") from error
             try:
-                with self.breaker.guard(probe=True):
+                with self.breaker.probe():
                     fairy = await self._checkout()
                     try:
                         yield fairy

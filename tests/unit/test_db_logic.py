@@ -40,21 +40,41 @@ def test_only_unavailability_counts_against_the_breaker(error: BaseException, co
 def test_breaker_opens_fails_fast_and_lets_only_the_probe_through() -> None:
     breaker = DatabaseBreaker("db", BreakerSettings(fail_max=2, reset_timeout_seconds=0.2))
     for _ in range(2):
-        with pytest.raises(ConnectionRefusedError), breaker.guard():
-            raise ConnectionRefusedError()
+        breaker.check()
+        breaker.record(ConnectionRefusedError())  # what acquire()/release() report
     assert breaker.state == "open"
-    ran = False
-    with pytest.raises(DatabaseUnavailable) as raised, breaker.guard():
-        ran = True
-    assert not ran
+    with pytest.raises(DatabaseUnavailable) as raised:
+        breaker.check()
     assert raised.value.retry_after == 1
     time.sleep(0.25)
-    with pytest.raises(DatabaseUnavailable), breaker.guard():  # requests still fail fast
-        ran = True
-    assert not ran
-    with breaker.guard(probe=True):  # the monitor's trial call
+    with pytest.raises(DatabaseUnavailable):  # requests still fail fast
+        breaker.check()
+    ran = False
+    with breaker.probe():  # the monitor's trial call
         ran = True
     assert ran
+    assert breaker.state == "closed"
+    breaker.check()
+
+
+def test_a_failed_probe_reopens_the_breaker() -> None:
+    breaker = DatabaseBreaker("db", BreakerSettings(fail_max=1, reset_timeout_seconds=0.1))
+    breaker.record(ConnectionRefusedError())
+    time.sleep(0.15)
+    with pytest.raises(ConnectionRefusedError), breaker.probe():  # the trial runs, and fails
+        raise ConnectionRefusedError()
+    assert breaker.state == "open"
+    with pytest.raises(DatabaseUnavailable), breaker.probe():  # reset timeout restarted
+        pass
+
+
+def test_a_success_ends_a_failure_streak() -> None:
+    breaker = DatabaseBreaker("db", BreakerSettings(fail_max=3))
+    breaker.record(TimeoutError())
+    breaker.record(TimeoutError())
+    assert breaker.fail_counter == 2
+    breaker.record(None)
+    assert breaker.fail_counter == 0
     assert breaker.state == "closed"
 
 
@@ -72,8 +92,7 @@ def test_calls_in_flight_when_the_breaker_opens_end_quietly() -> None:
 def test_excluded_errors_do_not_open_the_breaker() -> None:
     breaker = DatabaseBreaker("db", BreakerSettings(fail_max=1))
     for error in (asyncpg.exceptions.UniqueViolationError("x"), sa_exc.TimeoutError("pool")):
-        with pytest.raises(type(error)), breaker.guard():
-            raise error
+        breaker.record(error)
     assert breaker.state == "closed"
 
 
@@ -124,14 +143,12 @@ def test_primary_outage_serves_stale_reads_from_a_reachable_replica() -> None:
     for node in database.replicas:
         node.health.lag_seconds = 30.0
     for _ in range(3):
-        with pytest.raises(ConnectionRefusedError), database.primary.breaker.guard():
-            raise ConnectionRefusedError()
+        database.primary.breaker.record(ConnectionRefusedError())
     assert database.router.for_read(ReadPreference()).name.startswith("replica")
     assert database.router.fallbacks["stale_replica_read"] == 1
     strict = _database(stale_reads_on_primary_outage=False)
     for _ in range(3):
-        with pytest.raises(ConnectionRefusedError), strict.primary.breaker.guard():
-            raise ConnectionRefusedError()
+        strict.primary.breaker.record(ConnectionRefusedError())
     assert strict.router.for_read(ReadPreference()).name == "primary"
 
 
