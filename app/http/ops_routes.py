@@ -1,7 +1,5 @@
 """Health, readiness, database status and metrics."""
 
-from typing import Any
-
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -10,27 +8,38 @@ from app.http.di import Provide, inject
 from app.http.schemas import problem_responses
 from app.http.security import Operator
 from app.metrics import Metrics
+from app.ops.schemas import DatabaseStatus, Liveness, Readiness
 from app.ops.service import OpsService
 
 router = APIRouter(tags=["ops"])
 
 
-@router.get("/health/live")
-async def live() -> dict[str, str]:
-    return {"status": "live"}
+@router.get("/health/live", response_model=Liveness)
+async def live() -> Liveness:
+    return Liveness(status="live")
 
 
-@router.get("/health/ready", responses={503: {"description": "Not ready"}})
+@router.get(
+    "/health/ready",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Not ready"}},
+)
 @inject
 async def ready(ops: OpsService = Provide["ops_service"]) -> JSONResponse:
     readiness = await ops.readiness()
-    return JSONResponse(readiness.detail, status_code=200 if readiness.ready else 503)
+    body = Readiness.model_validate(readiness.detail).model_dump(mode="json", exclude_none=True)
+    return JSONResponse(body, status_code=200 if readiness.ready else 503)
 
 
-@router.get("/ops/db", dependencies=[Operator], responses=problem_responses(401))
+@router.get(
+    "/ops/db",
+    dependencies=[Operator],
+    response_model=DatabaseStatus,
+    responses=problem_responses(401),
+)
 @inject
-async def database_status(ops: OpsService = Provide["ops_service"]) -> dict[str, Any]:
-    return ops.database_status()
+async def database_status(ops: OpsService = Provide["ops_service"]) -> DatabaseStatus:
+    return DatabaseStatus.model_validate(ops.database_status())
 
 
 @router.get(

@@ -69,7 +69,7 @@ class OpsService:
         except Exception as error:  # any failure to answer means "not ready", with the reason
             primary["error"] = type(error).__name__
         if primary["reachable"]:
-            primary |= {"schema": self._revision, "expected_schema": self._head}
+            primary |= {"schema_revision": self._revision, "expected_schema": self._head}
         ready = bool(primary["reachable"]) and self._revision == self._head
         replicas = [
             {

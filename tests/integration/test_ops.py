@@ -16,7 +16,7 @@ async def test_live_and_ready(harness: Harness) -> None:
     assert ready.status_code == 200, ready.text
     body = ready.json()
     assert body["primary"]["reachable"] is True
-    assert body["primary"]["schema"] == body["primary"]["expected_schema"]
+    assert body["primary"]["schema_revision"] == body["primary"]["expected_schema"]
     assert [r["name"] for r in body["replicas"]] == ["replica-1"]
 
 
