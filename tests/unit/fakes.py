@@ -80,8 +80,7 @@ class FakeProducts:
 
 
 class FakeUnitOfWork:
-    """Commits are counted; leaving without commit() discards nothing in memory, so tests assert
-    on `commits` to prove a use case only commits when it succeeds."""
+    """Transactional like the real one: what a use case wrote is kept only if it commits."""
 
     def __init__(self, products: FakeProducts, tenant_id: uuid.UUID | None) -> None:
         self.products = products
@@ -90,10 +89,12 @@ class FakeUnitOfWork:
 
     async def __aenter__(self) -> FakeUnitOfWork:
         self.products.tenant_id = self.tenant_id
+        self._snapshot = (dict(self.products.rows), list(self.products.adjustments))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        return None
+        if not self.commits:
+            self.products.rows, self.products.adjustments = self._snapshot
 
     async def commit(self) -> None:
         self.commits += 1
