@@ -41,7 +41,17 @@ def create_app(container: Any) -> FastAPI:
     app = FastAPI(
         title="Storefront",
         version="1.0.0",
-        description="Multi-tenant commerce backend: catalog, inventory, orders, payments.",
+        description=(
+            "Multi-tenant commerce backend: catalog, inventory, orders, payments.\n\n"
+            "- Authenticate with `X-API-Key: sf_live_...`.\n"
+            "- Errors are RFC 9457 `application/problem+json` with a stable `code` and the"
+            " `request_id`; every response carries `X-Request-ID`.\n"
+            "- Writes return `X-Consistency-Token`; send it back on reads to see your writes"
+            " (`X-Read-Consistency: strong` reads from the primary).\n"
+            "- Lists take `limit` (1..100) and an opaque `cursor`; money is integer minor units"
+            " plus an ISO currency.\n"
+            "- 503 responses carry `Retry-After`."
+        ),
         lifespan=lifespan,
     )
     app.state.container = container
