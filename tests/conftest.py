@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -46,6 +47,7 @@ def cluster() -> Iterator[LocalCluster]:
         yield local
     finally:
         local.destroy()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def app_url(cluster: LocalCluster, role: str) -> str:
