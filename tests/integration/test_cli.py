@@ -85,3 +85,19 @@ async def test_db_status_checks_the_pool_budget_against_max_connections(
     over = storefront(harness, "db", "status", "--processes", "50")
     assert over.returncode == 2
     assert over.stdout.count("WARNING: over budget") == 2
+
+
+async def test_an_unreachable_database_is_one_line_and_non_zero(harness: Harness) -> None:
+    nowhere = "postgresql+asyncpg://storefront_app@127.0.0.1:1/storefront"
+    for args in (("migrate",), ("tenants", "list"), ("db", "status")):
+        result = storefront(
+            harness,
+            *args,
+            STOREFRONT_DATABASE__PRIMARY__URL=nowhere,
+            STOREFRONT_DATABASE__MIGRATION_URL=nowhere,
+            STOREFRONT_DATABASE__REPLICAS="[]",
+        )
+        assert result.returncode == 1, args
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, (args, result.stderr)
+        assert lines[0].startswith("error: "), args
