@@ -88,7 +88,7 @@ def status_of(error: DomainError) -> int:
     return next((status for kind, status in _STATUS if isinstance(error, kind)), 400)
 
 
-async def _domain(request: Request, error: Exception) -> JSONResponse:
+async def render_domain(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, DomainError)
     status = status_of(error)
     headers = {}
@@ -127,7 +127,7 @@ async def _http(request: Request, error: Exception) -> JSONResponse:
 async def render_unexpected(request: Request, error: Exception) -> JSONResponse:
     """Called by the edge middleware, so even a 500 carries the request id."""
     if is_unavailable(error):
-        return await _domain(request, DatabaseUnavailable("the database is unavailable"))
+        return await render_domain(request, DatabaseUnavailable("the database is unavailable"))
     route = request.scope.get("route")
     log.error(
         "http.unhandled_exception",
@@ -140,6 +140,6 @@ async def render_unexpected(request: Request, error: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(DomainError, _domain)
+    app.add_exception_handler(DomainError, render_domain)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)

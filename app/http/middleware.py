@@ -18,6 +18,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core.errors import DomainError, InvalidRequest, ServiceUnavailable
 from app.db import context as db_context
 from app.db.routing import ReadPreference, format_lsn, parse_lsn
 from app.http import errors
@@ -29,9 +30,7 @@ _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 class EdgeMiddleware:
-    def __init__(
-        self, app: ASGIApp, metrics: Metrics, access_log: bool, door: Door | None = None
-    ) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, access_log: bool, door: Door) -> None:
         self.app = app
         self.metrics = metrics
         self.access_log = access_log
@@ -68,36 +67,19 @@ class EdgeMiddleware:
             await send(message)
 
         try:
-            token = incoming.get("x-consistency-token")
-            min_lsn = parse_lsn(token) if token else None
-            if token and min_lsn is None:
-                response = errors.problem(
-                    Request(scope),
-                    400,
-                    "consistency.invalid_token",
-                    "Invalid consistency token",
-                    "X-Consistency-Token must be a value this API returned",
-                )
-                await response(scope, receive, send_with_headers)
-                return
-            strong = incoming.get("x-read-consistency", "").lower() == "strong"
-            db.preference = ReadPreference(min_lsn=min_lsn, strong=strong)
-            if self.door is None or scope["path"].startswith(_UNGATED):
+            db.preference = _read_preference(incoming)
+            if scope["path"].startswith(_UNGATED):
                 await self.app(scope, receive, send_with_headers)
             elif not await self.door.enter():
-                await errors.problem(
-                    Request(scope),
-                    503,
-                    "server.busy",
-                    "Server busy",
-                    "too many requests in progress; retry shortly",
-                    headers={"Retry-After": "1"},
-                )(scope, receive, send_with_headers)
+                raise ServerBusy("too many requests in progress; retry shortly")
             else:
                 try:
                     await self.app(scope, receive, send_with_headers)
                 finally:
                     self.door.leave()
+        except DomainError as error:  # raised here, before the app's own handlers
+            response = await errors.render_domain(Request(scope), error)
+            await response(scope, receive, send_with_headers)
         except Exception as error:
             if started_response:  # headers already sent: nothing sane left to do
                 raise
@@ -164,6 +146,25 @@ class Door:
 
 # Operators must see a saturated process: health and ops endpoints skip the door.
 _UNGATED = ("/health/", "/ops/", "/metrics")
+
+
+class InvalidConsistencyToken(InvalidRequest):
+    code = "consistency.invalid_token"
+    title = "Invalid consistency token"
+
+
+class ServerBusy(ServiceUnavailable):
+    code = "server.busy"
+    title = "Server busy"
+
+
+def _read_preference(incoming: dict[str, str]) -> ReadPreference:
+    token = incoming.get("x-consistency-token")
+    min_lsn = parse_lsn(token) if token else None
+    if token and min_lsn is None:
+        raise InvalidConsistencyToken("X-Consistency-Token must be a value this API returned")
+    strong = incoming.get("x-read-consistency", "").lower() == "strong"
+    return ReadPreference(min_lsn=min_lsn, strong=strong)
 
 
 def _headers(scope: Scope) -> dict[str, str]:

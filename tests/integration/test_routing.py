@@ -2,11 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
+
+from app.devcluster import LocalCluster
 from tests.conftest import Harness, raw_connect
 
 SHIRT = {"sku": "S-1", "name": "Shirt", "price": {"amount": 100, "currency": "EUR"}, "stock": 1}
+
+
+@asynccontextmanager
+async def replay_paused(cluster: LocalCluster) -> AsyncIterator[None]:
+    """The replica receives WAL but applies none of it until the block ends."""
+    replica = await raw_connect(cluster, "replica", "postgres")
+    try:
+        await replica.execute("SELECT pg_wal_replay_pause()")
+        yield
+    finally:
+        await replica.execute("SELECT pg_wal_replay_resume()")
+        await replica.close()
+
+
+async def on_primary_only(harness: Harness, request: Awaitable[httpx.Response]) -> httpx.Response:
+    """Send `request` and assert the primary served its reads and the replica none."""
+    before = await harness.ops_db()
+    response = await request
+    after = await harness.ops_db()
+    assert after["primary"]["routed_reads"] > before["primary"]["routed_reads"]
+    assert after["replica-1"]["routed_reads"] == before["replica-1"]["routed_reads"]
+    return response
 
 
 async def test_reads_hit_the_replica_and_writes_the_primary(
@@ -26,20 +53,16 @@ async def test_reads_hit_the_replica_and_writes_the_primary(
 async def test_strong_consistency_header_forces_the_primary(
     harness: Harness, acme: dict[str, Any]
 ) -> None:
-    before = await harness.ops_db()
-    response = await harness.client.get("/v1/products", headers={"X-Read-Consistency": "strong"})
+    response = await on_primary_only(
+        harness, harness.client.get("/v1/products", headers={"X-Read-Consistency": "strong"})
+    )
     assert response.status_code == 200
-    after = await harness.ops_db()
-    assert after["primary"]["routed_reads"] > before["primary"]["routed_reads"]
-    assert after["replica-1"]["routed_reads"] == before["replica-1"]["routed_reads"]
 
 
 async def test_consistency_token_reads_own_write_while_replica_replay_is_paused(
     harness: Harness, acme: dict[str, Any]
 ) -> None:
-    replica = await raw_connect(harness.cluster, "replica", "postgres")
-    try:
-        await replica.execute("SELECT pg_wal_replay_pause()")
+    async with replay_paused(harness.cluster):
         created = await harness.client.post("/v1/products", json=SHIRT)
         assert created.status_code == 201
         token = created.headers["x-consistency-token"]
@@ -50,42 +73,31 @@ async def test_consistency_token_reads_own_write_while_replica_replay_is_paused(
             what="replica lag to show",
         )
 
-        before = await harness.ops_db()
-        with_token = await harness.client.get(
-            f"/v1/products/{product_id}", headers={"X-Consistency-Token": token}
+        with_token = await on_primary_only(
+            harness,
+            harness.client.get(
+                f"/v1/products/{product_id}", headers={"X-Consistency-Token": token}
+            ),
         )
         assert with_token.status_code == 200
         assert with_token.json()["sku"] == "S-1"
-        after = await harness.ops_db()
-        assert after["primary"]["routed_reads"] > before["primary"]["routed_reads"]
-        assert after["replica-1"]["routed_reads"] == before["replica-1"]["routed_reads"]
 
         # Without the token the replica may serve it: it has not replayed the insert yet.
         on_replica = await harness.database_read_on_replica(product_id)
         assert on_replica is None
-    finally:
-        await replica.execute("SELECT pg_wal_replay_resume()")
-        await replica.close()
 
 
 async def test_lagging_replica_is_skipped(make_harness: Any) -> None:
     harness: Harness = await make_harness(routing={"max_replica_lag_seconds": 0.0})
     _tenant, secret = await harness.tenant_with_key("acme")
     harness.client.headers["X-API-Key"] = secret
-    replica = await raw_connect(harness.cluster, "replica", "postgres")
-    try:
-        await replica.execute("SELECT pg_wal_replay_pause()")
+    async with replay_paused(harness.cluster):
         created = await harness.client.post("/v1/products", json=SHIRT)
         assert created.status_code == 201
         node = harness.container.database().replicas[0]
         await harness.wait_for(lambda: (node.health.lag_seconds or 0) > 0, what="lag")
         harness.client.consistency_token = None
-        before = await harness.ops_db()
-        response = await harness.client.get("/v1/products", headers={"X-Consistency-Token": ""})
+        response = await on_primary_only(
+            harness, harness.client.get("/v1/products", headers={"X-Consistency-Token": ""})
+        )
         assert response.status_code == 200
-        after = await harness.ops_db()
-        assert after["primary"]["routed_reads"] > before["primary"]["routed_reads"]
-        assert after["replica-1"]["routed_reads"] == before["replica-1"]["routed_reads"]
-    finally:
-        await replica.execute("SELECT pg_wal_replay_resume()")
-        await replica.close()
