@@ -15,16 +15,28 @@ from app.core.clock import SystemClock
 from app.db.database import Database, database_lifecycle
 from app.db.uow import UnitOfWork
 from app.http.middleware import Door
-from app.identity.service import ApiKeyCache, ApiKeyService
+from app.identity.authenticator import Authenticator
+from app.identity.cache import CredentialCache
+from app.identity.passwords import PasswordHasher
+from app.identity.service import (
+    ApiKeyService,
+    ApiKeyUsage,
+    AuthService,
+    UserService,
+    api_key_usage_flusher,
+)
+from app.identity.throttle import LoginThrottle, throttle_store
+from app.identity.tokens import TokenService
 from app.metrics import Metrics
 from app.ops.service import OpsService, migration_head
+from app.redis import open_redis, redis_lifecycle
 from app.settings import load_settings
 from app.tenants.service import TenantService
 
 
 class Container(containers.DeclarativeContainer):
     wiring_config = containers.WiringConfiguration(
-        packages=["app.http", "app.catalog"], warn_unresolved=True
+        packages=["app.http", "app.catalog", "app.identity", "app.tenants"], warn_unresolved=True
     )
 
     # -- settings -----------------------------------------------------------------------------
@@ -37,13 +49,66 @@ class Container(containers.DeclarativeContainer):
     database_lifecycle = providers.Resource(database_lifecycle, database=database)
     uow_factory = providers.Factory(UnitOfWork, database=database)
 
-    # -- tenants and identity ------------------------------------------------------------------
-    tenant_service = providers.Singleton(TenantService, uow_factory=uow_factory.provider)
-    api_key_cache = providers.Singleton(
-        ApiKeyCache, ttl=settings.provided.auth.api_key_cache_ttl_seconds
+    # -- infrastructure clients ---------------------------------------------------------------
+    redis = providers.Singleton(open_redis, url=settings.provided.redis.url)
+    redis_lifecycle = providers.Resource(redis_lifecycle, redis=redis)
+
+    # -- identity: passwords, tokens, login throttling, credential caches ----------------------
+    auth_settings = settings.provided.auth
+    password_hasher = providers.Singleton(PasswordHasher, settings=auth_settings.password)
+    token_service = providers.Singleton(TokenService, settings=auth_settings.tokens, clock=clock)
+    throttle_store = providers.Singleton(throttle_store, redis=redis, clock=clock)
+    login_throttle = providers.Singleton(
+        LoginThrottle, store=throttle_store, settings=auth_settings.lockout
+    )
+    credential_cache = providers.Singleton(
+        CredentialCache,
+        api_key_ttl=auth_settings.api_key_cache_ttl_seconds,
+        user_ttl=auth_settings.user_cache_ttl_seconds,
+    )
+    api_key_usage = providers.Singleton(ApiKeyUsage, uow_factory=uow_factory.provider, clock=clock)
+    api_key_usage_flusher = providers.Resource(
+        api_key_usage_flusher,
+        usage=api_key_usage,
+        interval=auth_settings.api_key_usage_flush_seconds,
     )
     api_key_service = providers.Singleton(
-        ApiKeyService, uow_factory=uow_factory.provider, clock=clock, cache=api_key_cache
+        ApiKeyService,
+        uow_factory=uow_factory.provider,
+        clock=clock,
+        cache=credential_cache,
+        usage=api_key_usage,
+        rotation_grace_seconds=auth_settings.api_key_rotation_grace_seconds,
+    )
+    user_service = providers.Singleton(
+        UserService,
+        uow_factory=uow_factory.provider,
+        clock=clock,
+        hasher=password_hasher,
+        cache=credential_cache,
+    )
+    auth_service = providers.Singleton(
+        AuthService,
+        uow_factory=uow_factory.provider,
+        clock=clock,
+        hasher=password_hasher,
+        tokens=token_service,
+        throttle=login_throttle,
+        cache=credential_cache,
+    )
+    authenticator = providers.Singleton(
+        Authenticator,
+        api_keys=api_key_service,
+        tokens=token_service,
+        uow_factory=uow_factory.provider,
+        clock=clock,
+        cache=credential_cache,
+    )
+    tenant_service = providers.Singleton(
+        TenantService,
+        uow_factory=uow_factory.provider,
+        hasher=password_hasher,
+        signup_enabled=auth_settings.signup_enabled,
     )
 
     # -- catalog --------------------------------------------------------------------------------

@@ -15,7 +15,9 @@ from app.catalog.routes import router as catalog_router
 from app.http.errors import install_error_handlers
 from app.http.middleware import EdgeMiddleware
 from app.http.ops_routes import router as ops_router
+from app.identity.routes import router as identity_router
 from app.logging import configure_logging
+from app.tenants.routes import router as tenants_router
 
 
 def create_app(container: Any) -> FastAPI:
@@ -43,7 +45,9 @@ def create_app(container: Any) -> FastAPI:
         version="1.0.0",
         description=(
             "Multi-tenant commerce backend: catalog, inventory, orders, payments.\n\n"
-            "- Authenticate with `X-API-Key: sf_live_...`.\n"
+            "- Sign up with `POST /v1/tenants`, log in with `POST /v1/auth/token` and send"
+            " `Authorization: Bearer <access_token>`; machines send `X-API-Key: sf_live_...`."
+            " What each role and scope may do: docs/permissions.md.\n"
             "- Errors are RFC 9457 `application/problem+json` with a stable `code` and the"
             " `request_id`; every response carries `X-Request-ID`.\n"
             "- Writes return `X-Consistency-Token`; send it back on reads to see your writes"
@@ -65,6 +69,8 @@ def create_app(container: Any) -> FastAPI:
         door=door,
     )
     app.include_router(catalog_router)  # hot routes first: matching is in order
+    app.include_router(identity_router)
+    app.include_router(tenants_router)
     app.include_router(ops_router)
     return app
 

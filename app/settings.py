@@ -115,9 +115,67 @@ class OpsSettings(_Section):
     )
 
 
+class PasswordSettings(_Section):
+    """argon2id cost (OWASP minimum: 19 MiB, 2 iterations, 1 lane)."""
+
+    argon2_memory_kib: int = Field(19456, ge=8, description="argon2id memory cost, KiB.")
+    argon2_time_cost: int = Field(2, ge=1, description="argon2id iterations.")
+    argon2_parallelism: int = Field(1, ge=1, description="argon2id lanes.")
+
+
+Algorithm = Literal["EdDSA", "ES256", "RS256", "HS256"]
+
+
+class SigningKey(_Section):
+    kid: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    algorithm: Algorithm = "EdDSA"
+    key: SecretStr = Field(
+        description="PEM private key (signs and verifies), PEM public key (verifies only), or"
+        " for HS256 a shared secret of at least 32 bytes."
+    )
+
+
+class TokenSettings(_Section):
+    issuer: str = Field("storefront", min_length=1)
+    audience: str = Field("storefront-api", min_length=1)
+    access_ttl_seconds: int = Field(900, ge=10, description="Lifetime of an access token.")
+    refresh_ttl_seconds: int = Field(30 * 86400, ge=60, description="Lifetime of a refresh token.")
+    leeway_seconds: int = Field(5, ge=0, le=300, description="Clock skew allowed on exp/nbf/iat.")
+    keys: list[SigningKey] = Field(
+        default_factory=list,
+        description="Active keys; the last one that can sign signs, all verify. Empty: an"
+        " ephemeral key per process (development only).",
+    )
+
+
+class LockoutSettings(_Section):
+    max_failures_per_account: int = Field(5, ge=1, description="Failed logins, then 429.")
+    max_failures_per_ip: int = Field(20, ge=1, description="Failed logins per client IP.")
+    window_seconds: int = Field(900, ge=1, description="Counting window and lockout length.")
+
+
 class AuthSettings(_Section):
+    signup_enabled: bool = Field(True, description="Public POST /v1/tenants; false -> 404.")
     api_key_cache_ttl_seconds: float = Field(
         30.0, ge=0, description="How long a verified API key is trusted without a lookup."
+    )
+    user_cache_ttl_seconds: float = Field(
+        30.0, ge=0, description="How long a user's role/existence is trusted without a lookup."
+    )
+    api_key_rotation_grace_seconds: int = Field(
+        86400, ge=0, description="How long a rotated key's old secret keeps working."
+    )
+    api_key_usage_flush_seconds: float = Field(
+        60.0, gt=0, description="last_used_at is written in batches this often."
+    )
+    password: PasswordSettings = PasswordSettings()
+    tokens: TokenSettings = TokenSettings()
+    lockout: LockoutSettings = LockoutSettings()
+
+
+class RedisSettings(_Section):
+    url: str | None = Field(
+        None, description="redis:// URL for shared login throttling; null: in-process memory."
     )
 
 
@@ -174,6 +232,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     ops: OpsSettings = OpsSettings()
     auth: AuthSettings = AuthSettings()
+    redis: RedisSettings = RedisSettings()
     logging: LoggingSettings = LoggingSettings()
     server: ServerSettings = ServerSettings()
 

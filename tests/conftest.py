@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -60,6 +61,7 @@ def make_settings(
     cluster: LocalCluster,
     server: dict[str, Any] | None = None,
     auth: dict[str, Any] | None = None,
+    redis: dict[str, Any] | None = None,
     **database: Any,
 ) -> Settings:
     """Test settings: the cluster's URLs plus overrides of the `server`, `auth` and `database`
@@ -77,7 +79,13 @@ def make_settings(
             section[key] = {**section[key], **value}
         else:
             section[key] = value
-    return Settings(database=section, server=server or {}, ops={"operator_token": OPERATOR_TOKEN})
+    return Settings(
+        database=section,
+        server=server or {},
+        auth=auth or {},
+        redis=redis or {},
+        ops={"operator_token": OPERATOR_TOKEN},
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -87,6 +95,20 @@ def clean_database(request: pytest.FixtureRequest) -> None:
         return
     local: LocalCluster = request.getfixturevalue("cluster")
     local.psql("primary", "TRUNCATE tenants CASCADE")
+
+
+class MovableClock:
+    """System time plus an offset the test moves: overriding the container's `clock` with it
+    before the app is built means no singleton needs a reset when time moves."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, **delta: float) -> None:
+        self.offset += timedelta(**delta)
 
 
 class StorefrontClient(httpx.AsyncClient):
@@ -109,8 +131,11 @@ class StorefrontClient(httpx.AsyncClient):
 class Harness:
     """An app built around a container the test may override, plus helpers."""
 
-    def __init__(self, cluster: LocalCluster, container: Container, app: Any) -> None:
+    def __init__(
+        self, cluster: LocalCluster, container: Container, app: Any, clock: MovableClock
+    ) -> None:
         self.cluster = cluster
+        self.clock = clock
         self.container = container
         self.app = app
         self.client = StorefrontClient(
@@ -170,15 +195,20 @@ async def make_harness(cluster: LocalCluster) -> AsyncIterator[Callable[..., Any
     opened: list[tuple[Harness, Any]] = []
 
     async def build(
-        server: dict[str, Any] | None = None, auth: dict[str, Any] | None = None, **database: Any
+        server: dict[str, Any] | None = None,
+        auth: dict[str, Any] | None = None,
+        redis: dict[str, Any] | None = None,
+        **database: Any,
     ) -> Harness:
         container = Container()
-        settings = make_settings(cluster, server, auth, **database)
+        settings = make_settings(cluster, server, auth, redis, **database)
         container.settings.override(providers.Object(settings))
+        clock = MovableClock()
+        container.clock.override(providers.Object(clock))
         app = create_app(container)
         lifespan = app.router.lifespan_context(app)
         await lifespan.__aenter__()
-        harness = Harness(cluster, container, app)
+        harness = Harness(cluster, container, app, clock)
         opened.append((harness, lifespan))
         return harness
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from app.catalog.errors import (
@@ -18,14 +17,8 @@ from app.catalog.errors import (
 from app.catalog.repository import ProductRecord
 from app.core.clock import Clock
 from app.core.money import Money
-from app.core.pagination import InvalidCursor, decode_cursor, encode_cursor
+from app.core.pagination import Slice, decode_keyset, keyset_page
 from app.db.uow import UnitOfWorkFactory
-
-
-@dataclass(frozen=True, slots=True)
-class ProductPage:
-    items: list[ProductRecord]
-    next_cursor: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,24 +82,11 @@ class CatalogService:
 
     async def list(
         self, tenant_id: uuid.UUID, limit: int, cursor: str | None, query: str | None
-    ) -> ProductPage:
-        after = None
-        if cursor:
-            created_at, last_id = decode_cursor(cursor, 2)
-            try:
-                moment = datetime.fromisoformat(created_at)
-                if moment.tzinfo is None:
-                    raise ValueError("naive timestamp")
-                after = (moment.astimezone(UTC), uuid.UUID(last_id))
-            except (TypeError, ValueError, OverflowError) as error:
-                raise InvalidCursor("cursor is not valid") from error
+    ) -> Slice[ProductRecord]:
+        after = decode_keyset(cursor)
         async with self._uow(tenant_id, read_only=True) as uow:
             rows = await uow.products.page(limit, after, query)
-        items, more = rows[:limit], len(rows) > limit
-        next_cursor = (
-            encode_cursor(items[-1].created_at.isoformat(), items[-1].id) if more else None
-        )
-        return ProductPage(items, next_cursor)
+        return keyset_page(rows, limit)
 
     async def update(
         self,

@@ -66,6 +66,14 @@ class Forbidden(DomainError):
     title = "Forbidden"
 
 
+class TooManyRequests(DomainError):
+    """Refused for now; `retry_after` says when to try again."""
+
+    code = "request.too_many"
+    title = "Too many requests"
+    retry_after = 1
+
+
 class ServiceUnavailable(DomainError):
     code = "service.unavailable"
     title = "Service unavailable"

@@ -23,7 +23,7 @@ from app.db.database import Database
 from app.db.errors import is_unavailable
 from app.db.nodes import DatabaseNode
 from app.db.routing import ReadPreference
-from app.identity.repository import ApiKeyRepository
+from app.identity.repository import ApiKeyRepository, RefreshTokenRepository, UserRepository
 from app.tenants.repository import TenantRepository
 
 log = structlog.get_logger(__name__)
@@ -39,6 +39,8 @@ class UnitOfWorkFactory(Protocol):
 class UnitOfWork:
     products: ProductRepository
     api_keys: ApiKeyRepository
+    users: UserRepository
+    refresh_tokens: RefreshTokenRepository
     tenants: TenantRepository
 
     def __init__(
@@ -82,6 +84,8 @@ class UnitOfWork:
             self._reraise(error)
         self.products = ProductRepository(self._conn, self.tenant_id)
         self.api_keys = ApiKeyRepository(self._conn, self.tenant_id)
+        self.users = UserRepository(self._conn, self.tenant_id)
+        self.refresh_tokens = RefreshTokenRepository(self._conn, self.tenant_id)
         self.tenants = TenantRepository(self._conn)
         return self
 

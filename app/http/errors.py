@@ -25,6 +25,7 @@ from app.core.errors import (
     PreconditionFailed,
     PreconditionRequired,
     ServiceUnavailable,
+    TooManyRequests,
     Unauthenticated,
     Unprocessable,
 )
@@ -80,6 +81,7 @@ _STATUS: tuple[tuple[type[DomainError], int], ...] = (
     (PreconditionFailed, 412),
     (Unprocessable, 422),
     (PreconditionRequired, 428),
+    (TooManyRequests, 429),
     (ServiceUnavailable, 503),
 )
 

@@ -1,4 +1,7 @@
-"""Who is calling: `X-API-Key` for tenants, a bearer operator token for ops endpoints."""
+"""Who is calling: `X-API-Key` or `Authorization: Bearer <access token>` for tenants, a bearer
+operator token for ops endpoints. Routes declare the permission they need
+(`Annotated[Principal, Depends(require(Permission.CATALOG_READ))]`); the rules themselves live in
+app/identity/permissions.py."""
 
 import hmac
 from collections.abc import Awaitable, Callable
@@ -6,20 +9,25 @@ from typing import Annotated
 
 import structlog
 from fastapi import Depends, Header, Security
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 
 from app.core.errors import Unauthenticated
 from app.http.di import Provide, inject
+from app.identity.authenticator import Authenticator
+from app.identity.permissions import Permission
 from app.identity.principal import Principal
-from app.identity.service import ApiKeyService
 from app.settings import Settings
 
-# Declared as a security scheme so /docs offers "Authorize" with an API key.
+# Declared as security schemes so /docs offers "Authorize" with either credential.
 _API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="sf_live_... secret")
+_BEARER = OAuth2PasswordBearer(
+    tokenUrl="/v1/auth/token", auto_error=False, description="Access token from /v1/auth/token"
+)
 
 
-def require(scope: str) -> Callable[..., Awaitable[Principal]]:
-    """A dependency that authenticates `X-API-Key` and checks one scope.
+def require(permission: Permission | None) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that authenticates the caller and checks one permission (None: any
+    authenticated caller).
 
     One dependency rather than two chained ones: FastAPI's per-dependency cost is paid on every
     request of the hot path.
@@ -28,13 +36,18 @@ def require(scope: str) -> Callable[..., Awaitable[Principal]]:
     @inject
     async def authenticated(
         x_api_key: Annotated[str | None, Security(_API_KEY)] = None,
-        keys: ApiKeyService = Provide["api_key_service"],
+        access_token: Annotated[str | None, Security(_BEARER)] = None,
+        authenticator: Authenticator = Provide["authenticator"],
     ) -> Principal:
-        if not x_api_key:
-            raise Unauthenticated("send an API key in the X-API-Key header")
-        principal = await keys.authenticate(x_api_key)
+        if x_api_key:
+            principal = await authenticator.api_key(x_api_key)
+        elif access_token:
+            principal = await authenticator.bearer(access_token)
+        else:
+            raise Unauthenticated("send an API key (X-API-Key) or a bearer access token")
         structlog.contextvars.bind_contextvars(tenant=str(principal.tenant_id))
-        principal.require(scope)
+        if permission is not None:
+            principal.require(permission)
         return principal
 
     return authenticated
@@ -55,6 +68,17 @@ async def require_operator(
         raise Unauthenticated("operator endpoints need Authorization: Bearer <operator token>")
 
 
-CatalogReader = Annotated[Principal, Depends(require("catalog:read"))]
-CatalogWriter = Annotated[Principal, Depends(require("catalog:write"))]
+def allowed(permission: Permission | None) -> object:
+    """`Annotated[Principal, allowed(...)]`: the caller, checked for `permission`."""
+    return Depends(require(permission))
+
+
+Authenticated = Annotated[Principal, allowed(None)]
+CatalogReader = Annotated[Principal, allowed(Permission.CATALOG_READ)]
+CatalogWriter = Annotated[Principal, allowed(Permission.CATALOG_WRITE)]
+UsersReader = Annotated[Principal, allowed(Permission.USERS_READ)]
+UsersManager = Annotated[Principal, allowed(Permission.USERS_MANAGE)]
+ApiKeysReader = Annotated[Principal, allowed(Permission.API_KEYS_READ)]
+ApiKeysManager = Annotated[Principal, allowed(Permission.API_KEYS_MANAGE)]
+ApiKeysDeleter = Annotated[Principal, allowed(Permission.API_KEYS_DELETE)]
 Operator = Depends(require_operator)

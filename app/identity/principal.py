@@ -3,37 +3,33 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 
 from app.core.errors import Forbidden
-
-SCOPES = frozenset(
-    {
-        "catalog:read",
-        "catalog:write",
-        "orders:read",
-        "orders:write",
-        "reports:read",
-        "users:manage",
-        "api_keys:manage",
-    }
-)
+from app.identity.permissions import Permission, Role, role_permissions, scope_permissions
 
 
-class InsufficientScope(Forbidden):
+class InsufficientPermission(Forbidden):
     code = "auth.insufficient_scope"
-    title = "Insufficient scope"
+    title = "Insufficient permission"
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    kind: str  # "api_key" (users arrive with the identity issue)
+    kind: Literal["user", "api_key"]
     id: uuid.UUID
     tenant_id: uuid.UUID
-    scopes: frozenset[str]
+    role: Role | None = None  # users
+    scopes: frozenset[str] = frozenset()  # API keys
     expires_at: datetime | None = None
+    permissions: frozenset[Permission] = field(init=False)
 
-    def require(self, scope: str) -> None:
-        if scope not in self.scopes:
-            raise InsufficientScope(f"this credential lacks the '{scope}' scope")
+    def __post_init__(self) -> None:
+        granted = role_permissions(self.role) if self.role else scope_permissions(self.scopes)
+        object.__setattr__(self, "permissions", granted)
+
+    def require(self, permission: Permission) -> None:
+        if permission not in self.permissions:
+            raise InsufficientPermission(f"this credential may not {permission.value}")

@@ -57,12 +57,47 @@ class ApiKeyRepository:
         )
         return ApiKeyRecord(*row) if row else None
 
-    async def list(self) -> list[ApiKeyRecord]:
+    async def page(
+        self, limit: int, after: tuple[datetime, uuid.UUID] | None
+    ) -> list[ApiKeyRecord]:
         rows = await self._conn.fetch(
-            f"SELECT {_COLUMNS} FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id",
+            f"SELECT {_COLUMNS} FROM api_keys WHERE tenant_id = $1"
+            " AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::uuid))"
+            " ORDER BY created_at, id LIMIT $4",
             self._tenant_id,
+            after[0] if after else None,
+            after[1] if after else None,
+            limit + 1,
         )
         return [ApiKeyRecord(*row) for row in rows]
+
+    async def get(self, key_id: uuid.UUID, *, lock: bool = False) -> ApiKeyRecord | None:
+        row = await self._conn.fetchrow(
+            f"SELECT {_COLUMNS} FROM api_keys WHERE tenant_id = $1 AND id = $2"
+            + (" FOR UPDATE" if lock else ""),
+            self._tenant_id,
+            key_id,
+        )
+        return ApiKeyRecord(*row) if row else None
+
+    async def expire(self, key_id: uuid.UUID, at: datetime) -> None:
+        """Bring a key's expiry forward to `at` (rotation's grace period)."""
+        await self._conn.execute(
+            "UPDATE api_keys SET expires_at = least(coalesce(expires_at, $3), $3)"
+            " WHERE tenant_id = $1 AND id = $2",
+            self._tenant_id,
+            key_id,
+            at,
+        )
+
+    async def touch(self, key_ids: list[uuid.UUID], at: datetime) -> None:
+        await self._conn.execute(
+            "UPDATE api_keys SET last_used_at = $3 WHERE tenant_id = $1 AND id = ANY($2::uuid[])"
+            " AND (last_used_at IS NULL OR last_used_at < $3)",
+            self._tenant_id,
+            key_ids,
+            at,
+        )
 
     async def revoke(self, key_id: uuid.UUID, at: datetime) -> bool:
         status: str = await self._conn.execute(
@@ -73,3 +108,187 @@ class ApiKeyRepository:
             at,
         )
         return status != "UPDATE 0"
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    email: str
+    role: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    user_id: uuid.UUID
+    tenant_id: uuid.UUID
+    password_hash: str
+    role: str
+
+
+_USER_COLUMNS = "id, tenant_id, email, role, created_at, updated_at"
+
+
+class UserRepository:
+    def __init__(self, conn: Any, tenant_id: uuid.UUID | None) -> None:
+        self._conn = conn
+        self._tenant_id = tenant_id
+
+    async def add(
+        self, user_id: uuid.UUID, email: str, password_hash: str, role: str
+    ) -> UserRecord | None:
+        """Insert; None when the email is taken (in any tenant: emails are service-wide)."""
+        row = await self._conn.fetchrow(
+            "INSERT INTO users (id, tenant_id, email, password_hash, role)"
+            " VALUES ($1, $2, $3, $4, $5)"
+            f" ON CONFLICT (email) DO NOTHING RETURNING {_USER_COLUMNS}",
+            user_id,
+            self._tenant_id,
+            email,
+            password_hash,
+            role,
+        )
+        return UserRecord(*row) if row else None
+
+    async def credentials(self, email: str) -> Credentials | None:
+        """Before the tenant is known (login): through an owner-run function, see migration."""
+        row = await self._conn.fetchrow(
+            "SELECT id, tenant_id, password_hash, role FROM storefront_user_by_email($1)", email
+        )
+        return Credentials(*row) if row else None
+
+    async def get(self, user_id: uuid.UUID, *, lock: bool = False) -> UserRecord | None:
+        row = await self._conn.fetchrow(
+            f"SELECT {_USER_COLUMNS} FROM users WHERE tenant_id = $1 AND id = $2"
+            + (" FOR UPDATE" if lock else ""),
+            self._tenant_id,
+            user_id,
+        )
+        return UserRecord(*row) if row else None
+
+    async def page(self, limit: int, after: tuple[datetime, uuid.UUID] | None) -> list[UserRecord]:
+        rows = await self._conn.fetch(
+            f"SELECT {_USER_COLUMNS} FROM users WHERE tenant_id = $1"
+            " AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::uuid))"
+            " ORDER BY created_at, id LIMIT $4",
+            self._tenant_id,
+            after[0] if after else None,
+            after[1] if after else None,
+            limit + 1,
+        )
+        return [UserRecord(*row) for row in rows]
+
+    async def lock_owners(self) -> list[uuid.UUID]:
+        """Lock the tenant's owners: concurrent demotions then see each other's result, so the
+        last owner cannot be removed by two requests at once."""
+        rows = await self._conn.fetch(
+            "SELECT id FROM users WHERE tenant_id = $1 AND role = 'owner' ORDER BY id FOR UPDATE",
+            self._tenant_id,
+        )
+        return [row[0] for row in rows]
+
+    async def update(
+        self, user_id: uuid.UUID, at: datetime, role: str | None, password_hash: str | None
+    ) -> UserRecord | None:
+        row = await self._conn.fetchrow(
+            "UPDATE users SET role = coalesce($3, role),"
+            " password_hash = coalesce($4, password_hash), updated_at = $5"
+            f" WHERE tenant_id = $1 AND id = $2 RETURNING {_USER_COLUMNS}",
+            self._tenant_id,
+            user_id,
+            role,
+            password_hash,
+            at,
+        )
+        return UserRecord(*row) if row else None
+
+    async def set_password_hash(self, user_id: uuid.UUID, password_hash: str) -> None:
+        await self._conn.execute(
+            "UPDATE users SET password_hash = $3 WHERE tenant_id = $1 AND id = $2",
+            self._tenant_id,
+            user_id,
+            password_hash,
+        )
+
+    async def delete(self, user_id: uuid.UUID) -> bool:
+        status: str = await self._conn.execute(
+            "DELETE FROM users WHERE tenant_id = $1 AND id = $2", self._tenant_id, user_id
+        )
+        return status != "DELETE 0"
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshTokenRecord:
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    user_id: uuid.UUID
+    family_id: uuid.UUID
+    expires_at: datetime
+    used_at: datetime | None
+    revoked_at: datetime | None
+
+
+_REFRESH_COLUMNS = "id, tenant_id, user_id, family_id, expires_at, used_at, revoked_at"
+
+
+class RefreshTokenRepository:
+    def __init__(self, conn: Any, tenant_id: uuid.UUID | None) -> None:
+        self._conn = conn
+        self._tenant_id = tenant_id
+
+    async def add(
+        self,
+        user_id: uuid.UUID,
+        family_id: uuid.UUID,
+        token_hash: bytes,
+        expires_at: datetime,
+    ) -> None:
+        await self._conn.execute(
+            "INSERT INTO refresh_tokens (id, tenant_id, user_id, family_id, token_hash,"
+            " expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            uuid.uuid4(),
+            self._tenant_id,
+            user_id,
+            family_id,
+            token_hash,
+            expires_at,
+        )
+
+    async def by_hash(self, token_hash: bytes) -> RefreshTokenRecord | None:
+        """Before the tenant is known: through an owner-run function, see migration."""
+        row = await self._conn.fetchrow(
+            f"SELECT {_REFRESH_COLUMNS} FROM storefront_refresh_token_by_hash($1)", token_hash
+        )
+        return RefreshTokenRecord(*row) if row else None
+
+    async def use(self, token_id: uuid.UUID, at: datetime) -> bool:
+        """Mark a live token used; False when it was already used, revoked or expired (the
+        single-use check and the mark are one statement, so two refreshes cannot both win)."""
+        status: str = await self._conn.execute(
+            "UPDATE refresh_tokens SET used_at = $3 WHERE tenant_id = $1 AND id = $2"
+            " AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $3",
+            self._tenant_id,
+            token_id,
+            at,
+        )
+        return status != "UPDATE 0"
+
+    async def revoke_family(self, family_id: uuid.UUID, at: datetime) -> None:
+        await self._conn.execute(
+            "UPDATE refresh_tokens SET revoked_at = coalesce(revoked_at, $3)"
+            " WHERE tenant_id = $1 AND family_id = $2",
+            self._tenant_id,
+            family_id,
+            at,
+        )
+
+    async def revoke_user(self, user_id: uuid.UUID, at: datetime) -> None:
+        await self._conn.execute(
+            "UPDATE refresh_tokens SET revoked_at = coalesce(revoked_at, $3)"
+            " WHERE tenant_id = $1 AND user_id = $2",
+            self._tenant_id,
+            user_id,
+            at,
+        )

@@ -1,22 +1,30 @@
-"""API keys: issue (secret shown once), authenticate (cached), revoke."""
+"""Identity use cases: API keys, users, and the login / refresh / logout flow."""
 
 from __future__ import annotations
 
-import hashlib
-import secrets
-import time
+import asyncio
+import contextlib
 import uuid
-from datetime import timedelta
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
 
 from app.core.clock import Clock
-from app.core.errors import NotFound, Unauthenticated, Unprocessable
-from app.db.uow import UnitOfWorkFactory
-from app.identity.principal import SCOPES, Principal
-from app.identity.repository import ApiKeyRecord
+from app.core.errors import Conflict, NotFound, Unauthenticated, Unprocessable
+from app.core.pagination import Slice, decode_keyset, keyset_page
+from app.db.uow import UnitOfWork, UnitOfWorkFactory
+from app.identity import keys
+from app.identity.cache import CredentialCache
+from app.identity.passwords import PasswordHasher, check_password_policy
+from app.identity.permissions import SCOPES, Permission, Role, grantable_scopes
+from app.identity.principal import InsufficientPermission, Principal
+from app.identity.repository import ApiKeyRecord, UserRecord
+from app.identity.throttle import LoginThrottle
+from app.identity.tokens import TokenService, hash_refresh
 
-SECRET_PREFIX = "sf_live_"
-# Longer than any replica may lag and still serve reads (routing.max_replica_lag_seconds).
-_REVOKED_MEMORY_SECONDS = 600.0
+log = structlog.get_logger(__name__)
 
 
 class InvalidScopes(Unprocessable):
@@ -29,57 +37,107 @@ class ApiKeyNotFound(NotFound):
     title = "API key not found"
 
 
-def hash_secret(secret: str) -> bytes:
-    return hashlib.sha256(secret.encode()).digest()
+class UserNotFound(NotFound):
+    code = "user.not_found"
+    title = "User not found"
 
 
-class ApiKeyCache:
-    """Verified keys, trusted for `ttl` seconds, so the hot path has no auth round trip.
+class EmailTaken(Conflict):
+    code = "user.email_taken"
+    title = "Email already registered"
 
-    A revoke through this process takes effect at once (entry dropped, id remembered as
-    revoked); other processes stop accepting the key within `ttl` plus replica lag (documented
-    in docs/decisions.md). Bounded so random garbage cannot grow it.
-    """
 
-    def __init__(self, ttl: float, max_entries: int = 10_000) -> None:
-        self.ttl = ttl
-        self.max_entries = max_entries
-        self._entries: dict[bytes, tuple[float, Principal]] = {}
-        self._revoked: dict[uuid.UUID, float] = {}
+class LastOwner(Conflict):
+    code = "user.last_owner"
+    title = "Last owner"
 
-    def get(self, key: bytes) -> Principal | None:
-        entry = self._entries.get(key)
-        if entry is None or entry[0] < time.monotonic():
-            return None
-        return entry[1]
 
-    def put(self, key: bytes, principal: Principal) -> None:
-        if self.ttl <= 0:
-            return
-        if len(self._entries) >= self.max_entries:
-            self._entries.clear()
-        self._entries[key] = (time.monotonic() + self.ttl, principal)
+class InvalidCredentials(Unauthenticated):
+    code = "auth.invalid_credentials"
+    title = "Invalid credentials"
 
-    def drop_key(self, key_id: uuid.UUID) -> None:
-        """Forget a revoked key now, and refuse it for a while: a replica that has not replayed
-        the revocation yet would otherwise hand it back as valid."""
-        for digest, (_, principal) in list(self._entries.items()):
-            if principal.id == key_id:
-                del self._entries[digest]
-        if len(self._revoked) >= self.max_entries:
-            self._revoked.clear()
-        self._revoked[key_id] = time.monotonic() + _REVOKED_MEMORY_SECONDS
 
-    def is_revoked(self, key_id: uuid.UUID) -> bool:
-        until = self._revoked.get(key_id)
-        return until is not None and until > time.monotonic()
+class InvalidRefreshToken(Unauthenticated):
+    code = "auth.refresh_invalid"
+    title = "Invalid refresh token"
+
+
+class RefreshTokenReused(Unauthenticated):
+    code = "auth.refresh_reused"
+    title = "Refresh token reused"
+
+
+def normalize_email(email: str) -> str:
+    """Emails compare case-insensitively: stored and looked up lower-cased."""
+    return email.strip().lower()
+
+
+def _check_grant(granter: Principal | None, scopes: list[str]) -> None:
+    """No one mints a key stronger than themselves (None: the operator CLI)."""
+    if granter is None:
+        return
+    beyond = sorted(set(scopes) - grantable_scopes(granter.permissions))
+    if beyond:
+        raise InsufficientPermission(f"you may not grant: {', '.join(beyond)}")
+
+
+class ApiKeyUsage:
+    """`last_used_at` without a write per request: uses are noted in memory and written in one
+    UPDATE per tenant every `auth.api_key_usage_flush_seconds` (so it is that coarse)."""
+
+    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock) -> None:
+        self._uow = uow_factory
+        self._clock = clock
+        self._pending: dict[uuid.UUID, set[uuid.UUID]] = {}
+
+    def seen(self, principal: Principal) -> None:
+        self._pending.setdefault(principal.tenant_id, set()).add(principal.id)
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        at = self._clock.now()
+        for tenant_id, key_ids in pending.items():
+            try:
+                async with self._uow(tenant_id) as uow:
+                    await uow.api_keys.touch(sorted(key_ids), at)
+                    await uow.commit()
+            except Exception as error:  # keep them for the next flush
+                log.warning("api_keys.usage_flush_failed", error=repr(error))
+                self._pending.setdefault(tenant_id, set()).update(key_ids)
+
+
+async def api_key_usage_flusher(usage: ApiKeyUsage, interval: float) -> AsyncIterator[None]:
+    """Resource: flushes `last_used_at` every `interval` seconds, and once more on shutdown."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await usage.flush()
+
+    task = asyncio.create_task(loop(), name="api-key-usage-flusher")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await usage.flush()
 
 
 class ApiKeyService:
-    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, cache: ApiKeyCache) -> None:
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        clock: Clock,
+        cache: CredentialCache,
+        usage: ApiKeyUsage,
+        rotation_grace_seconds: int,
+    ) -> None:
         self._uow = uow_factory
         self._clock = clock
         self._cache = cache
+        self._usage = usage
+        self._grace = rotation_grace_seconds
 
     async def issue(
         self,
@@ -87,31 +145,40 @@ class ApiKeyService:
         name: str,
         scopes: list[str],
         expires_in_days: int | None = None,
+        granter: Principal | None = None,
     ) -> tuple[ApiKeyRecord, str]:
         unknown = sorted(set(scopes) - SCOPES)
         if unknown or not scopes:
             raise InvalidScopes(f"unknown or empty scopes: {', '.join(unknown) or '(none)'}")
-        secret = SECRET_PREFIX + secrets.token_urlsafe(32)
+        _check_grant(granter, scopes)
         expires_at = None
         if expires_in_days is not None:
             expires_at = self._clock.now() + timedelta(days=expires_in_days)
         async with self._uow(tenant_id) as uow:
-            record = await uow.api_keys.add(
-                uuid.uuid4(),
-                name,
-                secret[:12],
-                hash_secret(secret),
-                sorted(set(scopes)),
-                expires_at,
-            )
+            record, secret = await self._add(uow, name, sorted(set(scopes)), expires_at)
             await uow.commit()
         return record, secret
 
+    @staticmethod
+    async def _add(
+        uow: UnitOfWork, name: str, scopes: list[str], expires_at: datetime | None
+    ) -> tuple[ApiKeyRecord, str]:
+        secret = keys.new_secret()
+        record = await uow.api_keys.add(
+            uuid.uuid4(),
+            name,
+            secret[: keys.DISPLAY_LENGTH],
+            keys.hash_secret(secret),
+            scopes,
+            expires_at,
+        )
+        return record, secret
+
     async def authenticate(self, secret: str) -> Principal:
-        if not secret.startswith(SECRET_PREFIX) or len(secret) > 200:
+        if not keys.well_formed(secret):  # typos and garbage: no lookup at all
             raise Unauthenticated("invalid API key")
-        digest = hash_secret(secret)
-        principal = self._cache.get(digest)
+        digest = keys.hash_secret(secret)
+        principal = self._cache.api_keys.get(digest)
         if principal is None:
             record = await self._lookup(digest)
             if record is None or record.revoked_at is not None or self._cache.is_revoked(record.id):
@@ -123,9 +190,10 @@ class ApiKeyService:
                 scopes=frozenset(record.scopes),
                 expires_at=record.expires_at,
             )
-            self._cache.put(digest, principal)
+            self._cache.api_keys.put(digest, principal)
         if principal.expires_at is not None and principal.expires_at <= self._clock.now():
             raise Unauthenticated("API key expired")
+        self._usage.seen(principal)
         return principal
 
     async def _lookup(self, digest: bytes) -> ApiKeyRecord | None:
@@ -137,13 +205,237 @@ class ApiKeyService:
                 return record
         return None
 
-    async def list(self, tenant_id: uuid.UUID) -> list[ApiKeyRecord]:
+    async def list(
+        self, tenant_id: uuid.UUID, limit: int = 100, cursor: str | None = None
+    ) -> Slice[ApiKeyRecord]:
+        after = decode_keyset(cursor)
         async with self._uow(tenant_id, read_only=True) as uow:
-            return await uow.api_keys.list()
+            rows = await uow.api_keys.page(limit, after)
+        return keyset_page(rows, limit)
+
+    async def rotate(
+        self,
+        tenant_id: uuid.UUID,
+        key_id: uuid.UUID,
+        grace_seconds: int | None = None,
+        granter: Principal | None = None,
+    ) -> tuple[ApiKeyRecord, str]:
+        """A new secret with the same name, scopes and expiry; the old secret keeps working
+        for the grace period (default `auth.api_key_rotation_grace_seconds`), then expires."""
+        now = self._clock.now()
+        grace = timedelta(seconds=self._grace if grace_seconds is None else grace_seconds)
+        async with self._uow(tenant_id) as uow:
+            old = await uow.api_keys.get(key_id, lock=True)
+            if old is None or old.revoked_at is not None:
+                raise ApiKeyNotFound()
+            _check_grant(granter, old.scopes)
+            record, secret = await self._add(uow, old.name, old.scopes, old.expires_at)
+            await uow.api_keys.expire(key_id, now + grace)
+            await uow.commit()
+        self._cache.forget_api_key(key_id)
+        return record, secret
 
     async def revoke(self, tenant_id: uuid.UUID, key_id: uuid.UUID) -> None:
         async with self._uow(tenant_id) as uow:
             if not await uow.api_keys.revoke(key_id, self._clock.now()):
                 raise ApiKeyNotFound()
             await uow.commit()
-        self._cache.drop_key(key_id)
+        self._cache.revoke(key_id)
+
+
+class UserService:
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        clock: Clock,
+        hasher: PasswordHasher,
+        cache: CredentialCache,
+    ) -> None:
+        self._uow = uow_factory
+        self._clock = clock
+        self._hasher = hasher
+        self._cache = cache
+
+    async def get(self, tenant_id: uuid.UUID, user_id: uuid.UUID) -> UserRecord:
+        async with self._uow(tenant_id, read_only=True) as uow:
+            user = await uow.users.get(user_id)
+        if user is None:
+            raise UserNotFound()
+        return user
+
+    async def list(self, tenant_id: uuid.UUID, limit: int, cursor: str | None) -> Slice[UserRecord]:
+        after = decode_keyset(cursor)
+        async with self._uow(tenant_id, read_only=True) as uow:
+            rows = await uow.users.page(limit, after)
+        return keyset_page(rows, limit)
+
+    async def create(
+        self,
+        tenant_id: uuid.UUID,
+        email: str,
+        password: str,
+        role: Role,
+        actor: Principal | None = None,
+    ) -> UserRecord:
+        """`actor` None: the operator CLI."""
+        if role is Role.owner and actor is not None:
+            actor.require(Permission.OWNERSHIP_TRANSFER)
+        check_password_policy(password)
+        password_hash = await self._hasher.hash(password)
+        async with self._uow(tenant_id) as uow:
+            user = await uow.users.add(
+                uuid.uuid4(), normalize_email(email), password_hash, role.name
+            )
+            if user is None:
+                raise EmailTaken("a user with this email already exists")
+            await uow.commit()
+        return user
+
+    async def update(
+        self,
+        actor: Principal,
+        user_id: uuid.UUID,
+        role: Role | None = None,
+        password: str | None = None,
+    ) -> UserRecord:
+        password_hash = None
+        if password is not None:
+            check_password_policy(password)
+            password_hash = await self._hasher.hash(password)
+        async with self._uow(actor.tenant_id) as uow:
+            owners = await uow.users.lock_owners()
+            target = await uow.users.get(user_id, lock=True)
+            if target is None:
+                raise UserNotFound()
+            if role is not None and role.name != target.role:
+                self._check_role_change(actor, target, role, owners)
+            user = await uow.users.update(
+                user_id, self._clock.now(), role.name if role else None, password_hash
+            )
+            if password_hash is not None:  # a new password ends every session of the user
+                await uow.refresh_tokens.revoke_user(user_id, self._clock.now())
+            await uow.commit()
+        assert user is not None  # locked above
+        self._cache.forget_user(user_id)
+        return user
+
+    async def delete(self, actor: Principal, user_id: uuid.UUID) -> None:
+        async with self._uow(actor.tenant_id) as uow:
+            owners = await uow.users.lock_owners()
+            target = await uow.users.get(user_id, lock=True)
+            if target is None:
+                raise UserNotFound()
+            if target.role == Role.owner.name:
+                actor.require(Permission.OWNERSHIP_TRANSFER)
+                if owners == [user_id]:
+                    raise LastOwner("the last owner cannot be removed")
+            await uow.users.delete(user_id)
+            await uow.commit()
+        self._cache.revoke(user_id)
+
+    @staticmethod
+    def _check_role_change(
+        actor: Principal, target: UserRecord, role: Role, owners: Sequence[uuid.UUID]
+    ) -> None:
+        if Role.owner in (role, Role[target.role]):
+            actor.require(Permission.OWNERSHIP_TRANSFER)
+        if target.role == Role.owner.name and owners == [target.id]:
+            raise LastOwner("the last owner cannot be demoted; make someone else owner first")
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+
+class AuthService:
+    """Password login, refresh-token rotation with reuse detection, logout."""
+
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        clock: Clock,
+        hasher: PasswordHasher,
+        tokens: TokenService,
+        throttle: LoginThrottle,
+        cache: CredentialCache,
+    ) -> None:
+        self._uow = uow_factory
+        self._clock = clock
+        self._hasher = hasher
+        self._tokens = tokens
+        self._throttle = throttle
+        self._cache = cache
+
+    async def login(self, email: str, password: str, client_ip: str) -> TokenPair:
+        email = normalize_email(email)
+        await self._throttle.check(email, client_ip)
+        async with self._uow(read_only=True, strong=True) as uow:
+            found = await uow.users.credentials(email)
+        # Unknown users are verified against a dummy hash: the same work as a wrong password.
+        ok, new_hash = await self._hasher.verify(password, found.password_hash if found else None)
+        if found is None or not ok:
+            await self._throttle.failed(email, client_ip)
+            raise InvalidCredentials("wrong email or password")
+        await self._throttle.succeeded(email)
+        async with self._uow(found.tenant_id) as uow:
+            if new_hash is not None:  # legacy bcrypt (or weaker argon2 params): upgrade now
+                await uow.users.set_password_hash(found.user_id, new_hash)
+            pair = await self._issue(uow, found.user_id, found.tenant_id, Role[found.role])
+            await uow.commit()
+        return pair
+
+    async def refresh(self, refresh_token: str) -> TokenPair:
+        now = self._clock.now()
+        async with self._uow(read_only=True, strong=True) as uow:
+            token = await uow.refresh_tokens.by_hash(hash_refresh(refresh_token))
+        if token is None:
+            raise InvalidRefreshToken("unknown refresh token")
+        async with self._uow(token.tenant_id) as uow:
+            if not await uow.refresh_tokens.use(token.id, now):
+                if token.revoked_at is not None or token.expires_at <= now:
+                    raise InvalidRefreshToken("this refresh token has expired or was revoked")
+                # Used before: a stolen copy is being replayed (or the owner's client raced
+                # itself). Either way the family is no longer trustworthy.
+                await uow.refresh_tokens.revoke_family(token.family_id, now)
+                await uow.commit()
+                self._cache.revoke(token.family_id)
+                raise RefreshTokenReused("refresh token reused; the session was revoked")
+            user = await uow.users.get(token.user_id)
+            if user is None:
+                raise InvalidRefreshToken("the user no longer exists")
+            pair = await self._issue(
+                uow, user.id, user.tenant_id, Role[user.role], family_id=token.family_id
+            )
+            await uow.commit()
+        return pair
+
+    async def logout(self, refresh_token: str) -> None:
+        """Revoke the token's whole family; unknown tokens are ignored (nothing to end)."""
+        async with self._uow(read_only=True, strong=True) as uow:
+            token = await uow.refresh_tokens.by_hash(hash_refresh(refresh_token))
+        if token is None:
+            return
+        async with self._uow(token.tenant_id) as uow:
+            await uow.refresh_tokens.revoke_family(token.family_id, self._clock.now())
+            await uow.commit()
+        self._cache.revoke(token.family_id)
+
+    async def _issue(
+        self,
+        uow: UnitOfWork,
+        user_id: uuid.UUID,
+        tenant_id: uuid.UUID,
+        role: Role,
+        family_id: uuid.UUID | None = None,
+    ) -> TokenPair:
+        family_id = family_id or uuid.uuid4()
+        secret, digest = self._tokens.new_refresh()
+        expires_at = self._clock.now() + timedelta(
+            seconds=self._tokens.settings.refresh_ttl_seconds
+        )
+        await uow.refresh_tokens.add(user_id, family_id, digest, expires_at)
+        access = self._tokens.issue_access(user_id, tenant_id, role, family_id)
+        return TokenPair(access, secret, self._tokens.settings.access_ttl_seconds)

@@ -33,6 +33,10 @@ class TenantRepository:
         )
         return TenantRecord(*row) if row else None
 
+    async def get(self, tenant_id: uuid.UUID) -> TenantRecord | None:
+        row = await self._conn.fetchrow(f"SELECT {_COLUMNS} FROM tenants WHERE id = $1", tenant_id)
+        return TenantRecord(*row) if row else None
+
     async def by_slug(self, slug: str) -> TenantRecord | None:
         row = await self._conn.fetchrow(f"SELECT {_COLUMNS} FROM tenants WHERE slug = $1", slug)
         return TenantRecord(*row) if row else None

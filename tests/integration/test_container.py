@@ -7,8 +7,8 @@ from typing import Any
 
 from dependency_injector import providers
 
-from app.core.clock import FixedClock, SystemClock
-from tests.conftest import Harness
+from app.core.clock import FixedClock
+from tests.conftest import Harness, MovableClock
 
 SHIRT = {"sku": "S-1", "name": "Shirt", "price": {"amount": 100, "currency": "EUR"}, "stock": 1}
 
@@ -24,7 +24,7 @@ async def test_overriding_the_clock_changes_what_routes_use(
     assert response.json()["created_at"] == "2030-01-02T03:04:05Z"
 
     harness.container.catalog_service.reset()
-    assert isinstance(harness.container.clock(), SystemClock)
+    assert isinstance(harness.container.clock(), MovableClock)  # the harness's own override
     later = await harness.client.post("/v1/products", json={**SHIRT, "sku": "S-2"})
     assert later.json()["created_at"].startswith(str(datetime.now(UTC).year))
 

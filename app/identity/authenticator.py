@@ -1,0 +1,65 @@
+"""Credentials -> Principal, on the hot path of every request (see app/identity/cache.py for
+what is trusted without a database round trip, and for how long)."""
+
+from __future__ import annotations
+
+import uuid
+
+from app.core.clock import Clock
+from app.core.errors import Unauthenticated
+from app.db.uow import UnitOfWorkFactory
+from app.identity.cache import CredentialCache
+from app.identity.permissions import Role
+from app.identity.principal import Principal
+from app.identity.service import ApiKeyService
+from app.identity.tokens import InvalidToken, TokenService
+
+
+class Authenticator:
+    def __init__(
+        self,
+        api_keys: ApiKeyService,
+        tokens: TokenService,
+        uow_factory: UnitOfWorkFactory,
+        clock: Clock,
+        cache: CredentialCache,
+    ) -> None:
+        self._api_keys = api_keys
+        self._tokens = tokens
+        self._uow = uow_factory
+        self._clock = clock
+        self._cache = cache
+
+    async def api_key(self, secret: str) -> Principal:
+        return await self._api_keys.authenticate(secret)
+
+    async def bearer(self, token: str) -> Principal:
+        claims = self._cache.tokens.get(token)
+        if claims is None:
+            claims = self._tokens.verify_access(token)
+            left = claims.expires_at - self._clock.now().timestamp()
+            self._cache.tokens.put(token, claims, ttl=left)
+        elif claims.expires_at <= self._clock.now().timestamp():
+            raise InvalidToken("the token has expired")
+        if self._cache.is_revoked(claims.family_id) or self._cache.is_revoked(claims.user_id):
+            raise InvalidToken("the session has ended")
+        # The role is the user's current one (a demotion applies within the cache TTL), not the
+        # one the token was issued with.
+        role = await self._current_role(claims.tenant_id, claims.user_id)
+        if role is None:
+            raise Unauthenticated("the token's user no longer exists")
+        return Principal(kind="user", id=claims.user_id, tenant_id=claims.tenant_id, role=role)
+
+    async def _current_role(self, tenant_id: uuid.UUID, user_id: uuid.UUID) -> Role | None:
+        cached = self._cache.user_roles.get(user_id)
+        if cached is not None:
+            return Role[cached] if cached else None
+        role: str = ""
+        for strong in (False, True):  # a replica may not have a brand-new user yet
+            async with self._uow(tenant_id, read_only=True, strong=strong) as uow:
+                user = await uow.users.get(user_id)
+            if user is not None:
+                role = user.role
+                break
+        self._cache.user_roles.put(user_id, role)
+        return Role[role] if role else None

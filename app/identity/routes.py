@@ -1,0 +1,250 @@
+"""Identity HTTP routes: tokens, the current principal, users, API keys."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Query, Request, Response, status
+
+from app.http.di import Provide, inject
+from app.http.schemas import Page, problem_responses
+from app.http.security import (
+    ApiKeysDeleter,
+    ApiKeysManager,
+    ApiKeysReader,
+    Authenticated,
+    UsersManager,
+    UsersReader,
+)
+from app.identity.permissions import Role
+from app.identity.schemas import (
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyRead,
+    ApiKeyRotate,
+    MeRead,
+    RefreshRequest,
+    TenantRef,
+    TokenResponse,
+    UserCreate,
+    UserRead,
+    UserUpdate,
+)
+from app.identity.service import ApiKeyService, AuthService, TokenPair, UserService
+from app.tenants.service import TenantService
+
+router = APIRouter(prefix="/v1", tags=["identity"])
+_AUTH = (400, 401, 403, 503)
+# RFC 6749 5.1: token responses must not be cached.
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def _tokens(pair: TokenPair, response: Response) -> TokenResponse:
+    response.headers.update(_NO_STORE)
+    return TokenResponse(
+        access_token=pair.access_token,
+        expires_in=pair.expires_in,
+        refresh_token=pair.refresh_token,
+    )
+
+
+@router.post(
+    "/auth/token",
+    response_model=TokenResponse,
+    responses=problem_responses(400, 401, 422, 429, 503),
+)
+@inject
+async def login(
+    request: Request,
+    response: Response,
+    username: Annotated[str, Form(min_length=1, max_length=254, description="The email.")],
+    password: Annotated[str, Form(min_length=1, max_length=128)],
+    grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
+    service: AuthService = Provide["auth_service"],
+) -> TokenResponse:
+    """OAuth2 password grant. Unknown emails and wrong passwords get the same answer in the
+    same time; repeated failures lock the account and the client IP for a while (429)."""
+    client_ip = request.client.host if request.client else "unknown"
+    return _tokens(await service.login(username, password, client_ip), response)
+
+
+@router.post(
+    "/auth/refresh", response_model=TokenResponse, responses=problem_responses(400, 401, 422, 503)
+)
+@inject
+async def refresh(
+    body: RefreshRequest, response: Response, service: AuthService = Provide["auth_service"]
+) -> TokenResponse:
+    """A new pair; the presented refresh token dies. Presenting a dead one again revokes the
+    whole session (401 auth.refresh_reused)."""
+    return _tokens(await service.refresh(body.refresh_token), response)
+
+
+@router.post(
+    "/auth/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(400, 422, 503),
+)
+@inject
+async def logout(body: RefreshRequest, service: AuthService = Provide["auth_service"]) -> None:
+    """Ends the session the refresh token belongs to (its whole family)."""
+    await service.logout(body.refresh_token)
+
+
+@router.get("/me", response_model=MeRead, responses=problem_responses(*_AUTH))
+@inject
+async def me(
+    principal: Authenticated,
+    tenants: TenantService = Provide["tenant_service"],
+    users: UserService = Provide["user_service"],
+) -> MeRead:
+    tenant = await tenants.get(principal.tenant_id)
+    user = await users.get(principal.tenant_id, principal.id) if principal.kind == "user" else None
+    return MeRead(
+        kind=principal.kind,
+        id=principal.id,
+        tenant=TenantRef(id=tenant.id, slug=tenant.slug, name=tenant.name),
+        email=user.email if user else None,
+        role=principal.role.name if principal.role else None,
+        scopes=sorted(principal.scopes),
+        permissions=sorted(principal.permissions),
+    )
+
+
+@router.get("/users", response_model=Page[UserRead], responses=problem_responses(*_AUTH, 422))
+@inject
+async def list_users(
+    principal: UsersReader,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    service: UserService = Provide["user_service"],
+) -> Page[UserRead]:
+    page = await service.list(principal.tenant_id, limit, cursor)
+    return Page[UserRead](
+        items=[UserRead.of(user) for user in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.post(
+    "/users",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserRead,
+    responses=problem_responses(*_AUTH, 409, 422),
+)
+@inject
+async def create_user(
+    body: UserCreate,
+    principal: UsersManager,
+    response: Response,
+    service: UserService = Provide["user_service"],
+) -> UserRead:
+    """Only an owner may create another owner."""
+    user = await service.create(
+        principal.tenant_id, str(body.email), body.password, Role[body.role], principal
+    )
+    response.headers["Location"] = f"{router.prefix}/users/{user.id}"
+    return UserRead.of(user)
+
+
+@router.patch(
+    "/users/{user_id}",
+    response_model=UserRead,
+    responses=problem_responses(*_AUTH, 404, 409, 422),
+)
+@inject
+async def update_user(
+    user_id: uuid.UUID,
+    body: UserUpdate,
+    principal: UsersManager,
+    service: UserService = Provide["user_service"],
+) -> UserRead:
+    """Change the role or set a new password (which ends the user's sessions). Making or
+    unmaking an owner needs the owner role; the last owner cannot be demoted (409)."""
+    user = await service.update(principal, user_id, body.role_value(), body.password)
+    return UserRead.of(user)
+
+
+@router.delete(
+    "/users/{user_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(*_AUTH, 404, 409, 422),
+)
+@inject
+async def delete_user(
+    user_id: uuid.UUID, principal: UsersManager, service: UserService = Provide["user_service"]
+) -> None:
+    await service.delete(principal, user_id)
+
+
+@router.get("/api-keys", response_model=Page[ApiKeyRead], responses=problem_responses(*_AUTH, 422))
+@inject
+async def list_api_keys(
+    principal: ApiKeysReader,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    service: ApiKeyService = Provide["api_key_service"],
+) -> Page[ApiKeyRead]:
+    """No secrets: the prefix identifies a key."""
+    page = await service.list(principal.tenant_id, limit, cursor)
+    return Page[ApiKeyRead](
+        items=[ApiKeyRead.of(key) for key in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.post(
+    "/api-keys",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ApiKeyCreated,
+    responses=problem_responses(*_AUTH, 422),
+)
+@inject
+async def create_api_key(
+    body: ApiKeyCreate,
+    principal: ApiKeysManager,
+    response: Response,
+    service: ApiKeyService = Provide["api_key_service"],
+) -> ApiKeyCreated:
+    """The secret is in this response only. A key's scopes cannot exceed the creator's."""
+    key, secret = await service.issue(
+        principal.tenant_id, body.name, list(body.scopes), body.expires_in_days, principal
+    )
+    response.headers["Location"] = f"{router.prefix}/api-keys/{key.id}"
+    response.headers.update(_NO_STORE)
+    return ApiKeyCreated.with_secret(key, secret)
+
+
+@router.post(
+    "/api-keys/{key_id}/rotate",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ApiKeyCreated,
+    responses=problem_responses(*_AUTH, 404, 422),
+)
+@inject
+async def rotate_api_key(
+    key_id: uuid.UUID,
+    principal: ApiKeysManager,
+    response: Response,
+    body: ApiKeyRotate | None = None,
+    service: ApiKeyService = Provide["api_key_service"],
+) -> ApiKeyCreated:
+    """A new secret for the same key settings; the old secret keeps working for the grace
+    period, then expires."""
+    grace = body.grace_period_seconds if body else None
+    key, secret = await service.rotate(principal.tenant_id, key_id, grace, principal)
+    response.headers["Location"] = f"{router.prefix}/api-keys/{key.id}"
+    response.headers.update(_NO_STORE)
+    return ApiKeyCreated.with_secret(key, secret)
+
+
+@router.delete(
+    "/api-keys/{key_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(*_AUTH, 404, 422),
+)
+@inject
+async def revoke_api_key(
+    key_id: uuid.UUID,
+    principal: ApiKeysDeleter,
+    service: ApiKeyService = Provide["api_key_service"],
+) -> None:
+    """Revokes at once."""
+    await service.revoke(principal.tenant_id, key_id)

@@ -1,0 +1,26 @@
+"""Tenant sign-up DTOs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, Field
+
+from app.http.schemas import Strict, Text
+from app.identity.schemas import Email, Password, TenantRef, UserRead
+
+
+class OwnerCreate(Strict):
+    email: Email
+    password: Password
+
+
+class TenantSignup(Strict):
+    name: Annotated[Text, Field(min_length=1, max_length=200)]
+    slug: Annotated[str, Field(pattern=r"^[a-z0-9-]{3,40}$", examples=["acme"])]
+    owner: OwnerCreate
+
+
+class SignupRead(BaseModel):
+    tenant: TenantRef
+    owner: UserRead
