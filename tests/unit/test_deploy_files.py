@@ -38,7 +38,7 @@ def _leaf_settings(model: type, prefix: str = "") -> set[str]:
 
 def test_readme_documents_every_setting() -> None:
     readme = (ROOT / "README.md").read_text()
-    documented = set(re.findall(r"^\| `([a-z_.*]+)` \|", readme, flags=re.MULTILINE))
+    documented = set(re.findall(r"^\| `([a-z0-9_.*]+)` \|", readme, flags=re.MULTILINE))
     for setting in _leaf_settings(Settings):
         wildcard = re.sub(r"^database\.replica_pool\..*", "database.replica_pool.*", setting)
         assert setting in documented or wildcard in documented, f"{setting} missing in README"
