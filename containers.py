@@ -35,8 +35,17 @@ from app.tenants.service import TenantService
 
 
 class Container(containers.DeclarativeContainer):
+    # The modules with @inject functions (routes and edge dependencies), not whole packages:
+    # wiring inspects every member of every module it is given.
     wiring_config = containers.WiringConfiguration(
-        packages=["app.http", "app.catalog", "app.identity", "app.tenants"], warn_unresolved=True
+        modules=[
+            "app.http.security",
+            "app.http.ops_routes",
+            "app.catalog.routes",
+            "app.identity.routes",
+            "app.tenants.routes",
+        ],
+        warn_unresolved=True,
     )
 
     # -- settings -----------------------------------------------------------------------------

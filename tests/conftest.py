@@ -172,6 +172,7 @@ class Harness:
     ) -> None:
         self.cluster = cluster
         self.clock = clock
+        self.lifespan: Any = None
         self.container = container
         self.app = app
         self.client = StorefrontClient(
@@ -225,35 +226,46 @@ class Harness:
         raise AssertionError(f"timed out waiting for {what}")
 
 
+async def open_harness(
+    cluster: LocalCluster,
+    server: dict[str, Any] | None = None,
+    auth: dict[str, Any] | None = None,
+    redis: dict[str, Any] | None = None,
+    **database: Any,
+) -> Harness:
+    """An app around a fresh container with test settings and a movable clock, started."""
+    container = Container()
+    settings = make_settings(cluster, server, auth, redis, **database)
+    container.settings.override(providers.Object(settings))
+    clock = MovableClock()
+    container.clock.override(providers.Object(clock))
+    app = create_app(container)
+    harness = Harness(cluster, container, app, clock)
+    harness.lifespan = app.router.lifespan_context(app)
+    await harness.lifespan.__aenter__()
+    return harness
+
+
+async def close_harness(harness: Harness) -> None:
+    await harness.client.aclose()
+    await harness.lifespan.__aexit__(None, None, None)
+    harness.container.unwire()
+    harness.container.reset_override()
+
+
 @pytest.fixture
 async def make_harness(cluster: LocalCluster) -> AsyncIterator[Callable[..., Any]]:
-    """Build (and on teardown close) an app whose settings take `database` overrides."""
-    opened: list[tuple[Harness, Any]] = []
+    """Build (and on teardown close) apps; arguments override settings sections."""
+    opened: list[Harness] = []
 
-    async def build(
-        server: dict[str, Any] | None = None,
-        auth: dict[str, Any] | None = None,
-        redis: dict[str, Any] | None = None,
-        **database: Any,
-    ) -> Harness:
-        container = Container()
-        settings = make_settings(cluster, server, auth, redis, **database)
-        container.settings.override(providers.Object(settings))
-        clock = MovableClock()
-        container.clock.override(providers.Object(clock))
-        app = create_app(container)
-        lifespan = app.router.lifespan_context(app)
-        await lifespan.__aenter__()
-        harness = Harness(cluster, container, app, clock)
-        opened.append((harness, lifespan))
+    async def build(**overrides: Any) -> Harness:
+        harness = await open_harness(cluster, **overrides)
+        opened.append(harness)
         return harness
 
     yield build
-    for harness, lifespan in reversed(opened):
-        await harness.client.aclose()
-        await lifespan.__aexit__(None, None, None)
-        harness.container.unwire()
-        harness.container.reset_override()
+    for harness in reversed(opened):
+        await close_harness(harness)
 
 
 @pytest.fixture

@@ -9,8 +9,9 @@ in the pool's per-connection `info`), so a hot read costs exactly its own query.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, NoReturn, Protocol, Self
+from typing import Any, NoReturn, Protocol, Self, TypeVar
 from uuid import UUID
 
 import structlog
@@ -27,6 +28,7 @@ from app.identity.repository import ApiKeyRepository, RefreshTokenRepository, Us
 from app.tenants.repository import TenantRepository
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 _COMMIT_LSN_SQL = "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint"
 
 
@@ -154,3 +156,18 @@ class UnitOfWork:
             raise error
         name = self.node.name if self.node else "database"
         raise DatabaseUnavailable(f"database {name} is unavailable", retry_after=1) from error
+
+
+async def read_fresh(
+    uow_factory: UnitOfWorkFactory,
+    tenant_id: UUID | None,
+    query: Callable[[UnitOfWork], Awaitable[T | None]],
+) -> T | None:
+    """Replica first; a miss is retried on the primary: for rows a credential says exist but
+    that may be younger than the replica's lag (a key, user or tenant made seconds ago)."""
+    for strong in (False, True):
+        async with uow_factory(tenant_id, read_only=True, strong=strong) as uow:
+            found = await query(uow)
+        if found is not None:
+            return found
+    return None

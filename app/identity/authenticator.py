@@ -7,7 +7,7 @@ import uuid
 
 from app.core.clock import Clock
 from app.core.errors import Unauthenticated
-from app.db.uow import UnitOfWorkFactory
+from app.db.uow import UnitOfWorkFactory, read_fresh
 from app.identity.cache import CredentialCache
 from app.identity.permissions import Role
 from app.identity.principal import Principal
@@ -54,12 +54,7 @@ class Authenticator:
         cached = self._cache.user_roles.get(user_id)
         if cached is not None:
             return Role[cached] if cached else None
-        role: str = ""
-        for strong in (False, True):  # a replica may not have a brand-new user yet
-            async with self._uow(tenant_id, read_only=True, strong=strong) as uow:
-                user = await uow.users.get(user_id)
-            if user is not None:
-                role = user.role
-                break
+        user = await read_fresh(self._uow, tenant_id, lambda uow: uow.users.get(user_id))
+        role = user.role if user else ""
         self._cache.user_roles.put(user_id, role)
         return Role[role] if role else None

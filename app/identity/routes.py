@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Query, Request, Response, status
 
 from app.http.di import Provide, inject
-from app.http.schemas import Page, problem_responses
+from app.http.schemas import Page, Text, problem_responses
 from app.http.security import (
     ApiKeysDeleter,
     ApiKeysManager,
@@ -56,8 +56,8 @@ def _tokens(pair: TokenPair, response: Response) -> TokenResponse:
 async def login(
     request: Request,
     response: Response,
-    username: Annotated[str, Form(min_length=1, max_length=254, description="The email.")],
-    password: Annotated[str, Form(min_length=1, max_length=128)],
+    username: Annotated[Text, Form(min_length=1, max_length=254, description="The email.")],
+    password: Annotated[Text, Form(min_length=1, max_length=128)],
     grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
     service: AuthService = Provide["auth_service"],
 ) -> TokenResponse:

@@ -14,7 +14,7 @@ import structlog
 from app.core.clock import Clock
 from app.core.errors import Conflict, NotFound, Unauthenticated, Unprocessable
 from app.core.pagination import Slice, decode_keyset, keyset_page
-from app.db.uow import UnitOfWork, UnitOfWorkFactory
+from app.db.uow import UnitOfWork, UnitOfWorkFactory, read_fresh
 from app.identity import keys
 from app.identity.cache import CredentialCache
 from app.identity.passwords import PasswordHasher, check_password_policy
@@ -180,7 +180,9 @@ class ApiKeyService:
         digest = keys.hash_secret(secret)
         principal = self._cache.api_keys.get(digest)
         if principal is None:
-            record = await self._lookup(digest)
+            record = await read_fresh(
+                self._uow, None, lambda uow: uow.api_keys.by_secret_hash(digest)
+            )
             if record is None or record.revoked_at is not None or self._cache.is_revoked(record.id):
                 raise Unauthenticated("invalid API key")
             principal = Principal(
@@ -195,15 +197,6 @@ class ApiKeyService:
             raise Unauthenticated("API key expired")
         self._usage.seen(principal)
         return principal
-
-    async def _lookup(self, digest: bytes) -> ApiKeyRecord | None:
-        """Replica first; a miss is retried on the primary (the key may be seconds old)."""
-        for strong in (False, True):
-            async with self._uow(read_only=True, strong=strong) as uow:
-                record = await uow.api_keys.by_secret_hash(digest)
-            if record is not None:
-                return record
-        return None
 
     async def list(
         self, tenant_id: uuid.UUID, limit: int = 100, cursor: str | None = None
@@ -257,8 +250,7 @@ class UserService:
         self._cache = cache
 
     async def get(self, tenant_id: uuid.UUID, user_id: uuid.UUID) -> UserRecord:
-        async with self._uow(tenant_id, read_only=True) as uow:
-            user = await uow.users.get(user_id)
+        user = await read_fresh(self._uow, tenant_id, lambda uow: uow.users.get(user_id))
         if user is None:
             raise UserNotFound()
         return user

@@ -6,7 +6,7 @@ import re
 import uuid
 
 from app.core.errors import Conflict, NotFound, Unprocessable
-from app.db.uow import UnitOfWork, UnitOfWorkFactory
+from app.db.uow import UnitOfWork, UnitOfWorkFactory, read_fresh
 from app.identity.passwords import PasswordHasher, check_password_policy
 from app.identity.permissions import Role
 from app.identity.repository import UserRecord
@@ -84,8 +84,7 @@ class TenantService:
         return tenant
 
     async def get(self, tenant_id: uuid.UUID) -> TenantRecord:
-        async with self._uow(read_only=True) as uow:
-            tenant = await uow.tenants.get(tenant_id)
+        tenant = await read_fresh(self._uow, None, lambda uow: uow.tenants.get(tenant_id))
         if tenant is None:
             raise TenantNotFound()
         return tenant

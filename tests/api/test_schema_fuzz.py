@@ -5,9 +5,7 @@ arrives, the answer is never a 5xx, its status is documented, and its body match
 
 from __future__ import annotations
 
-import hashlib
 import os
-import secrets
 import socket
 import subprocess
 import sys
@@ -29,6 +27,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from app.devcluster import LocalCluster
+from app.identity.keys import hash_secret, new_secret
+from app.identity.permissions import SCOPES
 from tests.conftest import OPERATOR_TOKEN, app_url
 
 
@@ -75,15 +75,16 @@ def served(cluster: LocalCluster) -> Iterator[str]:
 @pytest.fixture
 def api_key(cluster: LocalCluster) -> str:
     """A tenant with a full-scope key and a product, inserted directly (fast, per test)."""
-    secret = "sf_live_" + secrets.token_urlsafe(32)
-    digest = hashlib.sha256(secret.encode()).hexdigest()
+    secret = new_secret()
+    digest = hash_secret(secret).hex()
+    scopes = ", ".join(f"'{scope}'" for scope in sorted(SCOPES))
     tenant = uuid.uuid4()
     cluster.psql(
         "primary",
         f"INSERT INTO tenants (id, slug, name) VALUES ('{tenant}', 'fuzz', 'Fuzz');"
         "INSERT INTO api_keys (id, tenant_id, name, prefix, secret_hash, scopes) VALUES"
         f" (gen_random_uuid(), '{tenant}', 'fuzz', 'sf_live_fuzz', '\\x{digest}',"
-        " ARRAY['catalog:read', 'catalog:write']);"
+        f" ARRAY[{scopes}]);"
         "INSERT INTO products (id, tenant_id, sku, name, price_amount, price_currency, stock)"
         f" VALUES (gen_random_uuid(), '{tenant}', 'FUZZ-1', 'Fuzz', 100, 'EUR', 5)",
     )

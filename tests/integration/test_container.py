@@ -37,3 +37,18 @@ async def test_override_is_scoped_to_the_with_block(harness: Harness, acme: dict
     with harness.container.catalog_service.override(providers.Object(Broken())):
         assert (await harness.client.get("/v1/products")).status_code == 500
     assert (await harness.client.get("/v1/products")).status_code == 200
+
+
+def test_every_module_with_injections_is_wired() -> None:
+    """Wiring lists modules, not packages (it is faster): a new route module must be added."""
+    from pathlib import Path
+
+    from containers import Container
+
+    root = Path(__file__).resolve().parents[2]
+    injecting = {
+        ".".join(path.relative_to(root).with_suffix("").parts)
+        for path in (root / "app").rglob("*.py")
+        if '= Provide["' in path.read_text() and path.name != "di.py"  # di.py: the tool itself
+    }
+    assert injecting == set(Container.wiring_config.modules)

@@ -1,0 +1,148 @@
+"""The role matrix: every route x every role and every single-scope API key gets exactly the
+2xx / 403 that the permission table (app/identity/permissions.py) says.
+
+Each route's requirement is declared here on its own, so a route guarded by the wrong
+permission fails this test even though both sides use the same table.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from app.core.money import Money
+from app.devcluster import LocalCluster
+from app.http.etags import etag
+from app.identity.permissions import SCOPES, TABLE, Permission, Role
+from tests.conftest import Harness, close_harness, open_harness
+
+P = Permission
+
+
+@dataclass(frozen=True)
+class Case:
+    method: str
+    path: str
+    needs: frozenset[Permission]  # empty: any authenticated caller
+    body: dict[str, Any] | None = None
+
+
+def _case(method: str, path: str, *needs: Permission, body: Any = None) -> Case:
+    return Case(method, path, frozenset(needs), body)
+
+
+PRODUCT = {"sku": "NEW-1", "name": "New", "price": {"amount": 1, "currency": "EUR"}}
+CASES = [
+    _case("GET", "/v1/me"),
+    _case("GET", "/v1/products", P.CATALOG_READ),
+    _case("POST", "/v1/products", P.CATALOG_WRITE, body=PRODUCT),
+    _case("GET", "/v1/products/{product}", P.CATALOG_READ),
+    _case("PATCH", "/v1/products/{product}", P.CATALOG_WRITE, body={"name": "Renamed"}),
+    _case(
+        "POST",
+        "/v1/products/{product}/stock-adjustments",
+        P.CATALOG_WRITE,
+        body={"delta": 1, "reason": "count"},
+    ),
+    _case("GET", "/v1/users", P.USERS_READ),
+    _case(
+        "POST",
+        "/v1/users",
+        P.USERS_MANAGE,
+        body={"email": "new@acme.example", "password": "a-new-password-1", "role": "member"},
+    ),
+    _case(
+        "POST",
+        "/v1/users",
+        P.USERS_MANAGE,
+        P.OWNERSHIP_TRANSFER,
+        body={"email": "boss@acme.example", "password": "a-new-password-1", "role": "owner"},
+    ),
+    _case("PATCH", "/v1/users/{member}", P.USERS_MANAGE, body={"role": "viewer"}),
+    _case(
+        "PATCH", "/v1/users/{member}", P.USERS_MANAGE, P.OWNERSHIP_TRANSFER, body={"role": "owner"}
+    ),
+    _case("DELETE", "/v1/users/{member}", P.USERS_MANAGE),
+    _case("GET", "/v1/api-keys", P.API_KEYS_READ),
+    # Granting a scope needs every permission the scope gives: catalog:read -> catalog.read.
+    _case(
+        "POST",
+        "/v1/api-keys",
+        P.API_KEYS_MANAGE,
+        P.CATALOG_READ,
+        body={"name": "new", "scopes": ["catalog:read"]},
+    ),
+    _case("POST", "/v1/api-keys/{key}/rotate", P.API_KEYS_MANAGE, P.CATALOG_READ, body={}),
+    _case("DELETE", "/v1/api-keys/{key}", P.API_KEYS_DELETE),
+]
+PRINCIPALS = [f"role:{role.name}" for role in Role] + [f"scope:{s}" for s in sorted(SCOPES)]
+
+
+def granted(principal: str) -> frozenset[Permission]:
+    """What the table grants, read straight from it."""
+    kind, name = principal.split(":", 1)
+    if kind == "role":
+        return frozenset(p for p, (least, _) in TABLE.items() if Role[name] >= least)
+    return frozenset(p for p, (_, scope) in TABLE.items() if scope == name)
+
+
+async def _credentials(harness: Harness, tenant_id: uuid.UUID, principal: str) -> dict[str, str]:
+    kind, name = principal.split(":", 1)
+    if kind == "scope":
+        _, secret = await harness.container.api_key_service().issue(tenant_id, "p", [name])
+        return {"X-API-Key": secret}
+    if name == "owner":
+        email = "owner@acme.example"  # the tenant's owner itself
+    else:
+        email = f"{name}@acme.example"
+        await harness.container.user_service().create(
+            tenant_id, email, "a-long-password-1", Role[name]
+        )
+    tokens = await harness.container.auth_service().login(email, "a-long-password-1", "10.0.0.1")
+    return {"Authorization": f"Bearer {tokens.access_token}"}
+
+
+@pytest.fixture(scope="module")
+async def matrix(cluster: LocalCluster) -> AsyncIterator[Harness]:
+    """One app for the whole matrix (building one per case would be most of its run time);
+    every case still starts from empty tables and creates its own data."""
+    harness = await open_harness(cluster)
+    yield harness
+    await close_harness(harness)
+
+
+@pytest.mark.parametrize("principal", PRINCIPALS)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.method} {c.path} {sorted(c.needs)}")
+async def test_route_allows_exactly_what_the_table_says(
+    matrix: Harness, case: Case, principal: str
+) -> None:
+    harness = matrix
+    container = harness.container
+    tenant = await container.tenant_service().create("acme", "Acme")
+    await container.user_service().create(
+        tenant.id, "owner@acme.example", "a-long-password-1", Role.owner
+    )
+    member = await container.user_service().create(
+        tenant.id, "member-target@acme.example", "a-long-password-1", Role.member
+    )
+    product = await container.catalog_service().create(
+        tenant.id, "SKU-1", "Thing", None, Money(100, "EUR"), 5
+    )
+    key, _ = await container.api_key_service().issue(tenant.id, "target", ["catalog:read"])
+    headers = await _credentials(harness, tenant.id, principal)
+    if case.method == "PATCH" and "products" in case.path:
+        headers["If-Match"] = etag(product.version)
+    path = case.path.format(product=product.id, member=member.id, key=key.id)
+
+    response = await harness.client.request(case.method, path, json=case.body, headers=headers)
+
+    allowed = case.needs <= granted(principal)
+    if allowed:
+        assert 200 <= response.status_code < 300, response.text
+    else:
+        assert response.status_code == 403, response.text
+        assert response.json()["code"] == "auth.insufficient_scope"
