@@ -11,6 +11,7 @@ import asyncpg
 
 from app.catalog.errors import MAX_STOCK, SkuTaken
 from app.core.money import Money
+from app.db.repository import TenantScoped
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,11 +55,7 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
-class ProductRepository:
-    def __init__(self, conn: Any, tenant_id: uuid.UUID | None) -> None:
-        self._conn = conn
-        self._tenant_id = tenant_id
-
+class ProductRepository(TenantScoped):
     async def add(
         self,
         product_id: uuid.UUID,
@@ -98,17 +95,13 @@ class ProductRepository:
     async def page(
         self, limit: int, after: tuple[datetime, uuid.UUID] | None, query: str | None
     ) -> list[ProductRecord]:
-        """Keyset page ordered by (created_at, id); fetch limit + 1 to know if more follow."""
-        rows = await self._conn.fetch(
-            f"SELECT {_COLUMNS} FROM products WHERE tenant_id = $1"
-            " AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::uuid))"
-            " AND ($4::text IS NULL OR name ILIKE $4 OR sku ILIKE $4)"
-            " ORDER BY created_at, id LIMIT $5",
-            self._tenant_id,
-            after[0] if after else None,
-            after[1] if after else None,
+        rows = await self._page(
+            _COLUMNS,
+            "products",
+            limit,
+            after,
+            " AND ($5::text IS NULL OR name ILIKE $5 OR sku ILIKE $5)",
             _like(query) if query else None,
-            limit + 1,
         )
         return [_record(row) for row in rows]
 

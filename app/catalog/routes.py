@@ -16,7 +16,7 @@ from app.catalog.schemas import (
 from app.catalog.service import CatalogService, ProductChanges
 from app.http.di import Provide, inject
 from app.http.etags import etag, not_modified, required_versions
-from app.http.schemas import Page, Text, problem_responses
+from app.http.schemas import Cursor, Limit, Page, Text, problem_responses
 from app.http.security import CatalogReader, CatalogWriter
 
 
@@ -88,16 +88,13 @@ async def create_product(
 @inject
 async def list_products(
     principal: CatalogReader,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
     q: Annotated[Text | None, Query(min_length=1, max_length=100)] = None,
     service: CatalogService = Provide["catalog_service"],
 ) -> Response:
     page = await service.list(principal.tenant_id, limit, cursor, q)
-    body = Page[ProductRead](
-        items=[ProductRead.of(item) for item in page.items], next_cursor=page.next_cursor
-    )
-    return json_response(body)
+    return json_response(Page[ProductRead].of(page, ProductRead.of))
 
 
 @router.get(

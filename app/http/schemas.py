@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Generic, TypeVar
+from collections.abc import Callable
+from typing import Annotated, Any, Generic, Self, TypeVar
 
+from fastapi import Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from app.core.money import Money
+from app.core.pagination import Slice
 
 T = TypeVar("T")
 
@@ -47,6 +50,16 @@ class MoneyOut(BaseModel):
 class Page(BaseModel, Generic[T]):
     items: list[T]
     next_cursor: str | None
+
+    @classmethod
+    def of(cls, page: Slice[Any], convert: Callable[[Any], T]) -> Self:
+        return cls(items=[convert(item) for item in page.items], next_cursor=page.next_cursor)
+
+
+Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
+Cursor = Annotated[
+    str | None, Query(max_length=512, description="`next_cursor` of the previous page.")
+]
 
 
 class ValidationIssue(BaseModel):

@@ -3,7 +3,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+
+from app.db.repository import TenantScoped
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,11 +23,7 @@ class ApiKeyRecord:
 _COLUMNS = "id, tenant_id, name, prefix, scopes, created_at, expires_at, revoked_at, last_used_at"
 
 
-class ApiKeyRepository:
-    def __init__(self, conn: Any, tenant_id: uuid.UUID | None) -> None:
-        self._conn = conn
-        self._tenant_id = tenant_id
-
+class ApiKeyRepository(TenantScoped):
     async def add(
         self,
         key_id: uuid.UUID,
@@ -60,15 +57,7 @@ class ApiKeyRepository:
     async def page(
         self, limit: int, after: tuple[datetime, uuid.UUID] | None
     ) -> list[ApiKeyRecord]:
-        rows = await self._conn.fetch(
-            f"SELECT {_COLUMNS} FROM api_keys WHERE tenant_id = $1"
-            " AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::uuid))"
-            " ORDER BY created_at, id LIMIT $4",
-            self._tenant_id,
-            after[0] if after else None,
-            after[1] if after else None,
-            limit + 1,
-        )
+        rows = await self._page(_COLUMNS, "api_keys", limit, after)
         return [ApiKeyRecord(*row) for row in rows]
 
     async def get(self, key_id: uuid.UUID, *, lock: bool = False) -> ApiKeyRecord | None:
@@ -131,11 +120,7 @@ class Credentials:
 _USER_COLUMNS = "id, tenant_id, email, role, created_at, updated_at"
 
 
-class UserRepository:
-    def __init__(self, conn: Any, tenant_id: uuid.UUID | None) -> None:
-        self._conn = conn
-        self._tenant_id = tenant_id
-
+class UserRepository(TenantScoped):
     async def add(
         self, user_id: uuid.UUID, email: str, password_hash: str, role: str
     ) -> UserRecord | None:
@@ -169,15 +154,7 @@ class UserRepository:
         return UserRecord(*row) if row else None
 
     async def page(self, limit: int, after: tuple[datetime, uuid.UUID] | None) -> list[UserRecord]:
-        rows = await self._conn.fetch(
-            f"SELECT {_USER_COLUMNS} FROM users WHERE tenant_id = $1"
-            " AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::uuid))"
-            " ORDER BY created_at, id LIMIT $4",
-            self._tenant_id,
-            after[0] if after else None,
-            after[1] if after else None,
-            limit + 1,
-        )
+        rows = await self._page(_USER_COLUMNS, "users", limit, after)
         return [UserRecord(*row) for row in rows]
 
     async def lock_owners(self) -> list[uuid.UUID]:
@@ -233,11 +210,7 @@ class RefreshTokenRecord:
 _REFRESH_COLUMNS = "id, tenant_id, user_id, family_id, expires_at, used_at, revoked_at"
 
 
-class RefreshTokenRepository:
-    def __init__(self, conn: Any, tenant_id: uuid.UUID | None) -> None:
-        self._conn = conn
-        self._tenant_id = tenant_id
-
+class RefreshTokenRepository(TenantScoped):
     async def add(
         self,
         user_id: uuid.UUID,

@@ -3,10 +3,10 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Query, Request, Response, status
+from fastapi import APIRouter, Form, Request, Response, status
 
 from app.http.di import Provide, inject
-from app.http.schemas import Page, Text, problem_responses
+from app.http.schemas import Cursor, Limit, Page, Text, problem_responses
 from app.http.security import (
     ApiKeysDeleter,
     ApiKeysManager,
@@ -114,14 +114,11 @@ async def me(
 @inject
 async def list_users(
     principal: UsersReader,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
     service: UserService = Provide["user_service"],
 ) -> Page[UserRead]:
-    page = await service.list(principal.tenant_id, limit, cursor)
-    return Page[UserRead](
-        items=[UserRead.of(user) for user in page.items], next_cursor=page.next_cursor
-    )
+    return Page[UserRead].of(await service.list(principal.tenant_id, limit, cursor), UserRead.of)
 
 
 @router.post(
@@ -179,15 +176,13 @@ async def delete_user(
 @inject
 async def list_api_keys(
     principal: ApiKeysReader,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
     service: ApiKeyService = Provide["api_key_service"],
 ) -> Page[ApiKeyRead]:
     """No secrets: the prefix identifies a key."""
     page = await service.list(principal.tenant_id, limit, cursor)
-    return Page[ApiKeyRead](
-        items=[ApiKeyRead.of(key) for key in page.items], next_cursor=page.next_cursor
-    )
+    return Page[ApiKeyRead].of(page, ApiKeyRead.of)
 
 
 @router.post(

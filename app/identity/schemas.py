@@ -58,13 +58,7 @@ class UserRead(BaseModel):
 
     @classmethod
     def of(cls, user: UserRecord) -> UserRead:
-        return cls(
-            id=user.id,
-            email=user.email,
-            role=user.role,
-            created_at=user.created_at,
-            updated_at=user.updated_at,
-        )
+        return cls.model_validate(user, from_attributes=True)
 
 
 class ApiKeyCreate(Strict):
@@ -91,15 +85,7 @@ class ApiKeyRead(BaseModel):
 
     @classmethod
     def of(cls, key: ApiKeyRecord) -> ApiKeyRead:
-        return cls(
-            id=key.id,
-            name=key.name,
-            prefix=key.prefix,
-            scopes=key.scopes,
-            created_at=key.created_at,
-            expires_at=key.expires_at,
-            last_used_at=key.last_used_at,
-        )
+        return cls.model_validate(key, from_attributes=True)
 
 
 class ApiKeyCreated(ApiKeyRead):
