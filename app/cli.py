@@ -1,4 +1,4 @@
-"""`storefront` command: serve, migrate, config, dev cluster, tenants, API keys.
+"""`storefront` command: serve, migrate, config, dev cluster, tenants, users, API keys, auth.
 
 Every command reads the same settings as the server and exits non-zero with a one-line reason.
 """
@@ -19,6 +19,8 @@ from pydantic import ValidationError
 
 from app.core.errors import DomainError
 from app.devcluster import ClusterError, LocalCluster
+from app.identity.permissions import Role, render_markdown
+from app.identity.tokens import generate_signing_key
 from app.logging import configure_logging
 from app.settings import Settings, describe_error, load_settings
 
@@ -32,11 +34,15 @@ dev_cli = typer.Typer(
 )
 tenants_cli = typer.Typer(help="Tenants (operator).", no_args_is_help=True)
 keys_cli = typer.Typer(help="API keys (operator).", no_args_is_help=True)
+users_cli = typer.Typer(help="Users (operator).", no_args_is_help=True)
+auth_cli = typer.Typer(help="Access model and signing keys.", no_args_is_help=True)
 db_cli = typer.Typer(help="Database checks.", no_args_is_help=True)
 cli.add_typer(config_cli, name="config")
 cli.add_typer(dev_cli, name="dev")
 cli.add_typer(tenants_cli, name="tenants")
 cli.add_typer(keys_cli, name="api-keys")
+cli.add_typer(users_cli, name="users")
+cli.add_typer(auth_cli, name="auth")
 cli.add_typer(db_cli, name="db")
 
 
@@ -148,7 +154,18 @@ def _dev_env(cluster: LocalCluster) -> dict[str, str]:
         ),
         "STOREFRONT_DATABASE__CONNECT__SSL": "disable",  # loopback: skip the TLS negotiation
         "STOREFRONT_OPS__OPERATOR_TOKEN": token_file.read_text().strip(),
+        # A key kept across restarts, so `make run` sessions survive a restart of the server.
+        "STOREFRONT_AUTH__TOKENS__KEYS": json.dumps([_dev_signing_key()]),
     }
+
+
+def _dev_signing_key() -> dict[str, str]:
+    key_file = LOCAL / "jwt-signing-key.json"
+    if not key_file.exists():
+        key_file.write_text(json.dumps(generate_signing_key("dev-1")))
+        key_file.chmod(0o600)
+    key: dict[str, str] = json.loads(key_file.read_text())
+    return key
 
 
 @dev_cli.command("up")
@@ -191,8 +208,10 @@ def dev_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
 
 @dev_cli.command("seed")
 def dev_seed(slug: str = "demo") -> None:
-    """Idempotent: the demo tenant, and a working API key in .local/demo-api-key."""
+    """Idempotent: the demo tenant, its owner (password in .local/demo-owner-password) and a
+    working API key in .local/demo-api-key."""
     key_file = LOCAL / "demo-api-key"
+    password_file = LOCAL / "demo-owner-password"
 
     async def work(container: Any) -> None:
         tenants = container.tenant_service()
@@ -201,6 +220,13 @@ def dev_seed(slug: str = "demo") -> None:
             tenant = await tenants.by_slug(slug)
         except DomainError:
             tenant = await tenants.create(slug, slug.capitalize())
+        if not password_file.exists():
+            password = secrets.token_urlsafe(18)
+            await container.user_service().create(
+                tenant.id, f"owner@{slug}.example", password, Role.owner
+            )
+            password_file.write_text(password + "\n")
+            password_file.chmod(0o600)
         if key_file.exists():
             try:
                 await keys.authenticate(key_file.read_text().strip())
@@ -212,7 +238,10 @@ def dev_seed(slug: str = "demo") -> None:
         key_file.chmod(0o600)
 
     run(work)
-    typer.echo(f"tenant '{slug}' ready; API key in {key_file}")
+    typer.echo(
+        f"tenant '{slug}' ready; API key in {key_file}; log in as owner@{slug}.example with"
+        f" the password in {password_file}"
+    )
 
 
 @tenants_cli.command("create")
@@ -271,6 +300,42 @@ def keys_revoke(
         fail("--id must be a UUID")
     _with_tenant(tenant, lambda c, t: c.api_key_service().revoke(t.id, parsed))
     typer.echo(f"revoked {key_id}")
+
+
+@users_cli.command("create")
+def users_create(
+    tenant: Annotated[str, typer.Option(help="Tenant slug.")],
+    email: Annotated[str, typer.Option(help="Login name; unique across the service.")],
+    role: Annotated[str, typer.Option(help="owner | admin | member | viewer")] = "member",
+    password: Annotated[
+        str, typer.Option(prompt=True, hide_input=True, help="Prompted (or read from stdin).")
+    ] = "",
+) -> None:
+    """Create a user of a tenant (any role, owner included)."""
+    if role not in Role.__members__:
+        fail("--role must be owner, admin, member or viewer")
+    user = _with_tenant(
+        tenant, lambda c, t: c.user_service().create(t.id, email, password, Role[role])
+    )
+    typer.echo(f"created user {user.email} ({user.id}) role={user.role}")
+
+
+@auth_cli.command("permissions")
+def auth_permissions() -> None:
+    """Print the permission table (roles and API-key scopes) as Markdown."""
+    typer.echo(render_markdown(), nl=False)
+
+
+@auth_cli.command("keygen")
+def auth_keygen(
+    kid: Annotated[str, typer.Option(help="Key id, e.g. 2026-11.")],
+    algorithm: Annotated[str, typer.Option(help="EdDSA | ES256 | RS256")] = "EdDSA",
+) -> None:
+    """Print a new signing key as one JSON entry for auth.tokens.keys (append it to rotate)."""
+    try:
+        typer.echo(json.dumps(generate_signing_key(kid, algorithm)))
+    except ValueError as error:
+        fail(str(error))
 
 
 @db_cli.command("status")

@@ -17,6 +17,7 @@ from typing import Any
 
 import jwt
 import structlog
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
 
@@ -157,3 +158,22 @@ class TokenService:
         """An opaque refresh secret and the hash that is stored."""
         secret = REFRESH_PREFIX + secrets.token_urlsafe(32)
         return secret, hash_refresh(secret)
+
+
+def generate_signing_key(kid: str, algorithm: str = "EdDSA") -> dict[str, str]:
+    """A new `auth.tokens.keys` entry (private key PEM), for `storefront auth keygen`."""
+    private: Any
+    if algorithm == "EdDSA":
+        private = ed25519.Ed25519PrivateKey.generate()
+    elif algorithm == "ES256":
+        private = ec.generate_private_key(ec.SECP256R1())
+    elif algorithm == "RS256":
+        private = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+    else:
+        raise ValueError(f"cannot generate a key for {algorithm}")
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    return {"kid": kid, "algorithm": algorithm, "key": pem}

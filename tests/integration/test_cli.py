@@ -6,12 +6,19 @@ import json
 import os
 import subprocess
 import sys
+import uuid
+from pathlib import Path
 from typing import Any
 
+import jwt
+
+from app.identity.permissions import Role
 from tests.conftest import Harness, app_url
 
 
-def storefront(harness: Harness, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def storefront(
+    harness: Harness, *args: str, stdin: str | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
     cluster = harness.cluster
     environment = {
         **os.environ,
@@ -23,6 +30,7 @@ def storefront(harness: Harness, *args: str, **env: str) -> subprocess.Completed
     return subprocess.run(
         [sys.executable, "-m", "app.cli", *args],
         env=environment,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=60,
@@ -101,3 +109,47 @@ async def test_an_unreachable_database_is_one_line_and_non_zero(harness: Harness
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1, (args, result.stderr)
         assert lines[0].startswith("error: "), args
+
+
+async def test_users_created_from_the_cli_log_in(harness: Harness) -> None:
+    assert storefront(harness, "tenants", "create", "--slug", "acme", "--name", "A").returncode == 0
+    created = storefront(
+        harness,
+        *("users", "create", "--tenant", "acme", "--email", "Ops@Acme.example"),
+        *("--role", "admin"),
+        stdin="a-long-password-9\n",
+    )
+    assert created.returncode == 0, created.stderr
+    assert "role=admin" in created.stdout
+    response = await harness.client.post(
+        "/v1/auth/token", data={"username": "ops@acme.example", "password": "a-long-password-9"}
+    )
+    assert response.status_code == 200, response.text
+
+
+async def test_keygen_output_is_a_working_signing_key(make_harness: Any) -> None:
+    harness = await make_harness()
+    generated = storefront(harness, "auth", "keygen", "--kid", "k-2026", "--algorithm", "ES256")
+    assert generated.returncode == 0, generated.stderr
+    key = json.loads(generated.stdout)
+    assert key["kid"] == "k-2026"
+    configured = await make_harness(auth={"tokens": {"keys": [key]}})
+    tokens = configured.container.token_service()
+    token = tokens.issue_access(uuid.uuid4(), uuid.uuid4(), Role.viewer, uuid.uuid4())
+    assert jwt.get_unverified_header(token) == {"alg": "ES256", "kid": "k-2026", "typ": "JWT"}
+    assert tokens.verify_access(token).role is Role.viewer
+    assert (
+        storefront(harness, "auth", "keygen", "--kid", "x", "--algorithm", "none").returncode == 1
+    )
+
+
+def test_docs_print_the_permission_table() -> None:
+    printed = subprocess.run(
+        [sys.executable, "-m", "app.cli", "auth", "permissions"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert printed.returncode == 0, printed.stderr
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "permissions.md").read_text()
+    assert printed.stdout in docs  # regenerate: storefront auth permissions
