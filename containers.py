@@ -104,6 +104,7 @@ class Container(containers.DeclarativeContainer):
         tokens=token_service,
         throttle=login_throttle,
         cache=credential_cache,
+        on_event=metrics.provided.auth_event,
     )
     authenticator = providers.Singleton(
         Authenticator,

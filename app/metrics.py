@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -29,8 +29,17 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=self.registry,
         )
+        self.auth_events = Counter(
+            "storefront_auth_events_total",
+            "Security-relevant authentication events: login_failed, login_locked, refresh_reused.",
+            ["event"],
+            registry=self.registry,
+        )
 
         self._http_children: dict[tuple[str, str, int], Any] = {}
+
+    def auth_event(self, event: str) -> None:
+        self.auth_events.labels(event).inc()
 
     def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
         # labels() takes a lock and builds a key on every call; the children are few and stable.

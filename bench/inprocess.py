@@ -1,6 +1,7 @@
 """In-process cost of one request: drive the ASGI app directly (no sockets, no load generator).
 
     python -m bench.inprocess /v1/products/<id> --key <api key> [-n 5000] [--profile]
+    python -m bench.inprocess /v1/products/<id> --bearer <access token> ...
 
 Prints microseconds per request; with --profile, a pyinstrument report of where they go.
 """
@@ -47,12 +48,18 @@ async def _one(app: Any, path: str, headers: list[tuple[bytes, bytes]]) -> int:
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("path")
-    parser.add_argument("--key", required=True)
+    credential = parser.add_mutually_exclusive_group(required=True)
+    credential.add_argument("--key", help="an API key (X-API-Key)")
+    credential.add_argument("--bearer", help="an access token (Authorization: Bearer)")
     parser.add_argument("-n", type=int, default=5000)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     app = asgi()
-    headers = [(b"x-api-key", args.key.encode()), (b"host", b"localhost")]
+    if args.key:
+        headers = [(b"x-api-key", args.key.encode())]
+    else:
+        headers = [(b"authorization", f"Bearer {args.bearer}".encode())]
+    headers.append((b"host", b"localhost"))
     async with app.router.lifespan_context(app):
         for _ in range(200):  # warm caches and the pool
             assert await _one(app, args.path, headers) == 200

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -36,6 +37,7 @@ from typing import Any
 import asyncpg
 
 from app.devcluster import ClusterError, LocalCluster
+from app.identity.tokens import generate_signing_key
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent  # run as .venv/bin/python, so this is the venv's bin
@@ -100,8 +102,9 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "read-64",
             64,
-            ("storefront", "bare", "tutorial", "storefront-list"),
-            about="GET by id at 64 clients on all three apps, plus Storefront's list endpoint",
+            ("storefront", "bare", "tutorial", "storefront-list", "storefront-jwt"),
+            about="GET by id at 64 clients on all three apps, plus Storefront's list endpoint"
+            " and GET by id with a bearer access token instead of an API key",
         ),
         Scenario(
             "read-200",
@@ -137,7 +140,9 @@ SCENARIOS: dict[str, Scenario] = {
         ),
     )
 }
-STOREFRONT_TARGETS = frozenset({"storefront", "storefront-list"})
+STOREFRONT_TARGETS = frozenset({"storefront", "storefront-list", "storefront-jwt"})
+BENCH_USER = "bench-user@bench.example"
+BENCH_PASSWORD = "bench-user-password-1"  # the bench's own throwaway cluster
 
 
 @dataclass(frozen=True)
@@ -290,12 +295,16 @@ def http(
     *,
     headers: Mapping[str, str] | None = None,
     body: Any = None,
+    form: Mapping[str, str] | None = None,
     timeout: float = 5.0,
 ) -> tuple[int, bytes]:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
     if data is not None:
         request.add_header("Content-Type", "application/json")
+    if form is not None:
+        request.data = urllib.parse.urlencode(form).encode()
+        request.add_header("Content-Type", "application/x-www-form-urlencoded")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read()
@@ -467,6 +476,7 @@ class Storefront:
             "STOREFRONT_LOGGING__ACCESS_LOG": "false",
             "STOREFRONT_DATABASE__CONNECT__SSL": "disable",
             "STOREFRONT_LOGGING__LEVEL": "WARNING",
+            "STOREFRONT_AUTH__TOKENS__KEYS": json.dumps([generate_signing_key("bench")]),
             **READ_POOLS.env(),
         }
         self.port = port
@@ -483,12 +493,13 @@ class Storefront:
     def auth(self) -> dict[str, str]:
         return {API_KEY: self.api_key}
 
-    def cli(self, *args: str, tolerate: str | None = None) -> str:
+    def cli(self, *args: str, tolerate: str | None = None, stdin: str | None = None) -> str:
         """Runs `storefront ARGS`; a failure whose output contains `tolerate` is accepted."""
         proc = subprocess.run(
             [str(BIN / "storefront"), *args],
             env=self.env,
             cwd=ROOT,
+            input=stdin,
             capture_output=True,
             text=True,
             timeout=300,
@@ -509,6 +520,23 @@ class Storefront:
         if not lines:
             raise BenchError("`storefront api-keys create` printed no secret")
         self.api_key = lines[-1]
+        self.cli(
+            *("users", "create", "--tenant", "bench", "--email", BENCH_USER, "--role", "viewer"),
+            stdin=BENCH_PASSWORD + "\n",
+            tolerate="email_taken",
+        )
+
+    def access_token(self) -> str:
+        """A bearer token of the bench user (the key is fixed: it survives server restarts)."""
+        status, body = http(
+            "POST",
+            self.base_url + "/v1/auth/token",
+            form={"username": BENCH_USER, "password": BENCH_PASSWORD},
+        )
+        if status != 200:
+            raise BenchError(f"POST /v1/auth/token -> {status}: {body[:300]!r}")
+        token: str = json.loads(body)["access_token"]
+        return token
 
     def serve(self, pools: PoolConfig) -> None:
         """(Re)starts the server when the pool settings differ from the running one's."""
@@ -742,6 +770,11 @@ def run(scenarios: Sequence[Scenario], *, wrk: str, duration: int, only_ref: boo
             )
             targets["storefront-list"] = Target(
                 "storefront-list", f"{storefront.base_url}/v1/products?limit=20", auth
+            )
+            targets["storefront-jwt"] = Target(
+                "storefront-jwt",
+                f"{storefront.base_url}/v1/products/{ids[0]}",
+                (("Authorization", f"Bearer {storefront.access_token()}"),),
             )
             product_id = ids[0]
         else:

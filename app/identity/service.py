@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -21,7 +21,7 @@ from app.identity.passwords import PasswordHasher, check_password_policy
 from app.identity.permissions import SCOPES, Permission, Role, grantable_scopes
 from app.identity.principal import InsufficientPermission, Principal
 from app.identity.repository import ApiKeyRecord, UserRecord
-from app.identity.throttle import LoginThrottle
+from app.identity.throttle import LoginLocked, LoginThrottle
 from app.identity.tokens import TokenService, hash_refresh
 
 log = structlog.get_logger(__name__)
@@ -353,6 +353,7 @@ class AuthService:
         tokens: TokenService,
         throttle: LoginThrottle,
         cache: CredentialCache,
+        on_event: Callable[[str], None],
     ) -> None:
         self._uow = uow_factory
         self._clock = clock
@@ -360,16 +361,22 @@ class AuthService:
         self._tokens = tokens
         self._throttle = throttle
         self._cache = cache
+        self._event = on_event  # counts login_failed, login_locked, refresh_reused
 
     async def login(self, email: str, password: str, client_ip: str) -> TokenPair:
         email = normalize_email(email)
-        await self._throttle.check(email, client_ip)
+        try:
+            await self._throttle.check(email, client_ip)
+        except LoginLocked:
+            self._event("login_locked")
+            raise
         async with self._uow(read_only=True, strong=True) as uow:
             found = await uow.users.credentials(email)
         # Unknown users are verified against a dummy hash: the same work as a wrong password.
         ok, new_hash = await self._hasher.verify(password, found.password_hash if found else None)
         if found is None or not ok:
             await self._throttle.failed(email, client_ip)
+            self._event("login_failed")
             raise InvalidCredentials("wrong email or password")
         await self._throttle.succeeded(email)
         async with self._uow(found.tenant_id) as uow:
@@ -394,6 +401,8 @@ class AuthService:
                 await uow.refresh_tokens.revoke_family(token.family_id, now)
                 await uow.commit()
                 self._cache.revoke(token.family_id)
+                self._event("refresh_reused")
+                log.warning("auth.refresh_reused", user=str(token.user_id))
                 raise RefreshTokenReused("refresh token reused; the session was revoked")
             user = await uow.users.get(token.user_id)
             if user is None:

@@ -11,7 +11,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from tests.api.identity_helpers import PASSWORD, log_in, sign_up
-from tests.conftest import Harness, problem
+from tests.conftest import OPERATOR_TOKEN, Harness, problem
 
 EMAIL = "owner@acme.example"
 
@@ -38,6 +38,11 @@ async def test_sixth_failure_locks_the_account_until_the_window_ends(harness: Ha
     # The right password is refused too while locked.
     refused = await _attempt(harness, PASSWORD)
     assert refused.status_code == 429
+    metrics = await harness.client.get(
+        "/metrics", headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    )
+    assert 'storefront_auth_events_total{event="login_failed"} 5.0' in metrics.text
+    assert 'storefront_auth_events_total{event="login_locked"} 2.0' in metrics.text
     harness.clock.advance(seconds=901)
     await log_in(harness.client, EMAIL)
 
