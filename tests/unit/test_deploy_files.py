@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from app.core.clock import SystemClock
+from app.identity.tokens import TokenService
 from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -15,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_compose_environment_is_valid_storefront_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    assert {"primary", "replica", "migrate", "api"} <= set(compose["services"])
+    assert {"primary", "replica", "redis", "migrate", "api"} <= set(compose["services"])
     environment = compose["services"]["api"]["environment"]
     assert environment == compose["services"]["migrate"]["environment"]
     for name, value in environment.items():
@@ -23,6 +25,9 @@ def test_compose_environment_is_valid_storefront_settings(monkeypatch: pytest.Mo
     settings = Settings()  # every variable is a real, valid setting (extra="forbid")
     assert settings.database.replicas[0].url.endswith("@replica:5432/storefront")
     assert settings.database.owner_url.startswith("postgresql+asyncpg://storefront@primary")
+    assert settings.redis.url == "redis://redis:6379/0"
+    assert settings.auth.tokens.keys[0].algorithm == "HS256"
+    TokenService(settings.auth.tokens, SystemClock())  # a usable key (HS256 needs >= 32 bytes)
 
 
 def _leaf_settings(model: type, prefix: str = "") -> set[str]:
