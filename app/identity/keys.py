@@ -35,7 +35,7 @@ def new_secret() -> str:
 
 
 def well_formed(secret: str) -> bool:
-    if len(secret) != SECRET_LENGTH or not secret.startswith(SECRET_PREFIX):
+    if len(secret) != SECRET_LENGTH or not secret.isascii() or not secret.startswith(SECRET_PREFIX):
         return False
     body, checksum = secret[len(SECRET_PREFIX) : -_CHECKSUM_LENGTH], secret[-_CHECKSUM_LENGTH:]
     return secrets.compare_digest(_checksum(body), checksum)

@@ -15,6 +15,11 @@ async def test_missing_and_unknown_keys_are_401(harness: Harness) -> None:
     for key in ("sf_live_unknown", "garbage", "sf_live_" + "x" * 300):
         response = await harness.client.get("/v1/products", headers={"X-API-Key": key})
         assert response.status_code == 401, key
+    # Non-ASCII header bytes (latin-1 on the wire) in either credential: 401, never a 500.
+    odd = ("sf_live_" + "é" * 49).encode("latin-1")
+    for name, value in (("X-API-Key", odd), ("Authorization", b"Bearer \xe9\xe9.\xe9.\xe9")):
+        response = await harness.client.get("/v1/products", headers={name: value})
+        assert response.status_code == 401, name
 
 
 async def test_revoked_key_is_401(harness: Harness) -> None:
