@@ -52,3 +52,20 @@ def test_every_module_with_injections_is_wired() -> None:
         if '= Provide["' in path.read_text() and path.name != "di.py"  # di.py: the tool itself
     }
     assert injecting == set(Container.wiring_config.modules)
+
+
+async def test_identity_providers_are_overridable(harness: Harness) -> None:
+    """Override before first use: the services built afterwards take the replacement."""
+    from app.identity.passwords import PasswordHasher
+    from app.settings import PasswordSettings
+
+    stronger = PasswordHasher(PasswordSettings(argon2_memory_kib=2048, argon2_time_cost=3))
+    with harness.container.password_hasher.override(providers.Object(stronger)):
+        body = {
+            "name": "Acme",
+            "slug": "acme",
+            "owner": {"email": "o@acme.example", "password": "a-long-password-1"},
+        }
+        assert (await harness.client.post("/v1/tenants", json=body)).status_code == 201
+    stored = harness.cluster.psql("primary", "SELECT password_hash FROM users")
+    assert "$argon2id$v=19$m=2048,t=3,p=1$" in stored
