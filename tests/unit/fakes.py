@@ -1,15 +1,16 @@
-"""In-memory stand-ins for the unit of work and the product repository (unit tests only)."""
+"""In-memory stand-ins for the unit of work and its repositories (unit tests only)."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from app.catalog.errors import MAX_STOCK, SkuTaken
 from app.catalog.repository import ProductRecord
 from app.core.money import Money
+from app.identity.repository import UserRecord
 
 
 class FakeProducts:
@@ -79,22 +80,73 @@ class FakeProducts:
         self.adjustments.append((product_id, delta, reason))
 
 
+class FakeUsers:
+    def __init__(self) -> None:
+        self.rows: dict[uuid.UUID, UserRecord] = {}
+        self.tenant_id: uuid.UUID | None = None
+
+    def _mine(self) -> dict[uuid.UUID, UserRecord]:
+        return {k: u for k, u in self.rows.items() if u.tenant_id == self.tenant_id}
+
+    async def add(
+        self, user_id: uuid.UUID, email: str, password_hash: str, role: str
+    ) -> UserRecord | None:
+        if any(u.email == email for u in self.rows.values()):
+            return None
+        assert self.tenant_id is not None
+        now = datetime.now(UTC)
+        self.rows[user_id] = UserRecord(user_id, self.tenant_id, email, role, now, now)
+        return self.rows[user_id]
+
+    async def get(self, user_id: uuid.UUID, *, lock: bool = False) -> UserRecord | None:
+        return self._mine().get(user_id)
+
+    async def lock_owners(self) -> list[uuid.UUID]:
+        return sorted(k for k, u in self._mine().items() if u.role == "owner")
+
+    async def update(
+        self, user_id: uuid.UUID, at: datetime, role: str | None, password_hash: str | None
+    ) -> UserRecord | None:
+        current = self._mine().get(user_id)
+        if current is None:
+            return None
+        self.rows[user_id] = replace(current, role=role or current.role, updated_at=at)
+        return self.rows[user_id]
+
+    async def delete(self, user_id: uuid.UUID) -> bool:
+        return self.rows.pop(user_id, None) is not None
+
+
+class FakeRefreshTokens:
+    def __init__(self) -> None:
+        self.revoked_users: list[uuid.UUID] = []
+
+    async def revoke_user(self, user_id: uuid.UUID, at: datetime) -> None:
+        self.revoked_users.append(user_id)
+
+
 class FakeUnitOfWork:
     """Transactional like the real one: what a use case wrote is kept only if it commits."""
 
-    def __init__(self, products: FakeProducts, tenant_id: uuid.UUID | None) -> None:
-        self.products = products
+    def __init__(self, factory: FakeUnitOfWorkFactory, tenant_id: uuid.UUID | None) -> None:
+        self.products = factory.products
+        self.users = factory.users
+        self.refresh_tokens = factory.refresh_tokens
         self.tenant_id = tenant_id
         self.commits = 0
 
     async def __aenter__(self) -> FakeUnitOfWork:
-        self.products.tenant_id = self.tenant_id
-        self._snapshot = (dict(self.products.rows), list(self.products.adjustments))
+        self.products.tenant_id = self.users.tenant_id = self.tenant_id
+        self._snapshot = (
+            dict(self.products.rows),
+            list(self.products.adjustments),
+            dict(self.users.rows),
+        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         if not self.commits:
-            self.products.rows, self.products.adjustments = self._snapshot
+            self.products.rows, self.products.adjustments, self.users.rows = self._snapshot
 
     async def commit(self) -> None:
         self.commits += 1
@@ -103,11 +155,13 @@ class FakeUnitOfWork:
 class FakeUnitOfWorkFactory:
     def __init__(self) -> None:
         self.products = FakeProducts()
+        self.users = FakeUsers()
+        self.refresh_tokens = FakeRefreshTokens()
         self.opened: list[tuple[FakeUnitOfWork, bool]] = []
 
     def __call__(
         self, tenant_id: uuid.UUID | None = None, *, read_only: bool = False, strong: bool = False
     ) -> FakeUnitOfWork:
-        uow = FakeUnitOfWork(self.products, tenant_id)
+        uow = FakeUnitOfWork(self, tenant_id)
         self.opened.append((uow, read_only))
         return uow

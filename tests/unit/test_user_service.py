@@ -1,0 +1,92 @@
+"""UserService ownership rules on a fake unit of work (no I/O)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from app.core.clock import SystemClock
+from app.identity.cache import CredentialCache
+from app.identity.permissions import Role
+from app.identity.principal import InsufficientPermission, Principal
+from app.identity.service import EmailTaken, LastOwner, UserService
+from tests.unit.fakes import FakeUnitOfWorkFactory
+
+TENANT = uuid.uuid4()
+
+
+class PlainHasher:
+    """Hashing is not what these tests are about."""
+
+    async def hash(self, password: str) -> str:
+        return "hashed:" + password
+
+
+@pytest.fixture
+def service() -> tuple[UserService, FakeUnitOfWorkFactory]:
+    factory = FakeUnitOfWorkFactory()
+    users = UserService(factory, SystemClock(), PlainHasher(), CredentialCache(30, 30))  # type: ignore[arg-type]
+    return users, factory
+
+
+def _actor(role: Role, user_id: uuid.UUID | None = None) -> Principal:
+    return Principal("user", user_id or uuid.uuid4(), TENANT, role=role)
+
+
+async def _user(users: UserService, email: str, role: Role) -> Any:
+    return await users.create(TENANT, email, "a-long-password-1", role)
+
+
+async def test_last_owner_is_kept(service: tuple[UserService, Any]) -> None:
+    users, _ = service
+    owner = await _user(users, "o@x.example", Role.owner)
+    me = _actor(Role.owner, owner.id)
+    with pytest.raises(LastOwner):
+        await users.update(me, owner.id, role=Role.admin)
+    with pytest.raises(LastOwner):
+        await users.delete(me, owner.id)
+    second = await _user(users, "p@x.example", Role.owner)
+    assert (await users.update(me, owner.id, role=Role.admin)).role == "admin"
+    with pytest.raises(LastOwner):
+        await users.delete(_actor(Role.owner, second.id), second.id)
+
+
+async def test_only_owners_touch_ownership(service: tuple[UserService, Any]) -> None:
+    users, _ = service
+    owner = await _user(users, "o@x.example", Role.owner)
+    member = await _user(users, "m@x.example", Role.member)
+    admin = _actor(Role.admin)
+    for attempt in (
+        users.update(admin, owner.id, role=Role.member),
+        users.update(admin, member.id, role=Role.owner),
+        users.delete(admin, owner.id),
+        users.create(TENANT, "n@x.example", "a-long-password-1", Role.owner, admin),
+    ):
+        with pytest.raises(InsufficientPermission):
+            await attempt
+    assert (await users.update(admin, member.id, role=Role.viewer)).role == "viewer"
+
+
+async def test_a_new_password_revokes_sessions_and_emails_are_unique(
+    service: tuple[UserService, FakeUnitOfWorkFactory],
+) -> None:
+    users, factory = service
+    member = await _user(users, "M@X.example", Role.member)
+    assert member.email == "m@x.example"
+    with pytest.raises(EmailTaken):
+        await _user(users, "m@x.EXAMPLE", Role.viewer)
+    await users.update(_actor(Role.admin), member.id, password="another-password-2")
+    assert factory.refresh_tokens.revoked_users == [member.id]
+
+
+async def test_a_refused_change_keeps_nothing(
+    service: tuple[UserService, FakeUnitOfWorkFactory],
+) -> None:
+    users, factory = service
+    owner = await _user(users, "o@x.example", Role.owner)
+    before = dict(factory.users.rows)
+    with pytest.raises(LastOwner):
+        await users.update(_actor(Role.owner, owner.id), owner.id, role=Role.viewer)
+    assert factory.users.rows == before
