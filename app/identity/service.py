@@ -299,8 +299,12 @@ class UserService:
             target = await uow.users.get(user_id, lock=True)
             if target is None:
                 raise UserNotFound()
-            if role is not None and role.name != target.role:
-                self._check_role_change(actor, target, role, owners)
+            if Role.owner in (role, Role[target.role]):
+                # Owners are changed (role or password) by owners only: setting an owner's
+                # password would otherwise hand an admin the owner's account.
+                actor.require(Permission.OWNERSHIP_TRANSFER)
+            if role is not None and role is not Role.owner and target.role == Role.owner.name:
+                self._check_not_last(target, owners)
             user = await uow.users.update(
                 user_id, self._clock.now(), role.name if role else None, password_hash
             )
@@ -319,20 +323,15 @@ class UserService:
                 raise UserNotFound()
             if target.role == Role.owner.name:
                 actor.require(Permission.OWNERSHIP_TRANSFER)
-                if owners == [user_id]:
-                    raise LastOwner("the last owner cannot be removed")
+                self._check_not_last(target, owners)
             await uow.users.delete(user_id)
             await uow.commit()
         self._cache.revoke(user_id)
 
     @staticmethod
-    def _check_role_change(
-        actor: Principal, target: UserRecord, role: Role, owners: Sequence[uuid.UUID]
-    ) -> None:
-        if Role.owner in (role, Role[target.role]):
-            actor.require(Permission.OWNERSHIP_TRANSFER)
-        if target.role == Role.owner.name and owners == [target.id]:
-            raise LastOwner("the last owner cannot be demoted; make someone else owner first")
+    def _check_not_last(owner: UserRecord, owners: Sequence[uuid.UUID]) -> None:
+        if list(owners) == [owner.id]:
+            raise LastOwner("the last owner cannot be demoted or removed; make another owner first")
 
 
 @dataclass(frozen=True, slots=True)

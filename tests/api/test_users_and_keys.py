@@ -68,6 +68,7 @@ async def test_admins_manage_users_but_not_owners(harness: Harness) -> None:
         ("PATCH", f"/v1/users/{owner_id}", {"role": "viewer"}),
         ("DELETE", f"/v1/users/{owner_id}", None),
         ("PATCH", f"/v1/users/{member_id}", {"role": "owner"}),
+        ("PATCH", f"/v1/users/{owner_id}", {"password": "taken-over-pass-1"}),
     ):
         response = await harness.client.request(method, path, json=body, headers=admin)
         assert response.status_code == 403, (method, path, response.text)

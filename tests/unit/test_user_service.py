@@ -62,6 +62,7 @@ async def test_only_owners_touch_ownership(service: tuple[UserService, Any]) -> 
         users.update(admin, owner.id, role=Role.member),
         users.update(admin, member.id, role=Role.owner),
         users.delete(admin, owner.id),
+        users.update(admin, owner.id, password="taken-over-pass-1"),
         users.create(TENANT, "n@x.example", "a-long-password-1", Role.owner, admin),
     ):
         with pytest.raises(InsufficientPermission):
