@@ -18,7 +18,7 @@ from app.db.uow import UnitOfWork, UnitOfWorkFactory, read_fresh
 from app.identity import keys
 from app.identity.cache import CredentialCache
 from app.identity.passwords import PasswordHasher, check_password_policy
-from app.identity.permissions import SCOPES, Permission, Role, grantable_scopes
+from app.identity.permissions import SCOPES, Permission, Role, grantable_scopes, role_permissions
 from app.identity.principal import InsufficientPermission, Principal
 from app.identity.repository import ApiKeyRecord, UserRecord
 from app.identity.throttle import LoginLocked, LoginThrottle
@@ -70,6 +70,16 @@ class RefreshTokenReused(Unauthenticated):
 def normalize_email(email: str) -> str:
     """Emails compare case-insensitively: stored and looked up lower-cased."""
     return email.strip().lower()
+
+
+def _check_role(actor: Principal | None, role: Role) -> None:
+    """Giving a role, or controlling an account of that role (its password), needs every
+    permission of the role: an admin cannot make owners, a key with `users:manage` alone cannot
+    make users who could do more than it can."""
+    if actor is None:
+        return
+    if not role_permissions(role) <= actor.permissions:
+        raise InsufficientPermission(f"you may not grant or control the {role.name} role")
 
 
 def _check_grant(granter: Principal | None, scopes: list[str]) -> None:
@@ -270,8 +280,7 @@ class UserService:
         actor: Principal | None = None,
     ) -> UserRecord:
         """`actor` None: the operator CLI."""
-        if role is Role.owner and actor is not None:
-            actor.require(Permission.OWNERSHIP_TRANSFER)
+        _check_role(actor, role)
         check_password_policy(password)
         password_hash = await self._hasher.hash(password)
         async with self._uow(tenant_id) as uow:
@@ -299,10 +308,11 @@ class UserService:
             target = await uow.users.get(user_id, lock=True)
             if target is None:
                 raise UserNotFound()
-            if Role.owner in (role, Role[target.role]):
-                # Owners are changed (role or password) by owners only: setting an owner's
-                # password would otherwise hand an admin the owner's account.
-                actor.require(Permission.OWNERSHIP_TRANSFER)
+            # Changing a user (role or password) is controlling their account: the actor needs
+            # every permission of the user's role, and of the new role.
+            _check_role(actor, Role[target.role])
+            if role is not None:
+                _check_role(actor, role)
             if role is not None and role is not Role.owner and target.role == Role.owner.name:
                 self._check_not_last(target, owners)
             user = await uow.users.update(

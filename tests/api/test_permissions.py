@@ -35,6 +35,11 @@ def _case(method: str, path: str, *needs: Permission, body: Any = None) -> Case:
     return Case(method, path, frozenset(needs), body)
 
 
+def role(name: str) -> tuple[Permission, ...]:
+    """Giving a role, or changing a user of that role, needs all the role's permissions."""
+    return tuple(p for p, (least, _) in TABLE.items() if Role[name] >= least)
+
+
 PRODUCT = {"sku": "NEW-1", "name": "New", "price": {"amount": 1, "currency": "EUR"}}
 CASES = [
     _case("GET", "/v1/me"),
@@ -53,18 +58,24 @@ CASES = [
         "POST",
         "/v1/users",
         P.USERS_MANAGE,
+        *role("member"),
         body={"email": "new@acme.example", "password": "a-new-password-1", "role": "member"},
     ),
     _case(
         "POST",
         "/v1/users",
         P.USERS_MANAGE,
-        P.OWNERSHIP_TRANSFER,
+        *role("owner"),
         body={"email": "boss@acme.example", "password": "a-new-password-1", "role": "owner"},
     ),
-    _case("PATCH", "/v1/users/{member}", P.USERS_MANAGE, body={"role": "viewer"}),
+    _case("PATCH", "/v1/users/{member}", P.USERS_MANAGE, *role("member"), body={"role": "viewer"}),
+    _case("PATCH", "/v1/users/{member}", P.USERS_MANAGE, *role("owner"), body={"role": "owner"}),
     _case(
-        "PATCH", "/v1/users/{member}", P.USERS_MANAGE, P.OWNERSHIP_TRANSFER, body={"role": "owner"}
+        "PATCH",
+        "/v1/users/{owner}",
+        P.USERS_MANAGE,
+        *role("owner"),
+        body={"password": "a-new-password-2"},
     ),
     _case("DELETE", "/v1/users/{member}", P.USERS_MANAGE),
     _case("GET", "/v1/api-keys", P.API_KEYS_READ),
@@ -123,7 +134,7 @@ async def test_route_allows_exactly_what_the_table_says(
     harness = matrix
     container = harness.container
     tenant = await container.tenant_service().create("acme", "Acme")
-    await container.user_service().create(
+    owner = await container.user_service().create(
         tenant.id, "owner@acme.example", "a-long-password-1", Role.owner
     )
     member = await container.user_service().create(
@@ -136,7 +147,7 @@ async def test_route_allows_exactly_what_the_table_says(
     headers = await _credentials(harness, tenant.id, principal)
     if case.method == "PATCH" and "products" in case.path:
         headers["If-Match"] = etag(product.version)
-    path = case.path.format(product=product.id, member=member.id, key=key.id)
+    path = case.path.format(product=product.id, member=member.id, owner=owner.id, key=key.id)
 
     response = await harness.client.request(case.method, path, json=case.body, headers=headers)
 

@@ -91,3 +91,23 @@ async def test_a_refused_change_keeps_nothing(
     with pytest.raises(LastOwner):
         await users.update(_actor(Role.owner, owner.id), owner.id, role=Role.viewer)
     assert factory.users.rows == before
+
+
+async def test_no_one_makes_a_user_stronger_than_themselves(
+    service: tuple[UserService, Any],
+) -> None:
+    users, _ = service
+    viewer = await _user(users, "v@x.example", Role.viewer)
+    key = Principal("api_key", uuid.uuid4(), TENANT, scopes=frozenset({"users:manage"}))
+    with pytest.raises(InsufficientPermission):
+        await users.create(TENANT, "n@x.example", "a-long-password-1", Role.viewer, key)
+    with pytest.raises(InsufficientPermission):  # taking over an account is gaining its role
+        await users.update(key, viewer.id, password="another-password-2")
+    reader = Principal(
+        "api_key",
+        uuid.uuid4(),
+        TENANT,
+        scopes=frozenset({"users:manage", "catalog:read", "orders:read", "reports:read"}),
+    )
+    assert (await users.update(reader, viewer.id, password="another-password-2")).role == "viewer"
+    await users.delete(key, viewer.id)  # removing gives no one anything
