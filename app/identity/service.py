@@ -375,7 +375,7 @@ class AuthService:
     async def login(self, email: str, password: str, client_ip: str) -> TokenPair:
         email = normalize_email(email)
         try:
-            await self._throttle.check(email, client_ip)
+            await self._throttle.attempt(email, client_ip)
         except LoginLocked:
             self._event("login_locked")
             raise
@@ -384,10 +384,9 @@ class AuthService:
         # Unknown users are verified against a dummy hash: the same work as a wrong password.
         ok, new_hash = await self._hasher.verify(password, found.password_hash if found else None)
         if found is None or not ok:
-            await self._throttle.failed(email, client_ip)
             self._event("login_failed")
             raise InvalidCredentials("wrong email or password")
-        await self._throttle.succeeded(email)
+        await self._throttle.succeeded(email, client_ip)
         async with self._uow(found.tenant_id) as uow:
             if new_hash is not None:  # legacy bcrypt (or weaker argon2 params): upgrade now
                 await uow.users.set_password_hash(found.user_id, new_hash)

@@ -1,5 +1,9 @@
-"""Brute-force protection for logins: failures counted per account and per client IP in a fixed
+"""Brute-force protection for logins: attempts counted per account and per client IP in a fixed
 window; past a limit every attempt (even a correct one) is refused until the window ends.
+
+An attempt is counted *before* its password is verified (an atomic increment), so concurrent
+guesses cannot all slip past the check while the first ones are still hashing; a success then
+clears the account's counter and takes its attempt back from the IP's.
 
 The counters live in a `ThrottleStore`: Redis when `redis.url` is set (shared by every process),
 in-process memory otherwise (per process: the limit then applies per process).
@@ -22,15 +26,16 @@ class LoginLocked(TooManyRequests):
 
 
 class ThrottleStore(Protocol):
-    async def get(self, keys: list[str]) -> list[tuple[int, float]]:
-        """(failures, seconds until the window ends) per key; (0, 0) when none."""
-        ...
-
-    async def hit(self, keys: list[str], window: int) -> None:
-        """Count one failure on each key; a key's window starts with its first failure."""
+    async def hit(self, keys: list[str], window: int) -> list[tuple[int, float]]:
+        """Count one attempt on each key (a key's window starts with its first attempt);
+        returns (count, seconds until the window ends) per key, after counting."""
         ...
 
     async def reset(self, key: str) -> None: ...
+
+    async def take_back(self, key: str) -> None:
+        """Uncount one attempt, if the key's window still runs."""
+        ...
 
 
 class MemoryThrottleStore:
@@ -41,52 +46,52 @@ class MemoryThrottleStore:
         self._max_entries = max_entries
         self._windows: dict[str, tuple[int, float]] = {}  # key: (count, window end)
 
-    async def get(self, keys: list[str]) -> list[tuple[int, float]]:
-        now = self._clock.now().timestamp()
-        result = []
-        for key in keys:
-            count, end = self._windows.get(key, (0, 0.0))
-            result.append((count, end - now) if end > now else (0, 0.0))
-        return result
-
-    async def hit(self, keys: list[str], window: int) -> None:
+    async def hit(self, keys: list[str], window: int) -> list[tuple[int, float]]:
         now = self._clock.now().timestamp()
         if len(self._windows) >= self._max_entries:
             self._windows = {k: v for k, v in self._windows.items() if v[1] > now}
+        result = []
         for key in keys:
             count, end = self._windows.get(key, (0, 0.0))
-            self._windows[key] = (count + 1, end) if end > now else (1, now + window)
+            count, end = (count + 1, end) if end > now else (1, now + window)
+            self._windows[key] = (count, end)
+            result.append((count, end - now))
+        return result
 
     async def reset(self, key: str) -> None:
         self._windows.pop(key, None)
 
+    async def take_back(self, key: str) -> None:
+        count, end = self._windows.get(key, (0, 0.0))
+        if count > 0 and end > self._clock.now().timestamp():
+            self._windows[key] = (count - 1, end)
+
+
+# DECR only while the key lives: a DECR on an expired key would create a counter with no TTL.
+_TAKE_BACK = "if redis.call('exists', KEYS[1]) == 1 then return redis.call('decr', KEYS[1]) end"
+
 
 class RedisThrottleStore:
-    """INCR + EXPIRE NX: the window is the key's TTL, kept by the Redis server."""
+    """INCR + EXPIRE NX in one transaction: the window is the key's TTL, kept by Redis."""
 
     def __init__(self, redis: Any) -> None:
         self._redis = redis
+        self._take_back = redis.register_script(_TAKE_BACK)
 
-    async def get(self, keys: list[str]) -> list[tuple[int, float]]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.get(key)
-                pipe.pttl(key)
-            replies = await pipe.execute()
-        result = []
-        for value, ttl in zip(replies[::2], replies[1::2], strict=True):
-            result.append((int(value), ttl / 1000) if value is not None and ttl > 0 else (0, 0.0))
-        return result
-
-    async def hit(self, keys: list[str], window: int) -> None:
+    async def hit(self, keys: list[str], window: int) -> list[tuple[int, float]]:
         async with self._redis.pipeline(transaction=True) as pipe:
             for key in keys:
                 pipe.incr(key)
                 pipe.expire(key, window, nx=True)
-            await pipe.execute()
+                pipe.pttl(key)
+            replies = await pipe.execute()
+        return [(int(replies[i]), max(replies[i + 2], 0) / 1000) for i in range(0, len(replies), 3)]
 
     async def reset(self, key: str) -> None:
         await self._redis.delete(key)
+
+    async def take_back(self, key: str) -> None:
+        await self._take_back(keys=[key])
 
 
 class LoginThrottle:
@@ -95,27 +100,27 @@ class LoginThrottle:
         self._settings = settings
 
     @staticmethod
-    def _keys(email: str, ip: str) -> list[str]:
+    def _keys(email: str, ip: str) -> tuple[str, str]:
         # Hashed: the store never holds an email address.
         account = hashlib.sha256(email.encode()).hexdigest()[:32]
-        return [f"storefront:login:account:{account}", f"storefront:login:ip:{ip}"]
+        return f"storefront:login:account:{account}", f"storefront:login:ip:{ip}"
 
-    async def check(self, email: str, ip: str) -> None:
-        limits = (self._settings.max_failures_per_account, self._settings.max_failures_per_ip)
-        counts = await self._store.get(self._keys(email, ip))
-        waits = [
-            left for (count, left), limit in zip(counts, limits, strict=True) if count >= limit
-        ]
+    async def attempt(self, email: str, ip: str) -> None:
+        """Count this attempt; refuse it (429) when it goes past a limit."""
+        settings = self._settings
+        limits = (settings.max_failures_per_account, settings.max_failures_per_ip)
+        counts = await self._store.hit(list(self._keys(email, ip)), settings.window_seconds)
+        waits = [left for (count, left), limit in zip(counts, limits, strict=True) if count > limit]
         if waits:
             raise LoginLocked(
-                "too many failed logins; try again later", retry_after=math.ceil(max(waits))
+                "too many failed logins; try again later", retry_after=max(1, math.ceil(max(waits)))
             )
 
-    async def failed(self, email: str, ip: str) -> None:
-        await self._store.hit(self._keys(email, ip), self._settings.window_seconds)
-
-    async def succeeded(self, email: str) -> None:
-        await self._store.reset(self._keys(email, "")[0])
+    async def succeeded(self, email: str, ip: str) -> None:
+        """A correct password: the account starts afresh; the IP keeps only its failures."""
+        account, address = self._keys(email, ip)
+        await self._store.reset(account)
+        await self._store.take_back(address)
 
 
 def throttle_store(redis: Any, clock: Clock) -> ThrottleStore:

@@ -109,3 +109,23 @@ async def test_unknown_user_costs_as_much_as_a_wrong_password(make_harness: Any)
             assert response.status_code == 401
     ratio = statistics.median(unknown) / statistics.median(wrong)
     assert 0.7 <= ratio <= 1.4, f"unknown/wrong median ratio {ratio:.2f}"
+
+
+async def test_concurrent_guesses_cannot_outrun_the_lockout(make_harness: Any) -> None:
+    """Attempts are counted before the (slow) password check: 30 guesses at once get at most
+    5 verdicts on the password, the rest 429."""
+    harness = await make_harness(auth={"password": {"argon2_memory_kib": 19456}})
+    await sign_up(harness.client, "acme")
+    responses = await asyncio.gather(
+        *(_attempt(harness, f"wrong-password-{n:03}") for n in range(30))
+    )
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(401) == 5, statuses
+    assert statuses.count(429) == 25
+
+
+async def test_successes_do_not_count_against_the_ip(make_harness: Any) -> None:
+    harness = await make_harness(auth={"lockout": {"max_failures_per_ip": 3}})
+    await sign_up(harness.client, "acme")
+    for _ in range(5):
+        await log_in(harness.client, EMAIL)

@@ -120,15 +120,15 @@ def test_memory_throttle_counts_in_windows() -> None:
     )
 
     async def scenario() -> None:
-        for _ in range(2):
-            await throttle.check("a@x", "1.1.1.1")
-            await throttle.failed("a@x", "1.1.1.1")
+        for _ in range(2):  # two failed attempts are allowed
+            await throttle.attempt("a@x", "1.1.1.1")
         with pytest.raises(LoginLocked) as locked:
-            await throttle.check("a@x", "1.1.1.1")
+            await throttle.attempt("a@x", "1.1.1.1")
         assert locked.value.retry_after == 60
-        await throttle.check("b@x", "1.1.1.1")  # other accounts are not locked
+        await throttle.attempt("b@x", "1.1.1.1")  # other accounts are not locked
+        await throttle.succeeded("b@x", "1.1.1.1")
         clock.at = NOW + timedelta(seconds=61)
-        await throttle.check("a@x", "1.1.1.1")
+        await throttle.attempt("a@x", "1.1.1.1")
 
     asyncio.run(scenario())
 
