@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -284,6 +285,18 @@ async def acme(harness: Harness) -> dict[str, Any]:
 
 async def raw_connect(cluster: LocalCluster, role: str, user: str) -> asyncpg.Connection:
     return await asyncpg.connect(cluster.dsn(role, user=user))
+
+
+@asynccontextmanager
+async def replay_paused(cluster: LocalCluster) -> AsyncIterator[None]:
+    """The replica receives WAL but applies none of it until the block ends."""
+    replica = await raw_connect(cluster, "replica", "postgres")
+    try:
+        await replica.execute("SELECT pg_wal_replay_pause()")
+        yield
+    finally:
+        await replica.execute("SELECT pg_wal_replay_resume()")
+        await replica.close()
 
 
 def problem(response: httpx.Response) -> dict[str, Any]:

@@ -162,10 +162,13 @@ async def read_fresh(
     uow_factory: UnitOfWorkFactory,
     tenant_id: UUID | None,
     query: Callable[[UnitOfWork], Awaitable[T | None]],
+    *,
+    primary_only: bool = False,
 ) -> T | None:
     """Replica first; a miss is retried on the primary: for rows a credential says exist but
-    that may be younger than the replica's lag (a key, user or tenant made seconds ago)."""
-    for strong in (False, True):
+    that may be younger than the replica's lag (a key, user or tenant made seconds ago).
+    `primary_only` skips the replica (the caller knows the row just changed)."""
+    for strong in (True,) if primary_only else (False, True):
         async with uow_factory(tenant_id, read_only=True, strong=strong) as uow:
             found = await query(uow)
         if found is not None:

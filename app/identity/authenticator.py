@@ -54,7 +54,12 @@ class Authenticator:
         cached = self._cache.user_roles.get(user_id)
         if cached is not None:
             return Role[cached] if cached else None
-        user = await read_fresh(self._uow, tenant_id, lambda uow: uow.users.get(user_id))
+        user = await read_fresh(
+            self._uow,
+            tenant_id,
+            lambda uow: uow.users.get(user_id),
+            primary_only=self._cache.changed_here(user_id),
+        )
         role = user.role if user else ""
         self._cache.user_roles.put(user_id, role)
         return Role[role] if role else None

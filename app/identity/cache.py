@@ -61,6 +61,7 @@ class CredentialCache:
         self.tokens: TtlMap[str, AccessClaims] = TtlMap(float("inf"))
         self.user_roles: TtlMap[uuid.UUID, str] = TtlMap(user_ttl)  # "": no such user
         self._revoked: TtlMap[uuid.UUID, bool] = TtlMap(TOMBSTONE_SECONDS)
+        self._changed: TtlMap[uuid.UUID, bool] = TtlMap(TOMBSTONE_SECONDS)
 
     def revoke(self, *ids: uuid.UUID) -> None:
         """Refuse these keys, users or token families from now on (in this process)."""
@@ -79,6 +80,14 @@ class CredentialCache:
     def forget_api_key(self, key_id: uuid.UUID) -> None:
         """Drop a key so its next use reads it again (its expiry changed), without refusing it."""
         self.api_keys.drop_where({key_id}, "id")
+        self._changed.put(key_id, True)
 
     def forget_user(self, user_id: uuid.UUID) -> None:
+        """Drop a user's role (it changed) so the next request reads it again."""
         self.user_roles.pop(user_id)
+        self._changed.put(user_id, True)
+
+    def changed_here(self, some_id: uuid.UUID) -> bool:
+        """Changed by this process lately: read it from the primary, where the change is (a
+        replica may still hand back the old row)."""
+        return self._changed.get(some_id) is not None

@@ -257,11 +257,13 @@ class RefreshTokenRepository(TenantScoped):
             at,
         )
 
-    async def revoke_user(self, user_id: uuid.UUID, at: datetime) -> None:
-        await self._conn.execute(
+    async def revoke_user(self, user_id: uuid.UUID, at: datetime) -> list[uuid.UUID]:
+        """Revoke every family of the user; returns the families' ids."""
+        rows = await self._conn.fetch(
             "UPDATE refresh_tokens SET revoked_at = coalesce(revoked_at, $3)"
-            " WHERE tenant_id = $1 AND user_id = $2",
+            " WHERE tenant_id = $1 AND user_id = $2 RETURNING family_id",
             self._tenant_id,
             user_id,
             at,
         )
+        return sorted({row[0] for row in rows})

@@ -104,7 +104,7 @@ class TokenResponse(BaseModel):
 
 
 class RefreshRequest(Strict):
-    refresh_token: Annotated[str, Field(min_length=1, max_length=200)]
+    refresh_token: Annotated[Text, Field(min_length=1, max_length=200)]
 
 
 class TenantRef(BaseModel):

@@ -190,9 +190,13 @@ class ApiKeyService:
         digest = keys.hash_secret(secret)
         principal = self._cache.api_keys.get(digest)
         if principal is None:
-            record = await read_fresh(
-                self._uow, None, lambda uow: uow.api_keys.by_secret_hash(digest)
-            )
+
+            async def by_digest(uow: UnitOfWork) -> ApiKeyRecord | None:
+                return await uow.api_keys.by_secret_hash(digest)
+
+            record = await read_fresh(self._uow, None, by_digest)
+            if record is not None and self._cache.changed_here(record.id):  # rotated here
+                record = await read_fresh(self._uow, None, by_digest, primary_only=True)
             if record is None or record.revoked_at is not None or self._cache.is_revoked(record.id):
                 raise Unauthenticated("invalid API key")
             principal = Principal(
@@ -318,11 +322,13 @@ class UserService:
             user = await uow.users.update(
                 user_id, self._clock.now(), role.name if role else None, password_hash
             )
+            ended: list[uuid.UUID] = []
             if password_hash is not None:  # a new password ends every session of the user
-                await uow.refresh_tokens.revoke_user(user_id, self._clock.now())
+                ended = await uow.refresh_tokens.revoke_user(user_id, self._clock.now())
             await uow.commit()
         assert user is not None  # locked above
         self._cache.forget_user(user_id)
+        self._cache.revoke(*ended)
         return user
 
     async def delete(self, actor: Principal, user_id: uuid.UUID) -> None:
@@ -401,6 +407,11 @@ class AuthService:
         if token is None:
             raise InvalidRefreshToken("unknown refresh token")
         async with self._uow(token.tenant_id) as uow:
+            # Locked first: a concurrent password change (which locks the user too) then either
+            # sees this refresh's new token and revokes it, or runs before and revokes this one.
+            user = await uow.users.get(token.user_id, lock=True)
+            if user is None:
+                raise InvalidRefreshToken("the user no longer exists")
             if not await uow.refresh_tokens.use(token.id, now):
                 if token.revoked_at is not None or token.expires_at <= now:
                     raise InvalidRefreshToken("this refresh token has expired or was revoked")
@@ -412,9 +423,6 @@ class AuthService:
                 self._event("refresh_reused")
                 log.warning("auth.refresh_reused", user=str(token.user_id))
                 raise RefreshTokenReused("refresh token reused; the session was revoked")
-            user = await uow.users.get(token.user_id)
-            if user is None:
-                raise InvalidRefreshToken("the user no longer exists")
             pair = await self._issue(
                 uow, user.id, user.tenant_id, Role[user.role], family_id=token.family_id
             )

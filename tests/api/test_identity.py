@@ -133,6 +133,14 @@ async def test_refresh_rotates_and_reuse_revokes_the_family(harness: Harness) ->
     assert after.status_code == 401
     assert (await client.get("/v1/me", headers=bearer(pair))).status_code == 401
 
+    # A refresh token that cannot even be encoded is a 422, not a 500.
+    odd = await client.post(
+        "/v1/auth/refresh",
+        content=b'{"refresh_token": "\\ud800"}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert odd.status_code == 422
+
     # A new login starts a new, healthy family.
     fresh = await log_in(client, "owner@acme.example")
     again = await client.post("/v1/auth/refresh", json={"refresh_token": fresh["refresh_token"]})

@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 from tests.api.identity_helpers import PASSWORD, bearer, log_in, sign_up
-from tests.conftest import Harness, problem
+from tests.conftest import Harness, problem, raw_connect, replay_paused
 
 OWNER = "owner@acme.example"
 
@@ -102,10 +102,43 @@ async def test_a_demotion_applies_to_live_tokens(harness: Harness) -> None:
     assert again.status_code == 403
 
 
+async def test_a_demotion_is_not_undone_by_a_lagging_replica(make_harness: Any) -> None:
+    harness = await make_harness(auth={"user_cache_ttl_seconds": 30})
+    owner = await _owner(harness)
+    member_id = await _add_user(harness, owner, "m@acme.example", "member")
+    member = bearer(await log_in(harness.client, "m@acme.example"))
+    await harness.wait_for(lambda: _replica_role(harness, member_id), what="replay")
+    async with replay_paused(harness.cluster):
+        demoted = await harness.client.patch(
+            f"/v1/users/{member_id}", json={"role": "viewer"}, headers=owner
+        )
+        assert demoted.status_code == 200
+        harness.client.consistency_token = None  # the member's own client never saw that write
+        assert await _replica_role(harness, member_id) == "member"  # the replica is behind
+        response = await harness.client.post(
+            "/v1/products",
+            json={"sku": "A", "name": "A", "price": {"amount": 1, "currency": "EUR"}},
+            headers=member,
+        )
+        assert response.status_code == 403
+
+
+async def _replica_role(harness: Harness, user_id: str) -> str | None:
+    conn = await raw_connect(harness.cluster, "replica", "storefront")
+    try:
+        role: str | None = await conn.fetchval(
+            "SELECT role FROM users WHERE id = $1::uuid", user_id
+        )
+        return role
+    finally:
+        await conn.close()
+
+
 async def test_a_new_password_ends_the_users_sessions(harness: Harness) -> None:
     owner = await _owner(harness)
     member_id = await _add_user(harness, owner, "m@acme.example", "member")
     session = await log_in(harness.client, "m@acme.example")
+    assert (await harness.client.get("/v1/me", headers=bearer(session))).status_code == 200
     changed = await harness.client.patch(
         f"/v1/users/{member_id}", json={"password": "brand-new-secret-2"}, headers=owner
     )
@@ -114,6 +147,8 @@ async def test_a_new_password_ends_the_users_sessions(harness: Harness) -> None:
         "/v1/auth/refresh", json={"refresh_token": session["refresh_token"]}
     )
     assert refresh.status_code == 401
+    # The access token of that session is refused at once too (by this process).
+    assert (await harness.client.get("/v1/me", headers=bearer(session))).status_code == 401
     await log_in(harness.client, "m@acme.example", PASSWORD, expect=401)
     await log_in(harness.client, "m@acme.example", "brand-new-secret-2")
 

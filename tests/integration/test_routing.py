@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable
 from typing import Any
 
 import httpx
 
-from app.devcluster import LocalCluster
-from tests.conftest import Harness, raw_connect
+from tests.conftest import Harness, replay_paused
 
 SHIRT = {"sku": "S-1", "name": "Shirt", "price": {"amount": 100, "currency": "EUR"}, "stock": 1}
-
-
-@asynccontextmanager
-async def replay_paused(cluster: LocalCluster) -> AsyncIterator[None]:
-    """The replica receives WAL but applies none of it until the block ends."""
-    replica = await raw_connect(cluster, "replica", "postgres")
-    try:
-        await replica.execute("SELECT pg_wal_replay_pause()")
-        yield
-    finally:
-        await replica.execute("SELECT pg_wal_replay_resume()")
-        await replica.close()
 
 
 async def on_primary_only(harness: Harness, request: Awaitable[httpx.Response]) -> httpx.Response:

@@ -121,8 +121,9 @@ class FakeRefreshTokens:
     def __init__(self) -> None:
         self.revoked_users: list[uuid.UUID] = []
 
-    async def revoke_user(self, user_id: uuid.UUID, at: datetime) -> None:
+    async def revoke_user(self, user_id: uuid.UUID, at: datetime) -> list[uuid.UUID]:
         self.revoked_users.append(user_id)
+        return []
 
 
 class FakeUnitOfWork:
