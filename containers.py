@@ -29,6 +29,9 @@ from app.identity.throttle import LoginThrottle, throttle_store
 from app.identity.tokens import TokenService
 from app.metrics import Metrics
 from app.ops.service import OpsService, migration_head
+from app.orders.service import OrderService
+from app.payments.gateway import HttpPaymentGateway, open_payment_client, payment_client_lifecycle
+from app.payments.sandbox import SandboxProvider
 from app.redis import open_redis, redis_lifecycle
 from app.settings import load_settings
 from app.tenants.service import TenantService
@@ -44,6 +47,7 @@ class Container(containers.DeclarativeContainer):
             "app.catalog.routes",
             "app.identity.routes",
             "app.tenants.routes",
+            "app.orders.routes",
         ],
         warn_unresolved=True,
     )
@@ -124,6 +128,23 @@ class Container(containers.DeclarativeContainer):
     # -- catalog --------------------------------------------------------------------------------
     catalog_service = providers.Singleton(
         CatalogService, uow_factory=uow_factory.provider, clock=clock
+    )
+
+    # -- payments and orders ---------------------------------------------------------------------
+    sandbox_provider = providers.Singleton(SandboxProvider)
+    payment_client = providers.Singleton(
+        open_payment_client, settings=settings.provided.payments, sandbox=sandbox_provider
+    )
+    payment_client_lifecycle = providers.Resource(payment_client_lifecycle, client=payment_client)
+    payment_gateway = providers.Singleton(
+        HttpPaymentGateway, client=payment_client, settings=settings.provided.payments
+    )
+    order_service = providers.Singleton(
+        OrderService,
+        uow_factory=uow_factory.provider,
+        clock=clock,
+        gateway=payment_gateway,
+        recovery_age_seconds=settings.provided.orders.recovery_age_seconds,
     )
 
     # -- HTTP edge ------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from app.catalog import models as _catalog  # noqa: F401  (register tables on th
 from app.db.base import Base
 from app.db.engines import asyncpg_url
 from app.identity import models as _identity  # noqa: F401
+from app.orders import models as _orders  # noqa: F401
 from app.settings import load_settings
 from app.tenants import models as _tenants  # noqa: F401
 

@@ -179,6 +179,22 @@ class RedisSettings(_Section):
     )
 
 
+class PaymentSettings(_Section):
+    url: str | None = Field(
+        None, description="Payment provider base URL; null: the in-process sandbox provider."
+    )
+    timeout_seconds: float = Field(2.0, gt=0, description="Limit per provider call.")
+    breaker: BreakerSettings = BreakerSettings(fail_max=3, reset_timeout_seconds=5.0)
+
+
+class OrderSettings(_Section):
+    recovery_age_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="`storefront worker` settles pending orders untouched for this long.",
+    )
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_output: bool = Field(True, description="JSON lines (true) or console rendering.")
@@ -233,6 +249,8 @@ class Settings(BaseSettings):
     ops: OpsSettings = OpsSettings()
     auth: AuthSettings = AuthSettings()
     redis: RedisSettings = RedisSettings()
+    payments: PaymentSettings = PaymentSettings()
+    orders: OrderSettings = OrderSettings()
     logging: LoggingSettings = LoggingSettings()
     server: ServerSettings = ServerSettings()
 

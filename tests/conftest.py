@@ -94,15 +94,12 @@ def app_url(cluster: LocalCluster, role: str) -> str:
     )
 
 
-def make_settings(
-    cluster: LocalCluster,
-    server: dict[str, Any] | None = None,
-    auth: dict[str, Any] | None = None,
-    redis: dict[str, Any] | None = None,
-    **database: Any,
-) -> Settings:
-    """Test settings: the cluster's URLs plus overrides of the `server`, `auth` and `database`
-    sections."""
+def make_settings(cluster: LocalCluster, **overrides: Any) -> Settings:
+    """Test settings: the cluster's URLs plus overrides. A keyword naming a top-level section
+    (`auth={...}`, `payments={...}`) overrides that section; any other keyword is a key of the
+    `database` section (`pool={...}`, `routing={...}`)."""
+    sections = {k: v for k, v in overrides.items() if k in Settings.model_fields}
+    database = {k: v for k, v in overrides.items() if k not in sections}
     section: dict[str, Any] = {
         "primary": {"url": app_url(cluster, "primary")},
         "replicas": [{"url": app_url(cluster, "replica"), "weight": 1}],
@@ -116,13 +113,7 @@ def make_settings(
             section[key] = {**section[key], **value}
         else:
             section[key] = value
-    return Settings(
-        database=section,
-        server=server or {},
-        auth=auth or {},
-        redis=redis or {},
-        ops={"operator_token": OPERATOR_TOKEN},
-    )
+    return Settings(**{"ops": {"operator_token": OPERATOR_TOKEN}, **sections, "database": section})
 
 
 @pytest.fixture(autouse=True)
@@ -227,16 +218,11 @@ class Harness:
         raise AssertionError(f"timed out waiting for {what}")
 
 
-async def open_harness(
-    cluster: LocalCluster,
-    server: dict[str, Any] | None = None,
-    auth: dict[str, Any] | None = None,
-    redis: dict[str, Any] | None = None,
-    **database: Any,
-) -> Harness:
-    """An app around a fresh container with test settings and a movable clock, started."""
+async def open_harness(cluster: LocalCluster, **overrides: Any) -> Harness:
+    """An app around a fresh container with test settings (see make_settings) and a movable
+    clock, started."""
     container = Container()
-    settings = make_settings(cluster, server, auth, redis, **database)
+    settings = make_settings(cluster, **overrides)
     container.settings.override(providers.Object(settings))
     clock = MovableClock()
     container.clock.override(providers.Object(clock))

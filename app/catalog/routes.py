@@ -16,7 +16,8 @@ from app.catalog.schemas import (
 from app.catalog.service import CatalogService, ProductChanges
 from app.http.di import Provide, inject
 from app.http.etags import etag, not_modified, required_versions
-from app.http.schemas import Cursor, Limit, Page, Text, problem_responses
+from app.http.params import Cursor, Limit
+from app.http.schemas import Page, Text, problem_responses
 from app.http.security import CatalogReader, CatalogWriter
 
 

@@ -36,6 +36,13 @@ class Unprocessable(DomainError):
     title = "Unprocessable request"
 
 
+class PaymentRequired(DomainError):
+    """The payment was refused (a decline): the client must change something to succeed."""
+
+    code = "payment.required"
+    title = "Payment required"
+
+
 class NotFound(DomainError):
     code = "not_found"
     title = "Not found"

@@ -25,6 +25,7 @@ from app.db.errors import is_unavailable
 from app.db.nodes import DatabaseNode
 from app.db.routing import ReadPreference
 from app.identity.repository import ApiKeyRepository, RefreshTokenRepository, UserRepository
+from app.orders.repository import IdempotencyRepository, OrderRepository, OutboxRepository
 from app.tenants.repository import TenantRepository
 
 log = structlog.get_logger(__name__)
@@ -43,6 +44,9 @@ class UnitOfWork:
     api_keys: ApiKeyRepository
     users: UserRepository
     refresh_tokens: RefreshTokenRepository
+    orders: OrderRepository
+    idempotency: IdempotencyRepository
+    outbox: OutboxRepository
     tenants: TenantRepository
 
     def __init__(
@@ -88,6 +92,9 @@ class UnitOfWork:
         self.api_keys = ApiKeyRepository(self._conn, self.tenant_id)
         self.users = UserRepository(self._conn, self.tenant_id)
         self.refresh_tokens = RefreshTokenRepository(self._conn, self.tenant_id)
+        self.orders = OrderRepository(self._conn, self.tenant_id)
+        self.idempotency = IdempotencyRepository(self._conn, self.tenant_id)
+        self.outbox = OutboxRepository(self._conn, self.tenant_id)
         self.tenants = TenantRepository(self._conn)
         return self
 

@@ -22,6 +22,7 @@ from app.core.errors import (
     Forbidden,
     InvalidRequest,
     NotFound,
+    PaymentRequired,
     PreconditionFailed,
     PreconditionRequired,
     ServiceUnavailable,
@@ -75,6 +76,7 @@ def problem(
 _STATUS: tuple[tuple[type[DomainError], int], ...] = (
     (InvalidRequest, 400),
     (Unauthenticated, 401),
+    (PaymentRequired, 402),
     (Forbidden, 403),
     (NotFound, 404),
     (Conflict, 409),

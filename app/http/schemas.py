@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, Generic, Self, TypeVar
 
-from fastapi import Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from app.core.money import Money
@@ -54,12 +53,6 @@ class Page(BaseModel, Generic[T]):
     @classmethod
     def of(cls, page: Slice[Any], convert: Callable[[Any], T]) -> Self:
         return cls(items=[convert(item) for item in page.items], next_cursor=page.next_cursor)
-
-
-Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
-Cursor = Annotated[
-    str | None, Query(max_length=512, description="`next_cursor` of the previous page.")
-]
 
 
 class ValidationIssue(BaseModel):

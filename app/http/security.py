@@ -81,4 +81,6 @@ UsersManager = Annotated[Principal, allowed(Permission.USERS_MANAGE)]
 ApiKeysReader = Annotated[Principal, allowed(Permission.API_KEYS_READ)]
 ApiKeysManager = Annotated[Principal, allowed(Permission.API_KEYS_MANAGE)]
 ApiKeysDeleter = Annotated[Principal, allowed(Permission.API_KEYS_DELETE)]
+OrdersReader = Annotated[Principal, allowed(Permission.ORDERS_READ)]
+OrdersWriter = Annotated[Principal, allowed(Permission.ORDERS_WRITE)]
 Operator = Depends(require_operator)

@@ -6,7 +6,8 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request, Response, status
 
 from app.http.di import Provide, inject
-from app.http.schemas import Cursor, Limit, Page, Text, problem_responses
+from app.http.params import Cursor, Limit
+from app.http.schemas import Page, Text, problem_responses
 from app.http.security import (
     ApiKeysDeleter,
     ApiKeysManager,

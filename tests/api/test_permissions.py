@@ -89,6 +89,18 @@ CASES = [
     ),
     _case("POST", "/v1/api-keys/{key}/rotate", P.API_KEYS_MANAGE, P.CATALOG_READ, body={}),
     _case("DELETE", "/v1/api-keys/{key}", P.API_KEYS_DELETE),
+    _case("GET", "/v1/orders", P.ORDERS_READ),
+    _case("GET", "/v1/orders/{order}", P.ORDERS_READ),
+    _case(
+        "POST",
+        "/v1/orders",
+        P.ORDERS_WRITE,
+        body={
+            "items": [{"product_id": "{product}", "quantity": 1}],
+            "payment": {"token": "tok_ok"},
+        },
+    ),
+    _case("POST", "/v1/orders/{order}/cancel", P.ORDERS_WRITE),
 ]
 PRINCIPALS = [f"role:{role.name}" for role in Role] + [f"scope:{s}" for s in sorted(SCOPES)]
 
@@ -144,12 +156,25 @@ async def test_route_allows_exactly_what_the_table_says(
         tenant.id, "SKU-1", "Thing", None, Money(100, "EUR"), 5
     )
     key, _ = await container.api_key_service().issue(tenant.id, "target", ["catalog:read"])
+    sold = await container.catalog_service().create(  # orders leave `product` untouched
+        tenant.id, "SKU-2", "Other", None, Money(100, "EUR"), 5
+    )
+    order = await container.order_service().place(
+        tenant.id, "setup", b"fp", [(sold.id, 1)], "tok_ok"
+    )
     headers = await _credentials(harness, tenant.id, principal)
+    headers["X-Read-Consistency"] = "strong"  # the setup above was written a moment ago
     if case.method == "PATCH" and "products" in case.path:
         headers["If-Match"] = etag(product.version)
-    path = case.path.format(product=product.id, member=member.id, owner=owner.id, key=key.id)
+    ids = {"product": product.id, "member": member.id, "owner": owner.id, "key": key.id}
+    path = case.path.format(**ids, order=order.body["id"])
+    if case.path == "/v1/orders":
+        headers["Idempotency-Key"] = "matrix"
+    body = case.body
+    if body and "items" in body:
+        body = {**body, "items": [{"product_id": str(sold.id), "quantity": 1}]}
 
-    response = await harness.client.request(case.method, path, json=case.body, headers=headers)
+    response = await harness.client.request(case.method, path, json=body, headers=headers)
 
     allowed = case.needs <= granted(principal)
     if allowed:

@@ -1,0 +1,221 @@
+"""Orders, idempotency keys and the outbox: SQL on the unit of work's connection."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from app.db.repository import TenantScoped
+
+
+@dataclass(frozen=True, slots=True)
+class OrderLineRecord:
+    product_id: uuid.UUID
+    quantity: int
+    unit_amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRecord:
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    status: str
+    total_amount: int
+    currency: str
+    payment_token: str
+    authorization_id: str | None
+    created_at: datetime
+    updated_at: datetime
+    lines: tuple[OrderLineRecord, ...] = ()
+
+
+_ORDER_COLUMNS = (
+    "id, tenant_id, status, total_amount, currency, payment_token, authorization_id,"
+    " created_at, updated_at"
+)
+
+
+class OrderRepository(TenantScoped):
+    async def add(
+        self,
+        order_id: uuid.UUID,
+        total_amount: int,
+        currency: str,
+        payment_token: str,
+        lines: list[OrderLineRecord],
+        at: datetime,
+    ) -> None:
+        await self._conn.execute(
+            "INSERT INTO orders (id, tenant_id, status, total_amount, currency, payment_token,"
+            " created_at, updated_at) VALUES ($1, $2, 'pending', $3, $4, $5, $6, $6)",
+            order_id,
+            self._tenant_id,
+            total_amount,
+            currency,
+            payment_token,
+            at,
+        )
+        await self._conn.executemany(
+            "INSERT INTO order_lines (order_id, product_id, tenant_id, quantity, unit_amount)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            [
+                (order_id, ln.product_id, self._tenant_id, ln.quantity, ln.unit_amount)
+                for ln in lines
+            ],
+        )
+
+    async def get(self, order_id: uuid.UUID, *, lock: bool = False) -> OrderRecord | None:
+        row = await self._conn.fetchrow(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE tenant_id = $1 AND id = $2"
+            + (" FOR UPDATE" if lock else ""),
+            self._tenant_id,
+            order_id,
+        )
+        if row is None:
+            return None
+        return (await self._with_lines([OrderRecord(*row)]))[0]
+
+    async def page(self, limit: int, after: tuple[datetime, uuid.UUID] | None) -> list[OrderRecord]:
+        rows = await self._page(_ORDER_COLUMNS, "orders", limit, after)
+        return await self._with_lines([OrderRecord(*row) for row in rows])
+
+    async def _with_lines(self, orders: list[OrderRecord]) -> list[OrderRecord]:
+        if not orders:
+            return orders
+        rows = await self._conn.fetch(
+            "SELECT order_id, product_id, quantity, unit_amount FROM order_lines"
+            " WHERE tenant_id = $1 AND order_id = ANY($2::uuid[]) ORDER BY order_id, product_id",
+            self._tenant_id,
+            [order.id for order in orders],
+        )
+        lines: dict[uuid.UUID, list[OrderLineRecord]] = {}
+        for row in rows:
+            lines.setdefault(row[0], []).append(OrderLineRecord(row[1], row[2], row[3]))
+        return [
+            OrderRecord(**{**_fields(order), "lines": tuple(lines.get(order.id, ()))})
+            for order in orders
+        ]
+
+    async def transition(
+        self,
+        order_id: uuid.UUID,
+        expected: str,
+        status: str,
+        at: datetime,
+        authorization_id: str | None = None,
+    ) -> bool:
+        """Compare-and-set on the status (the saga's step): False when someone else moved it."""
+        result: str = await self._conn.execute(
+            "UPDATE orders SET status = $4, updated_at = $5,"
+            " authorization_id = coalesce($6, authorization_id)"
+            " WHERE tenant_id = $1 AND id = $2 AND status = $3",
+            self._tenant_id,
+            order_id,
+            expected,
+            status,
+            at,
+            authorization_id,
+        )
+        return result != "UPDATE 0"
+
+    async def stuck(self, before: datetime, limit: int) -> list[tuple[uuid.UUID, uuid.UUID]]:
+        """(tenant, order) of pending orders untouched since `before`, across tenants (an
+        owner-run function: the worker does not know the tenants beforehand)."""
+        rows = await self._conn.fetch(
+            "SELECT tenant_id, id FROM storefront_stuck_orders($1, $2)", before, limit
+        )
+        return [(row[0], row[1]) for row in rows]
+
+
+def _fields(order: OrderRecord) -> dict[str, Any]:
+    return {name: getattr(order, name) for name in OrderRecord.__slots__}
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    key: str
+    fingerprint: bytes
+    status: str
+    order_id: uuid.UUID | None
+    response_status: int | None
+    response_body: dict[str, Any] | None
+
+
+class IdempotencyRepository(TenantScoped):
+    async def claim(self, key: str, fingerprint: bytes, expires_at: datetime) -> bool:
+        """Insert the key as in flight; False when it exists (then `get` it)."""
+        row = await self._conn.fetchrow(
+            "INSERT INTO idempotency_keys (tenant_id, key, fingerprint, status, expires_at)"
+            " VALUES ($1, $2, $3, 'in_flight', $4) ON CONFLICT DO NOTHING RETURNING key",
+            self._tenant_id,
+            key,
+            fingerprint,
+            expires_at,
+        )
+        return row is not None
+
+    async def get(self, key: str) -> IdempotencyRecord | None:
+        row = await self._conn.fetchrow(
+            "SELECT key, fingerprint, status, order_id, response_status, response_body"
+            " FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
+            self._tenant_id,
+            key,
+        )
+        if row is None:
+            return None
+        # The engine's codec decodes jsonb (and encodes it from a JSON string).
+        return IdempotencyRecord(*row)
+
+    async def attach(self, key: str, order_id: uuid.UUID) -> None:
+        await self._conn.execute(
+            "UPDATE idempotency_keys SET order_id = $3 WHERE tenant_id = $1 AND key = $2",
+            self._tenant_id,
+            key,
+            order_id,
+        )
+
+    async def complete_for_order(
+        self, order_id: uuid.UUID, status: int, body: dict[str, Any]
+    ) -> None:
+        """Store the outcome a replay of the order's request answers with."""
+        await self._conn.execute(
+            "UPDATE idempotency_keys SET status = 'completed', response_status = $3,"
+            " response_body = $4::jsonb WHERE tenant_id = $1 AND order_id = $2",
+            self._tenant_id,
+            order_id,
+            status,
+            json.dumps(body),
+        )
+
+    async def release_for_order(self, order_id: uuid.UUID) -> None:
+        """Forget the key (a transient failure must not consume it)."""
+        await self._conn.execute(
+            "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND order_id = $2",
+            self._tenant_id,
+            order_id,
+        )
+
+    async def purge(self, before: datetime) -> int:
+        """Expired keys of every tenant (owner-run function: the cleanup job has no tenant)."""
+        count: int = await self._conn.fetchval(
+            "SELECT storefront_purge_idempotency_keys($1)", before
+        )
+        return count
+
+
+class OutboxRepository(TenantScoped):
+    async def add(self, topic: str, payload: dict[str, Any], at: datetime) -> uuid.UUID:
+        event_id = uuid.uuid4()
+        await self._conn.execute(
+            "INSERT INTO outbox (id, tenant_id, topic, payload, created_at, next_attempt_at)"
+            " VALUES ($1, $2, $3, $4::jsonb, $5, $5)",
+            event_id,
+            self._tenant_id,
+            topic,
+            json.dumps(payload),
+            at,
+        )
+        return event_id

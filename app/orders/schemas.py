@@ -1,0 +1,70 @@
+"""Order DTOs at the HTTP edge; the service stores `OrderRead` snapshots for idempotent replays."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+from app.http.schemas import MoneyOut, Strict
+from app.orders.repository import OrderRecord
+
+MAX_LINES = 50
+
+
+class OrderItemIn(Strict):
+    product_id: uuid.UUID
+    quantity: Annotated[int, Field(ge=1, le=1000)]
+
+
+class PaymentIn(Strict):
+    token: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=200,
+            pattern=r"^[A-Za-z0-9_\-]+$",
+            description="Payment method token from the provider (sandbox: tok_ok, tok_declined,"
+            " tok_timeout, tok_error).",
+        ),
+    ]
+
+
+class OrderCreate(Strict):
+    items: Annotated[list[OrderItemIn], Field(min_length=1, max_length=MAX_LINES)]
+    payment: PaymentIn
+
+
+class OrderLineRead(BaseModel):
+    product_id: uuid.UUID
+    quantity: int
+    unit_price: MoneyOut
+
+
+class OrderRead(BaseModel):
+    id: uuid.UUID
+    status: Literal["pending", "confirmed", "payment_failed", "failed", "cancelled"]
+    total: MoneyOut
+    items: list[OrderLineRead]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, order: OrderRecord) -> OrderRead:
+        return cls(
+            id=order.id,
+            status=order.status,
+            total=MoneyOut(amount=order.total_amount, currency=order.currency),
+            items=[
+                OrderLineRead(
+                    product_id=line.product_id,
+                    quantity=line.quantity,
+                    unit_price=MoneyOut(amount=line.unit_amount, currency=order.currency),
+                )
+                for line in order.lines
+            ],
+            created_at=order.created_at,
+            updated_at=order.updated_at,
+        )

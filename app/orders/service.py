@@ -1,0 +1,288 @@
+"""Placing, reading and cancelling orders: the saga (reserve stock -> authorize the payment ->
+confirm) with idempotency keys, compensation, and recovery of orders a crash left pending.
+
+Each step is its own transaction, and the order's `status` is the saga's persisted step, so a
+process that dies between steps leaves a `pending` order that `recover()` finishes or
+compensates. The idempotency key is claimed in the same transaction that reserves the stock and
+creates the order, and completed in the one that settles it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+
+from app.core.clock import Clock
+from app.core.errors import Conflict, NotFound, Unprocessable
+from app.core.money import Money
+from app.core.pagination import Slice, decode_keyset, keyset_page
+from app.db.uow import UnitOfWork, UnitOfWorkFactory
+from app.orders.repository import OrderLineRecord, OrderRecord
+from app.orders.schemas import OrderRead
+from app.payments.gateway import PaymentDeclined, PaymentGateway, PaymentUnavailable
+
+log = structlog.get_logger(__name__)
+IDEMPOTENCY_RETENTION = timedelta(hours=24)
+
+
+class IdempotencyMismatch(Unprocessable):
+    code = "idempotency.mismatch"
+    title = "Idempotency key reused with another request"
+
+
+class IdempotencyInFlight(Conflict):
+    code = "idempotency.in_flight"
+    title = "Request with this idempotency key in progress"
+
+
+class InsufficientStock(Conflict):
+    code = "inventory.insufficient"
+    title = "Insufficient stock"
+
+
+class UnknownProduct(Unprocessable):
+    code = "order.unknown_product"
+    title = "Unknown product"
+
+
+class MixedCurrencies(Unprocessable):
+    code = "order.mixed_currencies"
+    title = "Products priced in different currencies"
+
+
+class OrderNotFound(NotFound):
+    code = "order.not_found"
+    title = "Order not found"
+
+
+class OrderNotCancellable(Conflict):
+    code = "order.not_cancellable"
+    title = "Order cannot be cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the request answers, live or replayed: 201 + the order, or 402 + a problem."""
+
+    status: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+def fingerprint(body: dict[str, Any]) -> bytes:
+    """Identity of a request body for idempotency: canonical JSON, hashed."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).digest()
+
+
+def _declined_body(error: PaymentDeclined) -> dict[str, Any]:
+    return {"code": error.code, "title": error.title, "detail": error.detail}
+
+
+class OrderService:
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        clock: Clock,
+        gateway: PaymentGateway,
+        recovery_age_seconds: float,
+    ) -> None:
+        self._uow = uow_factory
+        self._clock = clock
+        self._gateway = gateway
+        self._recovery_age = timedelta(seconds=recovery_age_seconds)
+
+    async def place(
+        self,
+        tenant_id: uuid.UUID,
+        idempotency_key: str,
+        request_fingerprint: bytes,
+        items: list[tuple[uuid.UUID, int]],
+        payment_token: str,
+    ) -> Outcome:
+        quantities: dict[uuid.UUID, int] = {}
+        for product_id, quantity in items:  # the same product twice is one line
+            quantities[product_id] = quantities.get(product_id, 0) + quantity
+        order_id = uuid.uuid4()
+        now = self._clock.now()
+        async with self._uow(tenant_id) as uow:
+            claimed = await uow.idempotency.claim(
+                idempotency_key, request_fingerprint, now + IDEMPOTENCY_RETENTION
+            )
+            if not claimed:
+                return await self._replay(uow, idempotency_key, request_fingerprint)
+            lines = await self._reserve(uow, quantities, now)
+            currencies = {money.currency for _, _, money in lines}
+            if len(currencies) > 1:
+                raise MixedCurrencies("all products of an order must share one currency")
+            total = Money(sum(q * m.amount for _, q, m in lines), currencies.pop())
+            await uow.orders.add(
+                order_id,
+                total.amount,
+                total.currency,
+                payment_token,
+                [OrderLineRecord(p, q, m.amount) for p, q, m in lines],
+                now,
+            )
+            await uow.idempotency.attach(idempotency_key, order_id)
+            await uow.outbox.add("order.placed", {"order_id": str(order_id)}, now)
+            await uow.commit()
+        return await self._settle(tenant_id, order_id, payment_token, total)
+
+    async def _replay(self, uow: UnitOfWork, key: str, request_fingerprint: bytes) -> Outcome:
+        existing = await uow.idempotency.get(key)
+        if existing is None:  # released between our insert attempt and this read
+            raise IdempotencyInFlight("retry the request")
+        if existing.fingerprint != request_fingerprint:
+            raise IdempotencyMismatch("this idempotency key was used with a different request")
+        if existing.status != "completed" or existing.response_body is None:
+            raise IdempotencyInFlight("the first request with this key is still in progress")
+        return Outcome(existing.response_status or 201, existing.response_body, replayed=True)
+
+    async def _reserve(
+        self, uow: UnitOfWork, quantities: dict[uuid.UUID, int], at: datetime
+    ) -> list[tuple[uuid.UUID, int, Money]]:
+        """All or nothing, in product-id order (concurrent orders lock rows in one order: no
+        deadlocks). Each decrement is one guarded UPDATE: stock never goes below zero."""
+        reserved = []
+        for product_id in sorted(quantities):
+            quantity = quantities[product_id]
+            product = await uow.products.adjust_stock(product_id, -quantity, at)
+            if product is None:
+                if await uow.products.get(product_id) is None:
+                    raise UnknownProduct(f"no product {product_id}")
+                raise InsufficientStock(f"not enough stock of product {product_id}")
+            reserved.append((product_id, quantity, product.price))
+        return reserved
+
+    async def _settle(
+        self, tenant_id: uuid.UUID, order_id: uuid.UUID, token: str, total: Money
+    ) -> Outcome:
+        """Authorize, then confirm (or compensate). Any other failure leaves the order pending
+        for `recover()`."""
+        try:
+            authorization = await self._gateway.authorize(f"order:{order_id}", token, total)
+        except PaymentDeclined as declined:
+            await self._compensate(tenant_id, order_id, "payment_failed", declined)
+            return Outcome(402, _declined_body(declined))
+        except PaymentUnavailable:
+            await self._compensate(tenant_id, order_id, "failed", None)
+            raise
+        return await self._confirm(tenant_id, order_id, authorization)
+
+    async def _confirm(
+        self, tenant_id: uuid.UUID, order_id: uuid.UUID, authorization_id: str
+    ) -> Outcome:
+        now = self._clock.now()
+        async with self._uow(tenant_id) as uow:
+            moved = await uow.orders.transition(
+                order_id, "pending", "confirmed", now, authorization_id
+            )
+            order = await uow.orders.get(order_id)
+            assert order is not None
+            body = OrderRead.of(order).model_dump(mode="json")
+            if moved:
+                await uow.idempotency.complete_for_order(order_id, 201, body)
+                await uow.outbox.add("order.paid", _sale(order), now)
+            await uow.commit()
+        return Outcome(201, body)
+
+    async def _compensate(
+        self,
+        tenant_id: uuid.UUID,
+        order_id: uuid.UUID,
+        status: str,
+        declined: PaymentDeclined | None,
+    ) -> None:
+        """Give the stock back. A decline is a final answer (the key replays it); a provider
+        outage is not, so the key is released for a retry."""
+        now = self._clock.now()
+        async with self._uow(tenant_id) as uow:
+            order = await uow.orders.get(order_id, lock=True)
+            if order is None or not await uow.orders.transition(order_id, "pending", status, now):
+                return  # settled by someone else meanwhile
+            for line in order.lines:
+                await uow.products.adjust_stock(line.product_id, line.quantity, now)
+            if declined is not None:
+                await uow.idempotency.complete_for_order(order_id, 402, _declined_body(declined))
+            else:
+                await uow.idempotency.release_for_order(order_id)
+            await uow.commit()
+
+    async def recover(self, limit: int = 100) -> int:
+        """Finish or compensate orders left pending (older than `orders.recovery_age_seconds`)
+        by a crash; returns how many were settled. Authorization is re-driven with the same
+        idempotency key, so a payment that was authorized before the crash is not taken twice."""
+        before = self._clock.now() - self._recovery_age
+        async with self._uow(read_only=True, strong=True) as uow:
+            stuck = await uow.orders.stuck(before, limit)
+        settled = 0
+        for tenant_id, order_id in stuck:
+            async with self._uow(tenant_id, read_only=True, strong=True) as uow:
+                order = await uow.orders.get(order_id)
+            if order is None or order.status != "pending":
+                continue
+            total = Money(order.total_amount, order.currency)
+            with contextlib.suppress(PaymentUnavailable):  # compensated, key released
+                await self._settle(tenant_id, order_id, order.payment_token, total)
+            log.info("orders.recovered", order=str(order_id))
+            settled += 1
+        return settled
+
+    async def get(self, tenant_id: uuid.UUID, order_id: uuid.UUID) -> OrderRecord:
+        async with self._uow(tenant_id, read_only=True) as uow:
+            order = await uow.orders.get(order_id)
+        if order is None:
+            raise OrderNotFound()
+        return order
+
+    async def list(
+        self, tenant_id: uuid.UUID, limit: int, cursor: str | None
+    ) -> Slice[OrderRecord]:
+        after = decode_keyset(cursor)
+        async with self._uow(tenant_id, read_only=True) as uow:
+            rows = await uow.orders.page(limit, after)
+        return keyset_page(rows, limit)
+
+    async def cancel(self, tenant_id: uuid.UUID, order_id: uuid.UUID) -> OrderRecord:
+        """Void the authorization and restock, once: cancelling a cancelled order returns it
+        unchanged. The provider is called inside the transaction that holds the order's row
+        lock, so two cancels cannot both restock; a provider failure changes nothing."""
+        now = self._clock.now()
+        async with self._uow(tenant_id) as uow:
+            order = await uow.orders.get(order_id, lock=True)
+            if order is None:
+                raise OrderNotFound()
+            if order.status == "cancelled":
+                return order
+            if order.status != "confirmed":
+                raise OrderNotCancellable(f"an order that is {order.status} cannot be cancelled")
+            if order.authorization_id:
+                await self._gateway.void(f"order:{order_id}:void", order.authorization_id)
+            for line in order.lines:
+                await uow.products.adjust_stock(line.product_id, line.quantity, now)
+            await uow.orders.transition(order_id, "confirmed", "cancelled", now)
+            await uow.outbox.add("order.cancelled", _sale(order), now)
+            cancelled = await uow.orders.get(order_id)
+            await uow.commit()
+        assert cancelled is not None
+        return cancelled
+
+
+def _sale(order: OrderRecord) -> dict[str, Any]:
+    """What the sales read model needs of an order event."""
+    return {
+        "order_id": str(order.id),
+        "currency": order.currency,
+        "at": order.created_at.isoformat(),
+        "lines": [
+            {"product_id": str(x.product_id), "quantity": x.quantity, "unit_amount": x.unit_amount}
+            for x in order.lines
+        ],
+    }

@@ -1,0 +1,252 @@
+"""Orders: the saga, idempotency keys, declines, provider outages, cancellation, recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import pytest
+from dependency_injector import providers
+
+from app.core.money import Money
+from tests.conftest import Harness, problem
+
+ORDER_SCOPES = ("catalog:read", "catalog:write", "orders:read", "orders:write")
+
+
+async def _shop(harness: Harness, stock: int = 5, price: int = 1299) -> str:
+    """Tenant `acme` with an orders key (sent by the client) and one product; its id."""
+    _, secret = await harness.tenant_with_key("acme", scopes=ORDER_SCOPES)
+    harness.client.headers["X-API-Key"] = secret
+    created = await harness.client.post(
+        "/v1/products",
+        json={
+            "sku": "MUG",
+            "name": "Mug",
+            "price": {"amount": price, "currency": "EUR"},
+            "stock": stock,
+        },
+    )
+    assert created.status_code == 201, created.text
+    product_id: str = created.json()["id"]
+    return product_id
+
+
+def _order(product_id: str, quantity: int = 1, token: str = "tok_ok") -> dict[str, Any]:
+    return {
+        "items": [{"product_id": product_id, "quantity": quantity}],
+        "payment": {"token": token},
+    }
+
+
+async def _place(harness: Harness, body: dict[str, Any], key: str | None = None) -> Any:
+    headers = {"Idempotency-Key": key or str(uuid.uuid4())}
+    return await harness.client.post("/v1/orders", json=body, headers=headers)
+
+
+async def _stock(harness: Harness, product_id: str) -> int:
+    response = await harness.client.get(
+        f"/v1/products/{product_id}", headers={"X-Read-Consistency": "strong"}
+    )
+    stock: int = response.json()["stock"]
+    return stock
+
+
+async def test_an_order_reserves_stock_and_is_confirmed(harness: Harness) -> None:
+    product = await _shop(harness, stock=5, price=1299)
+    response = await _place(harness, _order(product, 2))
+    assert response.status_code == 201, response.text
+    order = response.json()
+    assert order["status"] == "confirmed"
+    assert order["total"] == {"amount": 2598, "currency": "EUR"}
+    assert order["items"] == [
+        {"product_id": product, "quantity": 2, "unit_price": {"amount": 1299, "currency": "EUR"}}
+    ]
+    assert response.headers["location"] == f"/v1/orders/{order['id']}"
+    assert "idempotent-replayed" not in response.headers
+    assert await _stock(harness, product) == 3
+    fetched = await harness.client.get(f"/v1/orders/{order['id']}")
+    assert fetched.json() == order
+    listed = await harness.client.get("/v1/orders")
+    assert [o["id"] for o in listed.json()["items"]] == [order["id"]]
+
+
+async def test_the_idempotency_key_is_required_and_replays(harness: Harness) -> None:
+    product = await _shop(harness)
+    missing = await harness.client.post("/v1/orders", json=_order(product))
+    assert missing.status_code == 400
+    assert problem(missing)["code"] == "idempotency.key_required"
+
+    first = await _place(harness, _order(product), key="k-1")
+    again = await _place(harness, _order(product), key="k-1")
+    assert again.status_code == 201
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    assert await _stock(harness, product) == 4  # one order, not two
+
+    other = await _place(harness, _order(product, 2), key="k-1")
+    assert other.status_code == 422
+    assert problem(other)["code"] == "idempotency.mismatch"
+
+
+async def test_twenty_concurrent_requests_with_one_key_make_one_order(harness: Harness) -> None:
+    product = await _shop(harness, stock=50)
+    responses = await asyncio.gather(
+        *(_place(harness, _order(product), key="same") for _ in range(20))
+    )
+    statuses = [r.status_code for r in responses]
+    assert set(statuses) <= {201, 409}, statuses
+    created = [r.json() for r in responses if r.status_code == 201]
+    assert created
+    assert all(body == created[0] for body in created)
+    for response in responses:
+        if response.status_code == 409:
+            assert problem(response)["code"] == "idempotency.in_flight"
+    listed = await harness.client.get("/v1/orders", headers={"X-Read-Consistency": "strong"})
+    assert len(listed.json()["items"]) == 1
+    assert await _stock(harness, product) == 49
+
+
+async def test_fifty_buyers_of_thirty_units_get_thirty_orders(harness: Harness) -> None:
+    product = await _shop(harness, stock=30)
+    responses = await asyncio.gather(*(_place(harness, _order(product)) for _ in range(50)))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses.count(201) == 30, statuses
+    assert statuses.count(409) == 20
+    assert all(
+        problem(r)["code"] == "inventory.insufficient" for r in responses if r.status_code == 409
+    )
+    assert await _stock(harness, product) == 0
+
+
+async def test_lines_are_all_or_nothing(harness: Harness) -> None:
+    product = await _shop(harness, stock=5)
+    other = await harness.client.post(
+        "/v1/products",
+        json={"sku": "CUP", "name": "Cup", "price": {"amount": 100, "currency": "EUR"}, "stock": 1},
+    )
+    body = {
+        "items": [
+            {"product_id": product, "quantity": 2},
+            {"product_id": other.json()["id"], "quantity": 2},
+        ],
+        "payment": {"token": "tok_ok"},
+    }
+    response = await _place(harness, body)
+    assert response.status_code == 409
+    assert await _stock(harness, product) == 5
+    unknown = await _place(harness, _order(str(uuid.uuid4())))
+    assert unknown.status_code == 422
+    assert problem(unknown)["code"] == "order.unknown_product"
+
+
+async def test_a_decline_gives_the_stock_back_and_is_replayed(harness: Harness) -> None:
+    product = await _shop(harness, stock=5)
+    declined = await _place(harness, _order(product, 2, "tok_declined"), key="d-1")
+    assert declined.status_code == 402
+    assert problem(declined)["code"] == "payment.declined"
+    assert await _stock(harness, product) == 5
+    listed = await harness.client.get("/v1/orders", headers={"X-Read-Consistency": "strong"})
+    assert [o["status"] for o in listed.json()["items"]] == ["payment_failed"]
+    again = await _place(harness, _order(product, 2, "tok_declined"), key="d-1")
+    assert again.status_code == 402
+    assert again.headers["idempotent-replayed"] == "true"
+
+
+@pytest.mark.parametrize("token", ["tok_error", "tok_timeout"])
+async def test_a_provider_outage_is_503_restocks_and_keeps_the_key(
+    make_harness: Any, token: str
+) -> None:
+    harness = await make_harness(
+        payments={"timeout_seconds": 0.3, "breaker": {"fail_max": 2, "reset_timeout_seconds": 60}}
+    )
+    product = await _shop(harness, stock=5)
+    first = await _place(harness, _order(product, 1, token), key="o-1")
+    assert first.status_code == 503
+    assert problem(first)["code"] == "payment.unavailable"
+    assert "retry-after" in first.headers
+    assert await _stock(harness, product) == 5
+    # The second failure opens the breaker; then even good tokens fail fast without a call.
+    await _place(harness, _order(product, 1, token))
+    fast = await _place(harness, _order(product, 1, "tok_ok"), key="o-2")
+    assert fast.status_code == 503
+    assert int(fast.headers["retry-after"]) >= 1
+    assert await _stock(harness, product) == 5
+    # The provider is back: the same key goes through (a 503 did not consume it).
+    harness.container.payment_gateway.reset()
+    harness.container.order_service.reset()
+    retried = await _place(harness, _order(product, 1, "tok_ok"), key="o-2")
+    assert retried.status_code == 201, retried.text
+    assert await _stock(harness, product) == 4
+
+
+async def test_cancel_voids_restocks_once(harness: Harness) -> None:
+    product = await _shop(harness, stock=5)
+    order = (await _place(harness, _order(product, 3))).json()
+    cancelled = await harness.client.post(f"/v1/orders/{order['id']}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled"
+    assert await _stock(harness, product) == 5
+    again = await harness.client.post(f"/v1/orders/{order['id']}/cancel")
+    assert again.status_code == 200
+    assert await _stock(harness, product) == 5  # restocked once
+    sandbox = harness.container.sandbox_provider()
+    assert [a["status"] for a in sandbox.authorizations.values()] == ["voided"]
+    declined = await _place(harness, _order(product, 1, "tok_declined"))
+    assert declined.status_code == 402
+    listed = await harness.client.get("/v1/orders", headers={"X-Read-Consistency": "strong"})
+    failed = next(o for o in listed.json()["items"] if o["status"] == "payment_failed")
+    refused = await harness.client.post(f"/v1/orders/{failed['id']}/cancel")
+    assert refused.status_code == 409
+    assert problem(refused)["code"] == "order.not_cancellable"
+
+
+class CrashingGateway:
+    """The real gateway, but the process 'dies' (the task is cancelled) right before the
+    authorization: the saga stops between reserving stock and settling the payment."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    async def authorize(self, idempotency_key: str, token: str, amount: Money) -> str:
+        raise asyncio.CancelledError
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+@pytest.mark.parametrize(
+    ("token", "settled"), [("tok_ok", "confirmed"), ("tok_declined", "payment_failed")]
+)
+async def test_the_worker_settles_an_order_a_crash_left_pending(
+    harness: Harness, token: str, settled: str
+) -> None:
+    product = await _shop(harness, stock=5)
+    tenant = await harness.container.tenant_service().by_slug("acme")
+    real = harness.container.payment_gateway()
+    service_with_crash = harness.container.order_service.override(
+        providers.Singleton(
+            type(harness.container.order_service()),
+            uow_factory=harness.container.uow_factory.provider,
+            clock=harness.container.clock,
+            gateway=CrashingGateway(real),
+            recovery_age_seconds=60,
+        )
+    )
+    with service_with_crash, pytest.raises(asyncio.CancelledError):
+        await harness.container.order_service().place(
+            tenant.id, "crash-1", b"fp", [(uuid.UUID(product), 2)], token
+        )
+    assert await _stock(harness, product) == 3  # reserved, not settled
+    pending = await _place(harness, _order(product, 2, token), key="crash-1")
+    assert pending.status_code in (409, 422)  # the key is still in flight (or differs)
+
+    service = harness.container.order_service()
+    assert await service.recover() == 0  # too young: it may still be in progress
+    harness.clock.advance(seconds=61)
+    assert await service.recover() == 1
+    listed = await harness.client.get("/v1/orders", headers={"X-Read-Consistency": "strong"})
+    assert [o["status"] for o in listed.json()["items"]] == [settled]
+    assert await _stock(harness, product) == (3 if settled == "confirmed" else 5)
+    assert await service.recover() == 0  # nothing left
