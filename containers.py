@@ -14,6 +14,8 @@ from app.catalog.service import CatalogService
 from app.core.clock import SystemClock
 from app.db.database import Database, database_lifecycle
 from app.db.uow import UnitOfWork
+from app.events.bus import InProcessBus, event_publisher
+from app.events.relay import OutboxRelay, listen_dsn, relay_in_api
 from app.http.middleware import Door
 from app.identity.authenticator import Authenticator
 from app.identity.cache import CredentialCache
@@ -33,6 +35,7 @@ from app.orders.service import OrderService
 from app.payments.gateway import HttpPaymentGateway, open_payment_client, payment_client_lifecycle
 from app.payments.sandbox import SandboxProvider
 from app.redis import open_redis, redis_lifecycle
+from app.reports.service import ReportService, SalesProjector
 from app.settings import load_settings
 from app.tenants.service import TenantService
 
@@ -48,6 +51,7 @@ class Container(containers.DeclarativeContainer):
             "app.identity.routes",
             "app.tenants.routes",
             "app.orders.routes",
+            "app.reports.routes",
         ],
         warn_unresolved=True,
     )
@@ -146,6 +150,31 @@ class Container(containers.DeclarativeContainer):
         gateway=payment_gateway,
         recovery_age_seconds=settings.provided.orders.recovery_age_seconds,
     )
+
+    # -- events: outbox relay, publisher, the sales read model --------------------------------
+    sales_projector = providers.Singleton(SalesProjector, uow_factory=uow_factory.provider)
+    # Without a broker, the read model consumes in the relay's own task.
+    in_process_bus = providers.Singleton(InProcessBus, sales_projector.provided.handle)
+    event_publisher = providers.Singleton(
+        event_publisher,
+        url=settings.provided.broker.url,
+        exchange=settings.provided.broker.exchange,
+        bus=in_process_bus,
+    )
+    outbox_relay = providers.Singleton(
+        OutboxRelay,
+        uow_factory=uow_factory.provider,
+        publisher=event_publisher,
+        clock=clock,
+        settings=settings.provided.outbox,
+    )
+    outbox_relay_in_api = providers.Resource(
+        relay_in_api,
+        relay=outbox_relay,
+        enabled=settings.provided.outbox.relay_in_api,
+        listen_dsn=providers.Callable(listen_dsn, settings.provided.database),
+    )
+    report_service = providers.Singleton(ReportService, uow_factory=uow_factory.provider)
 
     # -- HTTP edge ------------------------------------------------------------------------------
     door = providers.Singleton(

@@ -11,8 +11,10 @@ from alembic import context
 from app.catalog import models as _catalog  # noqa: F401  (register tables on the metadata)
 from app.db.base import Base
 from app.db.engines import asyncpg_url
+from app.events import models as _events  # noqa: F401
 from app.identity import models as _identity  # noqa: F401
 from app.orders import models as _orders  # noqa: F401
+from app.reports import models as _reports  # noqa: F401
 from app.settings import load_settings
 from app.tenants import models as _tenants  # noqa: F401
 

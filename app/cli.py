@@ -302,6 +302,31 @@ def keys_revoke(
     typer.echo(f"revoked {key_id}")
 
 
+@cli.command()
+def worker(
+    once: Annotated[bool, typer.Option("--once", help="One pass of every job, then exit.")] = False,
+) -> None:
+    """Outbox relay, event consumers, saga recovery, cleanup (see app/worker.py)."""
+    from app.worker import run as run_worker
+
+    report = run(lambda c: run_worker(c, once))
+    if report is not None:
+        typer.echo(json.dumps(report))
+
+
+@cli.command("sandbox-gateway")
+def sandbox_gateway(
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8090,
+) -> None:
+    """Serve the sandbox payment provider (point payments.url at it)."""
+    import uvicorn
+
+    from app.payments.sandbox import SandboxProvider
+
+    uvicorn.run(SandboxProvider().app, host=host, port=port, log_level="warning")
+
+
 @users_cli.command("create")
 def users_create(
     tenant: Annotated[str, typer.Option(help="Tenant slug.")],

@@ -18,6 +18,7 @@ from app.http.ops_routes import router as ops_router
 from app.identity.routes import router as identity_router
 from app.logging import configure_logging
 from app.orders.routes import router as orders_router
+from app.reports.routes import router as reports_router
 from app.tenants.routes import router as tenants_router
 
 
@@ -72,6 +73,7 @@ def create_app(container: Any) -> FastAPI:
     app.include_router(catalog_router)  # hot routes first: matching is in order
     app.include_router(orders_router)
     app.include_router(identity_router)
+    app.include_router(reports_router)
     app.include_router(tenants_router)
     app.include_router(ops_router)
     return app

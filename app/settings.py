@@ -193,6 +193,31 @@ class OrderSettings(_Section):
         gt=0,
         description="`storefront worker` settles pending orders untouched for this long.",
     )
+    recovery_interval_seconds: float = Field(
+        10.0, gt=0, description="How often the worker looks for such orders and old keys."
+    )
+
+
+class OutboxSettings(_Section):
+    batch_size: int = Field(100, ge=1, le=10_000, description="Events per relay transaction.")
+    poll_interval_seconds: float = Field(
+        1.0, gt=0, description="Relay poll when no NOTIFY arrives."
+    )
+    max_backoff_seconds: int = Field(60, ge=1, description="Longest wait between retries.")
+    retention_hours: int = Field(168, ge=1, description="Published events kept this long.")
+    relay_in_api: bool = Field(
+        False, description="Also run the relay inside each API process (no worker needed)."
+    )
+
+
+class BrokerSettings(_Section):
+    url: str | None = Field(
+        None, description="amqp:// URL of RabbitMQ; null: events go to an in-process bus."
+    )
+    exchange: str = Field("storefront.events", min_length=1, description="Topic exchange.")
+    queue: str = Field(
+        "storefront.sales_daily", min_length=1, description="The sales read model's queue."
+    )
 
 
 class LoggingSettings(_Section):
@@ -251,6 +276,8 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     payments: PaymentSettings = PaymentSettings()
     orders: OrderSettings = OrderSettings()
+    outbox: OutboxSettings = OutboxSettings()
+    broker: BrokerSettings = BrokerSettings()
     logging: LoggingSettings = LoggingSettings()
     server: ServerSettings = ServerSettings()
 

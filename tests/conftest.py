@@ -88,6 +88,29 @@ def redis_url() -> Iterator[str]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def rabbit_url() -> str:
+    """The machine's RabbitMQ (started if it is not running); tests use their own exchange and
+    queue names, so they do not see anything else on it."""
+    url = os.environ.get("STOREFRONT_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+    def reachable() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", 5672), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    if not reachable() and shutil.which("rabbitmq-server"):
+        subprocess.run(["rabbitmq-server", "-detached"], check=False, capture_output=True)
+        deadline = time.monotonic() + 60
+        while not reachable() and time.monotonic() < deadline:
+            time.sleep(0.5)
+    if not reachable():
+        raise RuntimeError("RabbitMQ is not reachable on 127.0.0.1:5672 and could not start")
+    return url
+
+
 def app_url(cluster: LocalCluster, role: str) -> str:
     return cluster.dsn(role, user="storefront_app").replace(
         "postgresql://", "postgresql+asyncpg://"

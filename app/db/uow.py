@@ -10,6 +10,7 @@ in the pool's per-connection `info`), so a hot read costs exactly its own query.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import cached_property
 from types import TracebackType
 from typing import Any, NoReturn, Protocol, Self, TypeVar
 from uuid import UUID
@@ -24,8 +25,10 @@ from app.db.database import Database
 from app.db.errors import is_unavailable
 from app.db.nodes import DatabaseNode
 from app.db.routing import ReadPreference
+from app.events.repository import InboxRepository, OutboxRepository
 from app.identity.repository import ApiKeyRepository, RefreshTokenRepository, UserRepository
-from app.orders.repository import IdempotencyRepository, OrderRepository, OutboxRepository
+from app.orders.repository import IdempotencyRepository, OrderRepository
+from app.reports.repository import SalesRepository
 from app.tenants.repository import TenantRepository
 
 log = structlog.get_logger(__name__)
@@ -40,15 +43,6 @@ class UnitOfWorkFactory(Protocol):
 
 
 class UnitOfWork:
-    products: ProductRepository
-    api_keys: ApiKeyRepository
-    users: UserRepository
-    refresh_tokens: RefreshTokenRepository
-    orders: OrderRepository
-    idempotency: IdempotencyRepository
-    outbox: OutboxRepository
-    tenants: TenantRepository
-
     def __init__(
         self,
         tenant_id: UUID | None = None,
@@ -88,15 +82,49 @@ class UnitOfWork:
         except BaseException as error:
             await self._release(error)
             self._reraise(error)
-        self.products = ProductRepository(self._conn, self.tenant_id)
-        self.api_keys = ApiKeyRepository(self._conn, self.tenant_id)
-        self.users = UserRepository(self._conn, self.tenant_id)
-        self.refresh_tokens = RefreshTokenRepository(self._conn, self.tenant_id)
-        self.orders = OrderRepository(self._conn, self.tenant_id)
-        self.idempotency = IdempotencyRepository(self._conn, self.tenant_id)
-        self.outbox = OutboxRepository(self._conn, self.tenant_id)
-        self.tenants = TenantRepository(self._conn)
         return self
+
+    # Repositories are built on first use: a unit of work usually needs one or two of them.
+
+    @cached_property
+    def products(self) -> ProductRepository:
+        return ProductRepository(self._conn, self.tenant_id)
+
+    @cached_property
+    def api_keys(self) -> ApiKeyRepository:
+        return ApiKeyRepository(self._conn, self.tenant_id)
+
+    @cached_property
+    def users(self) -> UserRepository:
+        return UserRepository(self._conn, self.tenant_id)
+
+    @cached_property
+    def refresh_tokens(self) -> RefreshTokenRepository:
+        return RefreshTokenRepository(self._conn, self.tenant_id)
+
+    @cached_property
+    def orders(self) -> OrderRepository:
+        return OrderRepository(self._conn, self.tenant_id)
+
+    @cached_property
+    def idempotency(self) -> IdempotencyRepository:
+        return IdempotencyRepository(self._conn, self.tenant_id)
+
+    @cached_property
+    def outbox(self) -> OutboxRepository:
+        return OutboxRepository(self._conn, self.tenant_id)
+
+    @cached_property
+    def inbox(self) -> InboxRepository:
+        return InboxRepository(self._conn, self.tenant_id)
+
+    @cached_property
+    def sales(self) -> SalesRepository:
+        return SalesRepository(self._conn, self.tenant_id)
+
+    @cached_property
+    def tenants(self) -> TenantRepository:
+        return TenantRepository(self._conn)
 
     async def _begin(self, fairy: PoolProxiedConnection) -> None:
         # str(UUID) is hex and dashes only, so inlining it is safe; the batch saves a round trip.

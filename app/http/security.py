@@ -83,4 +83,5 @@ ApiKeysManager = Annotated[Principal, allowed(Permission.API_KEYS_MANAGE)]
 ApiKeysDeleter = Annotated[Principal, allowed(Permission.API_KEYS_DELETE)]
 OrdersReader = Annotated[Principal, allowed(Permission.ORDERS_READ)]
 OrdersWriter = Annotated[Principal, allowed(Permission.ORDERS_WRITE)]
+ReportsReader = Annotated[Principal, allowed(Permission.REPORTS_READ)]
 Operator = Depends(require_operator)

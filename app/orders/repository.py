@@ -1,4 +1,4 @@
-"""Orders, idempotency keys and the outbox: SQL on the unit of work's connection."""
+"""Orders and idempotency keys: SQL on the unit of work's connection."""
 
 from __future__ import annotations
 
@@ -204,18 +204,3 @@ class IdempotencyRepository(TenantScoped):
             "SELECT storefront_purge_idempotency_keys($1)", before
         )
         return count
-
-
-class OutboxRepository(TenantScoped):
-    async def add(self, topic: str, payload: dict[str, Any], at: datetime) -> uuid.UUID:
-        event_id = uuid.uuid4()
-        await self._conn.execute(
-            "INSERT INTO outbox (id, tenant_id, topic, payload, created_at, next_attempt_at)"
-            " VALUES ($1, $2, $3, $4::jsonb, $5, $5)",
-            event_id,
-            self._tenant_id,
-            topic,
-            json.dumps(payload),
-            at,
-        )
-        return event_id

@@ -235,6 +235,13 @@ class OrderService:
             settled += 1
         return settled
 
+    async def purge_expired_keys(self) -> int:
+        """Idempotency keys are kept 24 h; the worker deletes older completed ones."""
+        async with self._uow() as uow:
+            gone = await uow.idempotency.purge(self._clock.now())
+            await uow.commit()
+        return gone
+
     async def get(self, tenant_id: uuid.UUID, order_id: uuid.UUID) -> OrderRecord:
         async with self._uow(tenant_id, read_only=True) as uow:
             order = await uow.orders.get(order_id)

@@ -153,3 +153,31 @@ def test_docs_print_the_permission_table() -> None:
     assert printed.returncode == 0, printed.stderr
     docs = (Path(__file__).resolve().parents[2] / "docs" / "permissions.md").read_text()
     assert printed.stdout in docs  # regenerate: storefront auth permissions
+
+
+async def test_worker_once_publishes_events_and_settles_stuck_orders(harness: Harness) -> None:
+    _, secret = await harness.tenant_with_key(
+        "acme", scopes=("catalog:write", "orders:write", "reports:read")
+    )
+    headers = {"X-API-Key": secret}
+    product = await harness.client.post(
+        "/v1/products",
+        json={"sku": "M", "name": "M", "price": {"amount": 500, "currency": "EUR"}, "stock": 3},
+        headers=headers,
+    )
+    order = await harness.client.post(
+        "/v1/orders",
+        json={
+            "items": [{"product_id": product.json()["id"], "quantity": 2}],
+            "payment": {"token": "tok_ok"},
+        },
+        headers={**headers, "Idempotency-Key": "w-1"},
+    )
+    assert order.status_code == 201
+    ran = storefront(harness, "worker", "--once")
+    assert ran.returncode == 0, ran.stderr
+    report = json.loads(ran.stdout.strip().splitlines()[-1])
+    assert report["events_published"] == 2
+    assert report["orders_settled"] == 0
+    units = harness.cluster.psql("primary", "SELECT sum(units) FROM sales_daily")
+    assert units.strip() == "2"

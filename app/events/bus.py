@@ -1,0 +1,124 @@
+"""Where the relay publishes: RabbitMQ when `broker.url` is set, else an in-process bus.
+
+Both deliver at least once: the relay marks events published only after the publish returned
+(with RabbitMQ: after the broker confirmed it), so a crash in between publishes them again and
+consumers dedupe through their inbox.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
+from typing import Any, Protocol
+
+import aio_pika
+import structlog
+
+from app.events.repository import Event
+
+log = structlog.get_logger(__name__)
+Handler = Callable[[Event], Awaitable[None]]
+
+
+class EventPublisher(Protocol):
+    async def publish(self, events: list[Event]) -> None:
+        """Return only once every event is delivered (or durably accepted); else raise."""
+        ...
+
+
+class InProcessBus:
+    """Calls each subscriber in the publishing task: delivery = the handler returned."""
+
+    def __init__(self, *handlers: Handler) -> None:
+        self._handlers: list[Handler] = list(handlers)
+
+    async def publish(self, events: list[Event]) -> None:
+        for event in events:
+            for handler in self._handlers:
+                await handler(event)
+
+
+def encode(event: Event) -> aio_pika.Message:
+    body = {
+        "id": str(event.id),
+        "tenant_id": str(event.tenant_id),
+        "topic": event.topic,
+        "payload": event.payload,
+        "created_at": event.created_at.isoformat(),
+    }
+    return aio_pika.Message(
+        json.dumps(body).encode(),
+        message_id=str(event.id),
+        type=event.topic,
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
+
+
+def decode(body: bytes) -> Event:
+    data: dict[str, Any] = json.loads(body)
+    return Event(
+        uuid.UUID(data["id"]),
+        uuid.UUID(data["tenant_id"]),
+        data["topic"],
+        data["payload"],
+        datetime.fromisoformat(data["created_at"]),
+    )
+
+
+class RabbitPublisher:
+    """aio-pika with publisher confirms: `publish` returns once the broker has the messages."""
+
+    def __init__(self, url: str, exchange: str) -> None:
+        self._url = url
+        self._exchange_name = exchange
+        self._connection: Any = None
+        self._exchange: Any = None
+
+    async def _ready(self) -> Any:
+        if self._exchange is None:
+            self._connection = await aio_pika.connect_robust(self._url)
+            channel = await self._connection.channel(publisher_confirms=True)
+            self._exchange = await channel.declare_exchange(
+                self._exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+            )
+        return self._exchange
+
+    async def publish(self, events: list[Event]) -> None:
+        exchange = await self._ready()
+        for event in events:
+            await exchange.publish(encode(event), routing_key=event.topic)
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+
+
+async def consume_from_rabbit(
+    url: str, exchange: str, queue: str, handler: Handler
+) -> AsyncIterator[None]:
+    """Resource body for the worker: a durable queue bound to every topic, acked after the
+    handler's transaction committed (a crash before that redelivers; the inbox dedupes)."""
+    connection = await aio_pika.connect_robust(url)
+    try:
+        channel = await connection.channel()
+        await channel.set_qos(prefetch_count=50)
+        topic = await channel.declare_exchange(exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+        bound = await channel.declare_queue(queue, durable=True)
+        await bound.bind(topic, routing_key="#")
+
+        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            async with message.process(requeue=True):
+                await handler(decode(message.body))
+
+        await bound.consume(on_message)
+        yield
+    finally:
+        await connection.close()
+
+
+def event_publisher(url: str | None, exchange: str, bus: InProcessBus) -> EventPublisher:
+    """RabbitMQ when configured, else the in-process bus."""
+    return RabbitPublisher(url, exchange) if url else bus

@@ -1,0 +1,123 @@
+"""The outbox relay: publishes committed events, in order, at least once.
+
+A batch is claimed with `FOR UPDATE SKIP LOCKED` (relays in several workers share the work),
+published, and marked in the same transaction; if publishing fails the batch is postponed with
+exponential backoff; if the process dies after publishing but before the commit, the rows are
+still unpublished and go out again (consumers dedupe). Woken by LISTEN/NOTIFY on a dedicated
+connection, with polling as the fallback (and the only way through PgBouncer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import structlog
+
+from app.core.clock import Clock
+from app.db.uow import UnitOfWorkFactory
+from app.events.bus import EventPublisher
+from app.settings import DatabaseSettings, OutboxSettings
+
+log = structlog.get_logger(__name__)
+CHANNEL = "storefront_outbox"
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        publisher: EventPublisher,
+        clock: Clock,
+        settings: OutboxSettings,
+    ) -> None:
+        self._uow = uow_factory
+        self._publisher = publisher
+        self._clock = clock
+        self._settings = settings
+        self._wake = asyncio.Event()
+
+    async def run_once(self) -> int:
+        """Publish one batch; returns how many events went out."""
+        now = self._clock.now()
+        async with self._uow() as uow:
+            batch = await uow.outbox.claim(self._settings.batch_size, now)
+            if not batch:
+                return 0
+            seqs = [item.seq for item in batch]
+            try:
+                await self._publisher.publish([item.event for item in batch])
+            except Exception as error:
+                attempts = max(item.attempts for item in batch) + 1
+                delay = min(2**attempts, self._settings.max_backoff_seconds)
+                log.warning("outbox.publish_failed", error=repr(error), retry_in=delay)
+                await uow.outbox.postpone(seqs, now + timedelta(seconds=delay))
+                await uow.commit()
+                return 0
+            await uow.outbox.mark_published(seqs, now)
+            await uow.commit()
+        return len(batch)
+
+    async def drain(self) -> int:
+        """Publish until nothing is due."""
+        total = 0
+        while sent := await self.run_once():
+            total += sent
+        return total
+
+    async def purge(self) -> int:
+        before = self._clock.now() - timedelta(hours=self._settings.retention_hours)
+        async with self._uow() as uow:
+            gone = await uow.outbox.purge(before)
+            await uow.commit()
+        return gone
+
+    async def run(self, listen_dsn: str | None) -> None:
+        """Forever: drain, then sleep until NOTIFY or the poll interval."""
+        listener = await self._listen(listen_dsn)
+        try:
+            while True:
+                try:
+                    await self.drain()
+                except Exception as error:  # the database may be down: keep polling
+                    log.warning("outbox.relay_failed", error=repr(error))
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._wake.wait(), timeout=self._settings.poll_interval_seconds
+                    )
+        finally:
+            if listener is not None:
+                await listener.close()
+
+    async def _listen(self, dsn: str | None) -> Any:
+        if dsn is None:
+            return None
+        try:
+            connection = await asyncpg.connect(dsn, timeout=2)
+            await connection.add_listener(CHANNEL, lambda *_: self._wake.set())
+            return connection
+        except (OSError, asyncpg.PostgresError) as error:
+            log.warning("outbox.listen_unavailable", error=repr(error), fallback="polling")
+            return None
+
+
+async def relay_in_api(relay: OutboxRelay, enabled: bool, listen_dsn: str) -> AsyncIterator[None]:
+    """Resource: with `outbox.relay_in_api` the relay also runs as a task of the API process."""
+    task = asyncio.create_task(relay.run(listen_dsn), name="outbox-relay") if enabled else None
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def listen_dsn(database: DatabaseSettings) -> str:
+    """A plain asyncpg DSN of the primary for LISTEN (the SQLAlchemy URL minus the driver)."""
+    return database.primary.url.replace("postgresql+asyncpg://", "postgresql://", 1)

@@ -1,0 +1,87 @@
+"""The transactional outbox and the consumers' inbox."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from app.db.repository import TenantScoped
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    topic: str
+    payload: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEvent:
+    seq: int
+    attempts: int
+    event: Event
+
+
+class OutboxRepository(TenantScoped):
+    async def add(self, topic: str, payload: dict[str, Any], at: datetime) -> uuid.UUID:
+        """In the transaction of the change the event describes (a trigger NOTIFYs at commit)."""
+        event_id = uuid.uuid4()
+        await self._conn.execute(
+            "INSERT INTO outbox (id, tenant_id, topic, payload, created_at, next_attempt_at)"
+            " VALUES ($1, $2, $3, $4::jsonb, $5, $5)",
+            event_id,
+            self._tenant_id,
+            topic,
+            json.dumps(payload),
+            at,
+        )
+        return event_id
+
+    # The relay's side: every tenant's events (the outbox has no row-level security).
+
+    async def claim(self, limit: int, now: datetime) -> list[PendingEvent]:
+        """Due, unpublished events in order, locked; concurrent relays skip each other's."""
+        rows = await self._conn.fetch(
+            "SELECT seq, attempts, id, tenant_id, topic, payload, created_at FROM outbox"
+            " WHERE published_at IS NULL AND next_attempt_at <= $2 ORDER BY seq LIMIT $1"
+            " FOR UPDATE SKIP LOCKED",
+            limit,
+            now,
+        )
+        return [PendingEvent(r[0], r[1], Event(r[2], r[3], r[4], r[5], r[6])) for r in rows]
+
+    async def mark_published(self, seqs: list[int], at: datetime) -> None:
+        await self._conn.execute(
+            "UPDATE outbox SET published_at = $2 WHERE seq = ANY($1::bigint[])", seqs, at
+        )
+
+    async def postpone(self, seqs: list[int], until: datetime) -> None:
+        await self._conn.execute(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $2"
+            " WHERE seq = ANY($1::bigint[])",
+            seqs,
+            until,
+        )
+
+    async def purge(self, before: datetime) -> int:
+        status: str = await self._conn.execute("DELETE FROM outbox WHERE published_at < $1", before)
+        return int(status.split()[-1])
+
+
+class InboxRepository(TenantScoped):
+    async def first_time(self, consumer: str, event_id: uuid.UUID) -> bool:
+        """Record that `consumer` applies `event_id`; False if it already did (a redelivery).
+        Called in the transaction of the effect, so both commit or neither."""
+        row = await self._conn.fetchrow(
+            "INSERT INTO inbox (consumer, event_id, tenant_id) VALUES ($1, $2, $3)"
+            " ON CONFLICT DO NOTHING RETURNING event_id",
+            consumer,
+            event_id,
+            self._tenant_id,
+        )
+        return row is not None

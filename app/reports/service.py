@@ -1,0 +1,58 @@
+"""The sales read model: a consumer of order events, and the report that reads it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+
+from app.core.errors import Unprocessable
+from app.db.uow import UnitOfWorkFactory
+from app.events.repository import Event
+from app.reports.repository import SalesRow
+
+CONSUMER = "sales_daily"
+MAX_DAYS = 366
+
+
+class InvalidPeriod(Unprocessable):
+    code = "report.invalid_period"
+    title = "Invalid period"
+
+
+class SalesProjector:
+    """`order.paid` adds an order's lines to its day, `order.cancelled` takes them back. The
+    inbox row and the effect commit together: a redelivered event changes nothing."""
+
+    def __init__(self, uow_factory: UnitOfWorkFactory) -> None:
+        self._uow = uow_factory
+
+    async def handle(self, event: Event) -> None:
+        sign = {"order.paid": 1, "order.cancelled": -1}.get(event.topic)
+        if sign is None:
+            return
+        async with self._uow(event.tenant_id) as uow:
+            if not await uow.inbox.first_time(CONSUMER, event.id):
+                return
+            payload = event.payload
+            day = datetime.fromisoformat(payload["at"]).date()
+            for line in payload["lines"]:
+                units = sign * int(line["quantity"])
+                await uow.sales.add(
+                    day,
+                    uuid.UUID(line["product_id"]),
+                    payload["currency"],
+                    units,
+                    units * int(line["unit_amount"]),
+                )
+            await uow.commit()
+
+
+class ReportService:
+    def __init__(self, uow_factory: UnitOfWorkFactory) -> None:
+        self._uow = uow_factory
+
+    async def sales(self, tenant_id: uuid.UUID, first: date, last: date) -> list[SalesRow]:
+        if last < first or (last - first).days >= MAX_DAYS:
+            raise InvalidPeriod(f"`from` must not be after `to`, and at most {MAX_DAYS} days")
+        async with self._uow(tenant_id, read_only=True) as uow:
+            return await uow.sales.between(first, last)

@@ -1,0 +1,75 @@
+"""`storefront worker`: the background half of the service.
+
+- the outbox relay (LISTEN/NOTIFY + polling);
+- with RabbitMQ, the sales read model's consumer (without it the read model consumes in the
+  relay's task through the in-process bus);
+- every `orders.recovery_interval_seconds`: settle orders a crash left pending, delete expired
+  idempotency keys and old published events.
+
+Several workers can run at once: the relay and the recovery claim rows with SKIP LOCKED or
+compare-and-set, and consumers dedupe through the inbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import structlog
+
+from app.events.bus import consume_from_rabbit
+from app.events.relay import listen_dsn
+
+log = structlog.get_logger(__name__)
+
+
+async def housekeeping(container: Any) -> dict[str, int]:
+    """One pass of the periodic jobs; returns what each did."""
+    return {
+        "orders_settled": await container.order_service().recover(),
+        "idempotency_keys_purged": await container.order_service().purge_expired_keys(),
+        "events_published": await container.outbox_relay().drain(),
+        "events_purged": await container.outbox_relay().purge(),
+    }
+
+
+async def run(container: Any, once: bool) -> dict[str, int] | None:
+    settings = container.settings()
+    await container.database_lifecycle.init()
+    await container.payment_client_lifecycle.init()
+    try:
+        if once:
+            return await housekeeping(container)
+        await _forever(container, settings)
+        return None
+    finally:
+        await container.payment_client_lifecycle.shutdown()
+        await container.database_lifecycle.shutdown()
+
+
+async def _forever(container: Any, settings: Any) -> None:
+    relay = asyncio.create_task(container.outbox_relay().run(listen_dsn(settings.database)))
+    consumer: Any = None
+    if settings.broker.url:
+        consumer = consume_from_rabbit(
+            settings.broker.url,
+            settings.broker.exchange,
+            settings.broker.queue,
+            container.sales_projector().handle,
+        )
+        await anext(consumer)
+    try:
+        while True:
+            try:
+                log.info("worker.housekeeping", **await housekeeping(container))
+            except Exception as error:  # keep going: the next pass may find the database back
+                log.warning("worker.housekeeping_failed", error=repr(error))
+            await asyncio.sleep(settings.orders.recovery_interval_seconds)
+    finally:
+        relay.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay
+        if consumer is not None:
+            with contextlib.suppress(StopAsyncIteration):
+                await anext(consumer)

@@ -1,0 +1,199 @@
+"""Outbox, relay, inbox and the sales read model, against the real database (and RabbitMQ)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+
+from app.events.bus import consume_from_rabbit
+from app.events.repository import Event
+from tests.conftest import Harness, problem
+
+SCOPES = ("catalog:read", "catalog:write", "orders:read", "orders:write", "reports:read")
+TODAY = datetime.now(UTC).date()
+
+
+async def _shop(harness: Harness) -> tuple[str, str]:
+    _, secret = await harness.tenant_with_key("acme", scopes=SCOPES)
+    harness.client.headers["X-API-Key"] = secret
+    ids = []
+    for sku, price in (("MUG", 1200), ("CUP", 300)):
+        created = await harness.client.post(
+            "/v1/products",
+            json={
+                "sku": sku,
+                "name": sku,
+                "price": {"amount": price, "currency": "EUR"},
+                "stock": 50,
+            },
+        )
+        ids.append(created.json()["id"])
+    return ids[0], ids[1]
+
+
+async def _buy(harness: Harness, lines: list[tuple[str, int]]) -> dict[str, Any]:
+    body = {
+        "items": [{"product_id": p, "quantity": q} for p, q in lines],
+        "payment": {"token": "tok_ok"},
+    }
+    response = await harness.client.post(
+        "/v1/orders", json=body, headers={"Idempotency-Key": str(uuid.uuid4())}
+    )
+    assert response.status_code == 201, response.text
+    order: dict[str, Any] = response.json()
+    return order
+
+
+async def _report(harness: Harness) -> dict[tuple[str, str], tuple[int, int]]:
+    response = await harness.client.get(
+        f"/v1/reports/sales?from={TODAY}&to={TODAY}", headers={"X-Read-Consistency": "strong"}
+    )
+    assert response.status_code == 200, response.text
+    return {
+        (item["day"], item["product_id"]): (item["units"], item["revenue"]["amount"])
+        for item in response.json()["items"]
+    }
+
+
+def _outbox(harness: Harness) -> list[str]:
+    rows = harness.cluster.psql(
+        "primary",
+        "SELECT topic || ':' || CASE WHEN published_at IS NULL THEN 'f' ELSE 't' END"
+        " FROM outbox ORDER BY seq",
+    )
+    return [line.strip() for line in rows.splitlines() if line.strip()]
+
+
+async def test_events_are_written_with_the_order_and_feed_the_report(harness: Harness) -> None:
+    mug, cup = await _shop(harness)
+    first = await _buy(harness, [(mug, 2), (cup, 1)])
+    await _buy(harness, [(mug, 1)])
+    assert _outbox(harness) == [
+        "order.placed:f",
+        "order.paid:f",
+        "order.placed:f",
+        "order.paid:f",
+    ]
+    assert await _report(harness) == {}  # the read model trails the orders
+
+    assert await harness.container.outbox_relay().drain() == 4
+    assert all(line.endswith(":t") for line in _outbox(harness))
+    day = str(TODAY)
+    assert await _report(harness) == {(day, mug): (3, 3600), (day, cup): (1, 300)}
+
+    # A cancellation takes its lines back out: the report = confirmed orders - cancellations.
+    cancelled = await harness.client.post(f"/v1/orders/{first['id']}/cancel")
+    assert cancelled.status_code == 200
+    await harness.container.outbox_relay().drain()
+    assert await _report(harness) == {(day, mug): (1, 1200), (day, cup): (0, 0)}
+
+
+class DiesAfterPublishing:
+    """Publishes, then the process 'dies' before the relay marks the events published."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    async def publish(self, events: list[Event]) -> None:
+        await self.real.publish(events)
+        raise asyncio.CancelledError
+
+
+async def test_a_relay_killed_after_publishing_delivers_again_and_counts_once(
+    harness: Harness,
+) -> None:
+    mug, _ = await _shop(harness)
+    await _buy(harness, [(mug, 2)])
+    relay = harness.container.outbox_relay()
+    real = relay._publisher
+    relay._publisher = DiesAfterPublishing(real)
+    try:
+        await relay.run_once()
+    except asyncio.CancelledError:
+        pass
+    finally:
+        relay._publisher = real
+    assert all(line.endswith(":f") for line in _outbox(harness))  # not marked
+    assert await _report(harness) == {(str(TODAY), mug): (2, 2400)}  # but delivered once
+    assert await relay.drain() == 2  # delivered again...
+    assert await _report(harness) == {(str(TODAY), mug): (2, 2400)}  # ...and ignored
+    inbox = harness.cluster.psql("primary", "SELECT count(*) FROM inbox")
+    assert inbox.strip() == "1"  # order.paid only (order.placed is not a sales event)
+
+
+async def test_report_period_is_validated(harness: Harness) -> None:
+    await _shop(harness)
+    for query in ("from=2026-02-01&to=2026-01-01", "from=2020-01-01&to=2026-01-01", "from=x&to=y"):
+        response = await harness.client.get(f"/v1/reports/sales?{query}")
+        assert response.status_code == 422, query
+        problem(response)
+    missing = await harness.client.get("/v1/reports/sales")
+    assert missing.status_code == 422
+
+
+async def test_notify_wakes_the_relay_before_its_poll(make_harness: Any) -> None:
+    harness = await make_harness(outbox={"poll_interval_seconds": 30, "relay_in_api": True})
+    mug, _ = await _shop(harness)
+    await asyncio.sleep(0.5)  # the relay drained and now waits (30 s) for a NOTIFY
+    await _buy(harness, [(mug, 1)])
+    await harness.wait_for(
+        lambda: all(line.endswith(":t") for line in _outbox(harness)), within=5, what="relay"
+    )
+
+
+async def test_events_reach_rabbitmq_with_message_ids_and_none_is_lost(
+    make_harness: Any, rabbit_url: str
+) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    broker = {"url": rabbit_url, "exchange": f"test.events.{suffix}", "queue": f"test.q.{suffix}"}
+    harness = await make_harness(broker=broker)
+    received: list[aio_pika.abc.AbstractIncomingMessage] = []
+    connection = await aio_pika.connect_robust(rabbit_url)
+    try:
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange(
+            broker["exchange"], aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        spy = await channel.declare_queue(exclusive=True)
+        await spy.bind(exchange, routing_key="order.*")
+
+        async def spy_on(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            received.append(message)
+
+        await spy.consume(spy_on, no_ack=True)
+        # The read model's own consumer, as the worker runs it.
+        consumer = consume_from_rabbit(
+            rabbit_url,
+            broker["exchange"],
+            broker["queue"],
+            harness.container.sales_projector().handle,
+        )
+        await anext(consumer)
+        mug, _ = await _shop(harness)
+        for _ in range(3):
+            await _buy(harness, [(mug, 1)])
+        relay = harness.container.outbox_relay()
+        assert await relay.drain() == 6
+        await harness.wait_for(lambda: len(received) == 6, what="messages")
+        ids = [message.message_id for message in received]
+        assert len(set(ids)) == 6
+        assert {m.type for m in received} == {"order.placed", "order.paid"}
+        await harness.wait_for(lambda: _report_units(harness, mug) == 3, what="read model")
+        for _ in range(2):  # a restarted relay finds nothing left to send
+            assert await relay.drain() == 0
+        await consumer.aclose()
+    finally:
+        await connection.close()
+        await harness.container.event_publisher().close()
+
+
+def _report_units(harness: Harness, product_id: str) -> int:
+    value = harness.cluster.psql(
+        "primary",
+        f"SELECT coalesce(sum(units), 0) FROM sales_daily WHERE product_id = '{product_id}'",
+    )
+    return int(value.strip())
