@@ -292,6 +292,15 @@ async def acme(harness: Harness) -> dict[str, Any]:
     return {"tenant": tenant, "key": secret}
 
 
+@pytest.fixture
+async def acme_orders(harness: Harness) -> dict[str, Any]:
+    """Tenant `acme` with a key for the catalog and orders; the harness client sends it."""
+    scopes = ("catalog:read", "catalog:write", "orders:read", "orders:write", "reports:read")
+    tenant, secret = await harness.tenant_with_key("acme", scopes=scopes)
+    harness.client.headers["X-API-Key"] = secret
+    return {"tenant": tenant, "key": secret}
+
+
 async def raw_connect(cluster: LocalCluster, role: str, user: str) -> asyncpg.Connection:
     return await asyncpg.connect(cluster.dsn(role, user=user))
 

@@ -159,7 +159,7 @@ async def test_a_provider_outage_is_503_restocks_and_keeps_the_key(
     make_harness: Any, token: str
 ) -> None:
     harness = await make_harness(
-        payments={"timeout_seconds": 0.3, "breaker": {"fail_max": 2, "reset_timeout_seconds": 60}}
+        payments={"timeout_seconds": 0.3, "breaker": {"fail_max": 2, "reset_timeout_seconds": 1}}
     )
     product = await _shop(harness, stock=5)
     first = await _place(harness, _order(product, 1, token), key="o-1")
@@ -173,12 +173,24 @@ async def test_a_provider_outage_is_503_restocks_and_keeps_the_key(
     assert fast.status_code == 503
     assert int(fast.headers["retry-after"]) >= 1
     assert await _stock(harness, product) == 5
-    # The provider is back: the same key goes through (a 503 did not consume it).
-    harness.container.payment_gateway.reset()
-    harness.container.order_service.reset()
+    # After reset_timeout the breaker lets a trial call through: the same key goes through
+    # (a 503 did not consume it).
+    await asyncio.sleep(1.1)
     retried = await _place(harness, _order(product, 1, "tok_ok"), key="o-2")
     assert retried.status_code == 201, retried.text
     assert await _stock(harness, product) == 4
+
+
+async def test_expired_idempotency_keys_are_purged(harness: Harness) -> None:
+    product = await _shop(harness)
+    await _place(harness, _order(product), key="old")
+    service = harness.container.order_service()
+    assert await service.purge_expired_keys() == 0
+    harness.clock.advance(hours=25)
+    assert await service.purge_expired_keys() == 1
+    again = await _place(harness, _order(product), key="old")  # a new order now
+    assert again.status_code == 201
+    assert "idempotent-replayed" not in again.headers
 
 
 async def test_cancel_voids_restocks_once(harness: Harness) -> None:
