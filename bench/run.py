@@ -93,6 +93,7 @@ class Scenario:
     pools: PoolConfig = READ_POOLS
     wrk_timeout: str | None = None  # None: wrk's default of 2 s
     count_statuses: bool = False  # run with wrk_status.lua (costs a Lua call per response)
+    order_products: int = 0  # > 0: POST /v1/orders cycling through this many products
     about: str = ""
 
 
@@ -138,9 +139,28 @@ SCENARIOS: dict[str, Scenario] = {
             about="the same with a 0.2 s wait at the door: some 503 server.busy, all with"
             " Retry-After",
         ),
+        Scenario(
+            "orders-32-distinct",
+            32,
+            ("storefront-orders",),
+            count_statuses=True,
+            order_products=64,
+            about="POST /v1/orders (one unit, tok_ok, a new Idempotency-Key each) at 32 clients"
+            " spread over 64 products",
+        ),
+        Scenario(
+            "orders-32-hot",
+            32,
+            ("storefront-orders",),
+            count_statuses=True,
+            order_products=1,
+            about="the same with every order on one hot product (its row lock serializes them)",
+        ),
     )
 }
-STOREFRONT_TARGETS = frozenset({"storefront", "storefront-list", "storefront-jwt"})
+STOREFRONT_TARGETS = frozenset(
+    {"storefront", "storefront-list", "storefront-jwt", "storefront-orders"}
+)
 BENCH_USER = "bench-user@bench.example"
 BENCH_PASSWORD = "bench-user-password-1"  # the bench's own throwaway cluster
 
@@ -256,6 +276,7 @@ def run_wrk(
     duration: int,
     timeout: str | None = None,
     script: Path | None = None,
+    script_args: Sequence[str] = (),
 ) -> WrkResult:
     argv = [wrk, "-t2", f"-c{clients}", f"-d{duration}s", "--latency"]
     if timeout:
@@ -265,6 +286,8 @@ def run_wrk(
     if script:
         argv += ["-s", str(script)]
     argv.append(target.url)
+    if script_args:
+        argv += ["--", *script_args]
     # wrk stops itself after -d; the subprocess timeout only guards against a hung wrk.
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
     if proc.returncode != 0:
@@ -483,7 +506,6 @@ class Storefront:
         self.pools: PoolConfig | None = None
         self.server: Server | None = None
         self.api_key = ""
-        self.product_id = ""
 
     @property
     def base_url(self) -> str:
@@ -514,7 +536,8 @@ class Storefront:
         self.cli("migrate")
         self.cli("tenants", "create", "--slug", "bench", "--name", "Bench", tolerate="exists")
         out = self.cli(
-            "api-keys", "create", "--tenant", "bench", "--scopes", "catalog:read,catalog:write"
+            *("api-keys", "create", "--tenant", "bench", "--scopes"),
+            "catalog:read,catalog:write,orders:read,orders:write",
         )
         lines = [line.strip() for line in out.splitlines() if line.strip()]
         if not lines:
@@ -553,11 +576,11 @@ class Storefront:
             self.server.stop()
         self.server, self.pools = None, None
 
-    def seed(self, count: int) -> list[str]:
-        """Creates `bench-1`..`bench-N`; returns the ids it created, `bench-1`'s first."""
+    def seed(self, count: int, stock: int = 100, prefix: str = "bench") -> list[str]:
+        """Creates `<prefix>-1`..`<prefix>-N`; returns the ids it created, the first's first."""
         ids: list[str] = []
         for n in range(1, count + 1):
-            sku = f"bench-{n}"
+            sku = f"{prefix}-{n}"
             for attempt in (sku, f"{sku}-{secrets.token_hex(4)}"):
                 status, body = http(
                     "POST",
@@ -567,7 +590,7 @@ class Storefront:
                         "sku": attempt,
                         "name": "Bench product",
                         "price": {"amount": 1299, "currency": "EUR"},
-                        "stock": 100,
+                        "stock": stock,
                     },
                 )
                 if status == 201:
@@ -580,7 +603,6 @@ class Storefront:
                 if status == 409:
                     break
                 raise BenchError(f"POST /v1/products ({attempt}) -> {status}: {body[:300]!r}")
-        self.product_id = ids[0]
         return ids
 
 
@@ -771,6 +793,9 @@ def run(scenarios: Sequence[Scenario], *, wrk: str, duration: int, only_ref: boo
             targets["storefront-list"] = Target(
                 "storefront-list", f"{storefront.base_url}/v1/products?limit=20", auth
             )
+            targets["storefront-orders"] = Target(
+                "storefront-orders", f"{storefront.base_url}/v1/orders", auth
+            )
             targets["storefront-jwt"] = Target(
                 "storefront-jwt",
                 f"{storefront.base_url}/v1/products/{ids[0]}",
@@ -812,6 +837,13 @@ def run(scenarios: Sequence[Scenario], *, wrk: str, duration: int, only_ref: boo
                     "timeout": scenario.wrk_timeout,
                     "script": STATUS_SCRIPT if scenario.count_statuses else None,
                 }
+                if scenario.order_products:
+                    assert storefront is not None
+                    options["script_args"] = storefront.seed(
+                        scenario.order_products,
+                        stock=100_000_000,
+                        prefix=f"{scenario.name}-{secrets.token_hex(3)}",
+                    )
                 run_wrk(wrk, target, duration=WARMUP_SECONDS, **options)
                 result = run_wrk(wrk, target, duration=duration, **options)
                 rows.append(Row(scenario.name, name, scenario.clients, result))

@@ -2,16 +2,36 @@
 -- Each wrk thread runs its own Lua state, so counters live in per-thread globals and done()
 -- (which runs in the main state) pulls them through the thread objects kept by setup().
 -- Output lines start with "wrk_status" so bench/run.py can pick them out of wrk's report.
+-- With script arguments (product ids: `-s wrk_status.lua URL -- id1 id2 ...`) every request is
+-- instead a POST /v1/orders of one unit, cycling through the products, with a unique
+-- Idempotency-Key per request.
 
 local threads = {}
 
 function setup(thread)
   table.insert(threads, thread)
+  thread:set("tid", #threads)
+end
+
+local function order_request()
+  counter = counter + 1
+  local product = products[(counter % #products) + 1]
+  local body = string.format(
+    '{"items":[{"product_id":"%s","quantity":1}],"payment":{"token":"tok_ok"}}', product)
+  wrk.headers["Idempotency-Key"] = prefix .. counter
+  wrk.headers["Content-Type"] = "application/json"
+  return wrk.format("POST", nil, nil, body)
 end
 
 function init(args)
   statuses = {}
   missing_retry_after = 0
+  if #args > 0 then
+    products = args
+    counter = 0
+    prefix = string.format("bench-%d-%d-", os.time(), tid)
+    request = order_request
+  end
 end
 
 local function has_retry_after(headers)

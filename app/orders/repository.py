@@ -145,14 +145,19 @@ class IdempotencyRecord:
 
 
 class IdempotencyRepository(TenantScoped):
-    async def claim(self, key: str, fingerprint: bytes, expires_at: datetime) -> bool:
-        """Insert the key as in flight; False when it exists (then `get` it)."""
+    async def claim(
+        self, key: str, fingerprint: bytes, order_id: uuid.UUID, expires_at: datetime
+    ) -> bool:
+        """Insert the key as in flight for the order about to be made; False when it exists
+        (then `get` it)."""
         row = await self._conn.fetchrow(
-            "INSERT INTO idempotency_keys (tenant_id, key, fingerprint, status, expires_at)"
-            " VALUES ($1, $2, $3, 'in_flight', $4) ON CONFLICT DO NOTHING RETURNING key",
+            "INSERT INTO idempotency_keys (tenant_id, key, fingerprint, status, order_id,"
+            " expires_at) VALUES ($1, $2, $3, 'in_flight', $4, $5)"
+            " ON CONFLICT DO NOTHING RETURNING key",
             self._tenant_id,
             key,
             fingerprint,
+            order_id,
             expires_at,
         )
         return row is not None
@@ -168,14 +173,6 @@ class IdempotencyRepository(TenantScoped):
             return None
         # The engine's codec decodes jsonb (and encodes it from a JSON string).
         return IdempotencyRecord(*row)
-
-    async def attach(self, key: str, order_id: uuid.UUID) -> None:
-        await self._conn.execute(
-            "UPDATE idempotency_keys SET order_id = $3 WHERE tenant_id = $1 AND key = $2",
-            self._tenant_id,
-            key,
-            order_id,
-        )
 
     async def complete_for_order(
         self, order_id: uuid.UUID, status: int, body: dict[str, Any]

@@ -113,7 +113,7 @@ class OrderService:
         now = self._clock.now()
         async with self._uow(tenant_id) as uow:
             claimed = await uow.idempotency.claim(
-                idempotency_key, request_fingerprint, now + IDEMPOTENCY_RETENTION
+                idempotency_key, request_fingerprint, order_id, now + IDEMPOTENCY_RETENTION
             )
             if not claimed:
                 return await self._replay(uow, idempotency_key, request_fingerprint)
@@ -130,7 +130,6 @@ class OrderService:
                 [OrderLineRecord(p, q, m.amount) for p, q, m in lines],
                 now,
             )
-            await uow.idempotency.attach(idempotency_key, order_id)
             await uow.outbox.add("order.placed", {"order_id": str(order_id)}, now)
             await uow.commit()
         return await self._settle(tenant_id, order_id, payment_token, total)

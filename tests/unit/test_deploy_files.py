@@ -17,15 +17,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_compose_environment_is_valid_storefront_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    assert {"primary", "replica", "redis", "migrate", "api"} <= set(compose["services"])
-    environment = compose["services"]["api"]["environment"]
-    assert environment == compose["services"]["migrate"]["environment"]
+    services = compose["services"]
+    assert {"primary", "replica", "redis", "rabbitmq", "migrate", "api", "worker"} <= set(services)
+    environment = services["api"]["environment"]
+    assert environment == services["migrate"]["environment"] == services["worker"]["environment"]
     for name, value in environment.items():
         monkeypatch.setenv(name, str(value))
     settings = Settings()  # every variable is a real, valid setting (extra="forbid")
     assert settings.database.replicas[0].url.endswith("@replica:5432/storefront")
     assert settings.database.owner_url.startswith("postgresql+asyncpg://storefront@primary")
     assert settings.redis.url == "redis://redis:6379/0"
+    assert settings.broker.url == "amqp://guest:guest@rabbitmq:5672/"
     assert settings.auth.tokens.keys[0].algorithm == "HS256"
     TokenService(settings.auth.tokens, SystemClock())  # a usable key (HS256 needs >= 32 bytes)
 
