@@ -47,3 +47,5 @@ def configure_logging(settings: LoggingSettings) -> None:
         logging.getLogger(name).propagate = True
     # The edge middleware writes the access log (with route, status, duration, tenant).
     logging.getLogger("uvicorn.access").disabled = True
+    # One INFO line per payment-provider call would double the log volume of every order.
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
