@@ -14,7 +14,7 @@ from app.catalog.service import CatalogService
 from app.core.clock import SystemClock
 from app.db.database import Database, database_lifecycle
 from app.db.uow import UnitOfWork
-from app.events.bus import InProcessBus, event_publisher
+from app.events.bus import InProcessBus, event_publisher, publisher_lifecycle
 from app.events.relay import OutboxRelay, listen_dsn, relay_in_api
 from app.http.middleware import Door
 from app.identity.authenticator import Authenticator
@@ -161,12 +161,14 @@ class Container(containers.DeclarativeContainer):
         exchange=settings.provided.broker.exchange,
         bus=in_process_bus,
     )
+    event_publisher_lifecycle = providers.Resource(publisher_lifecycle, publisher=event_publisher)
     outbox_relay = providers.Singleton(
         OutboxRelay,
         uow_factory=uow_factory.provider,
         publisher=event_publisher,
         clock=clock,
         settings=settings.provided.outbox,
+        on_result=metrics.provided.outbox_result,
     )
     outbox_relay_in_api = providers.Resource(
         relay_in_api,

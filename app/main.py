@@ -35,6 +35,7 @@ def create_app(container: Any) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await container.init_resources()
         container.metrics().watch(container.database())
+        container.metrics().watch_payments(container.payment_gateway())
         # Start-up objects live forever: keep them out of every future GC pass.
         gc.freeze()
         try:

@@ -36,7 +36,20 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.outbox_events = Counter(
+            "storefront_outbox_events_total",
+            "Outbox events handed to the publisher, by result: published, failed (retried).",
+            ["result"],
+            registry=self.registry,
+        )
+
         self._http_children: dict[tuple[str, str, int], Any] = {}
+
+    def outbox_result(self, result: str, count: int) -> None:
+        self.outbox_events.labels(result).inc(count)
+
+    def watch_payments(self, gateway: Any) -> None:
+        self.registry.register(PaymentCollector(gateway))
 
     def auth_event(self, event: str) -> None:
         self.auth_events.labels(event).inc()
@@ -59,6 +72,20 @@ class Metrics:
         for node in database.nodes:
             node.checkout_observer = self.observe_checkout
         self.registry.register(DatabaseCollector(database))
+
+
+class PaymentCollector(Collector):
+    """The payment provider's breaker (per process)."""
+
+    def __init__(self, gateway: Any) -> None:
+        self.gateway = gateway
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            "storefront_payment_breaker_state",
+            "0 closed, 1 half-open, 2 open.",
+            STATE_CODES.get(self.gateway.breaker_state, 2),
+        )
 
 
 class DoorCollector(Collector):

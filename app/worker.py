@@ -36,16 +36,21 @@ async def housekeeping(container: Any) -> dict[str, int]:
 
 async def run(container: Any, once: bool) -> dict[str, int] | None:
     settings = container.settings()
-    await container.database_lifecycle.init()
-    await container.payment_client_lifecycle.init()
+    lifecycles = (
+        container.database_lifecycle,
+        container.payment_client_lifecycle,
+        container.event_publisher_lifecycle,
+    )
+    for lifecycle in lifecycles:
+        await lifecycle.init()
     try:
         if once:
             return await housekeeping(container)
         await _forever(container, settings)
         return None
     finally:
-        await container.payment_client_lifecycle.shutdown()
-        await container.database_lifecycle.shutdown()
+        for lifecycle in reversed(lifecycles):
+            await lifecycle.shutdown()
 
 
 async def _forever(container: Any, settings: Any) -> None:

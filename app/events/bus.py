@@ -122,3 +122,12 @@ async def consume_from_rabbit(
 def event_publisher(url: str | None, exchange: str, bus: InProcessBus) -> EventPublisher:
     """RabbitMQ when configured, else the in-process bus."""
     return RabbitPublisher(url, exchange) if url else bus
+
+
+async def publisher_lifecycle(publisher: EventPublisher) -> AsyncIterator[None]:
+    """Resource: closes the broker connection (if any) on shutdown."""
+    try:
+        yield
+    finally:
+        if isinstance(publisher, RabbitPublisher):
+            await publisher.close()

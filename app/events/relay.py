@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -34,11 +34,13 @@ class OutboxRelay:
         publisher: EventPublisher,
         clock: Clock,
         settings: OutboxSettings,
+        on_result: Callable[[str, int], None],
     ) -> None:
         self._uow = uow_factory
         self._publisher = publisher
         self._clock = clock
         self._settings = settings
+        self._count = on_result  # events published / failed (metrics)
         self._wake = asyncio.Event()
 
     async def run_once(self) -> int:
@@ -57,9 +59,11 @@ class OutboxRelay:
                 log.warning("outbox.publish_failed", error=repr(error), retry_in=delay)
                 await uow.outbox.postpone(seqs, now + timedelta(seconds=delay))
                 await uow.commit()
+                self._count("failed", len(batch))
                 return 0
             await uow.outbox.mark_published(seqs, now)
             await uow.commit()
+        self._count("published", len(batch))
         return len(batch)
 
     async def drain(self) -> int:

@@ -10,7 +10,7 @@ import pytest
 from dependency_injector import providers
 
 from app.core.money import Money
-from tests.conftest import Harness, problem
+from tests.conftest import OPERATOR_TOKEN, Harness, problem
 
 ORDER_SCOPES = ("catalog:read", "catalog:write", "orders:read", "orders:write")
 
@@ -172,6 +172,10 @@ async def test_a_provider_outage_is_503_restocks_and_keeps_the_key(
     fast = await _place(harness, _order(product, 1, "tok_ok"), key="o-2")
     assert fast.status_code == 503
     assert int(fast.headers["retry-after"]) >= 1
+    metrics = await harness.client.get(
+        "/metrics", headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    )
+    assert "storefront_payment_breaker_state 2.0" in metrics.text
     assert await _stock(harness, product) == 5
     # After reset_timeout the breaker lets a trial call through: the same key goes through
     # (a 503 did not consume it).

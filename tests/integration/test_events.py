@@ -11,7 +11,7 @@ import aio_pika
 
 from app.events.bus import consume_from_rabbit
 from app.events.repository import Event
-from tests.conftest import Harness, problem
+from tests.conftest import OPERATOR_TOKEN, Harness, problem
 
 SCOPES = ("catalog:read", "catalog:write", "orders:read", "orders:write", "reports:read")
 TODAY = datetime.now(UTC).date()
@@ -82,6 +82,10 @@ async def test_events_are_written_with_the_order_and_feed_the_report(harness: Ha
 
     assert await harness.container.outbox_relay().drain() == 4
     assert all(line.endswith(":t") for line in _outbox(harness))
+    metrics = await harness.client.get(
+        "/metrics", headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    )
+    assert 'storefront_outbox_events_total{result="published"} 4.0' in metrics.text
     day = str(TODAY)
     assert await _report(harness) == {(day, mug): (3, 3600), (day, cup): (1, 300)}
 
@@ -188,7 +192,6 @@ async def test_events_reach_rabbitmq_with_message_ids_and_none_is_lost(
         await consumer.aclose()
     finally:
         await connection.close()
-        await harness.container.event_publisher().close()
 
 
 def _report_units(harness: Harness, product_id: str) -> int:
