@@ -92,6 +92,15 @@ class ProductRepository(TenantScoped):
         )
         return _record(row) if row else None
 
+    async def prices(self, product_ids: list[uuid.UUID]) -> dict[uuid.UUID, Money]:
+        rows = await self._conn.fetch(
+            "SELECT id, price_amount, price_currency FROM products"
+            " WHERE tenant_id = $1 AND id = ANY($2::uuid[])",
+            self._tenant_id,
+            product_ids,
+        )
+        return {row[0]: Money(row[1], row[2]) for row in rows}
+
     async def page(
         self, limit: int, after: tuple[datetime, uuid.UUID] | None, query: str | None
     ) -> list[ProductRecord]:

@@ -117,20 +117,27 @@ class OrderService:
             )
             if not claimed:
                 return await self._replay(uow, idempotency_key, request_fingerprint)
-            lines = await self._reserve(uow, quantities, now)
-            currencies = {money.currency for _, _, money in lines}
+            prices = await uow.products.prices(sorted(quantities))
+            unknown = sorted(set(quantities) - set(prices))
+            if unknown:
+                raise UnknownProduct(f"no product {unknown[0]}")
+            currencies = {money.currency for money in prices.values()}
             if len(currencies) > 1:
                 raise MixedCurrencies("all products of an order must share one currency")
-            total = Money(sum(q * m.amount for _, q, m in lines), currencies.pop())
+            total = Money(
+                sum(q * prices[p].amount for p, q in quantities.items()), currencies.pop()
+            )
             await uow.orders.add(
                 order_id,
                 total.amount,
                 total.currency,
                 payment_token,
-                [OrderLineRecord(p, q, m.amount) for p, q, m in lines],
+                [OrderLineRecord(p, q, prices[p].amount) for p, q in sorted(quantities.items())],
                 now,
             )
             await uow.outbox.add("order.placed", {"order_id": str(order_id)}, now)
+            # Last, so the products' row locks are held only until the commit right after.
+            await self._reserve(uow, quantities, now)
             await uow.commit()
         return await self._settle(tenant_id, order_id, payment_token, total)
 
@@ -144,21 +151,13 @@ class OrderService:
             raise IdempotencyInFlight("the first request with this key is still in progress")
         return Outcome(existing.response_status or 201, existing.response_body, replayed=True)
 
-    async def _reserve(
-        self, uow: UnitOfWork, quantities: dict[uuid.UUID, int], at: datetime
-    ) -> list[tuple[uuid.UUID, int, Money]]:
+    @staticmethod
+    async def _reserve(uow: UnitOfWork, quantities: dict[uuid.UUID, int], at: datetime) -> None:
         """All or nothing, in product-id order (concurrent orders lock rows in one order: no
         deadlocks). Each decrement is one guarded UPDATE: stock never goes below zero."""
-        reserved = []
         for product_id in sorted(quantities):
-            quantity = quantities[product_id]
-            product = await uow.products.adjust_stock(product_id, -quantity, at)
-            if product is None:
-                if await uow.products.get(product_id) is None:
-                    raise UnknownProduct(f"no product {product_id}")
+            if await uow.products.adjust_stock(product_id, -quantities[product_id], at) is None:
                 raise InsufficientStock(f"not enough stock of product {product_id}")
-            reserved.append((product_id, quantity, product.price))
-        return reserved
 
     async def _settle(
         self, tenant_id: uuid.UUID, order_id: uuid.UUID, token: str, total: Money
