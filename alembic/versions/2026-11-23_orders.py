@@ -41,6 +41,7 @@ def upgrade() -> None:
         sa.Column("total_amount", sa.BigInteger(), nullable=False),
         sa.Column("currency", sa.String(3), nullable=False),
         sa.Column("payment_token", sa.String(200), nullable=False),
+        sa.Column("payment_key", sa.String(300), nullable=False),
         sa.Column("authorization_id", sa.String(100), nullable=True),
         _ts("created_at"),
         _ts("updated_at"),
@@ -150,7 +151,7 @@ def upgrade() -> None:
     op.execute(
         "CREATE FUNCTION storefront_purge_idempotency_keys(before timestamptz) RETURNS bigint"
         " LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp AS"
-        " $$ WITH gone AS (DELETE FROM idempotency_keys WHERE expires_at < before"
+        " $$ WITH gone AS (DELETE FROM idempotency_keys WHERE expires_at < least(before, now())"
         " AND status = 'completed' RETURNING 1) SELECT count(*) FROM gone $$"
     )
     for signature in (

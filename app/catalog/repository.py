@@ -92,6 +92,17 @@ class ProductRepository(TenantScoped):
         )
         return _record(row) if row else None
 
+    async def restock(self, product_id: uuid.UUID, quantity: int, at: datetime) -> None:
+        """Give reserved units back: no upper bound (they were there before)."""
+        await self._conn.execute(
+            "UPDATE products SET stock = stock + $3, version = version + 1, updated_at = $4"
+            " WHERE tenant_id = $1 AND id = $2",
+            self._tenant_id,
+            product_id,
+            quantity,
+            at,
+        )
+
     async def prices(self, product_ids: list[uuid.UUID]) -> dict[uuid.UUID, Money]:
         rows = await self._conn.fetch(
             "SELECT id, price_amount, price_currency FROM products"

@@ -45,6 +45,9 @@ class Order(Base):
     total_amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     payment_token: Mapped[str] = mapped_column(String(200))
+    # The provider-side idempotency key: (tenant, Idempotency-Key), so a client's retry after a
+    # provider outage reuses an authorization that completed after our timeout.
+    payment_key: Mapped[str] = mapped_column(String(300))
     authorization_id: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -26,6 +26,7 @@ class OrderRecord:
     total_amount: int
     currency: str
     payment_token: str
+    payment_key: str
     authorization_id: str | None
     created_at: datetime
     updated_at: datetime
@@ -33,7 +34,7 @@ class OrderRecord:
 
 
 _ORDER_COLUMNS = (
-    "id, tenant_id, status, total_amount, currency, payment_token, authorization_id,"
+    "id, tenant_id, status, total_amount, currency, payment_token, payment_key, authorization_id,"
     " created_at, updated_at"
 )
 
@@ -45,17 +46,20 @@ class OrderRepository(TenantScoped):
         total_amount: int,
         currency: str,
         payment_token: str,
+        payment_key: str,
         lines: list[OrderLineRecord],
         at: datetime,
     ) -> None:
         await self._conn.execute(
             "INSERT INTO orders (id, tenant_id, status, total_amount, currency, payment_token,"
-            " created_at, updated_at) VALUES ($1, $2, 'pending', $3, $4, $5, $6, $6)",
+            " payment_key, created_at, updated_at)"
+            " VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $7)",
             order_id,
             self._tenant_id,
             total_amount,
             currency,
             payment_token,
+            payment_key,
             at,
         )
         await self._conn.executemany(
@@ -121,6 +125,19 @@ class OrderRepository(TenantScoped):
         )
         return result != "UPDATE 0"
 
+    async def lease(self, order_id: uuid.UUID, before: datetime, at: datetime) -> bool:
+        """Take a stuck order for recovery: touching `updated_at` keeps other workers (and a
+        later pass) off it for `orders.recovery_age_seconds`."""
+        result: str = await self._conn.execute(
+            "UPDATE orders SET updated_at = $4 WHERE tenant_id = $1 AND id = $2"
+            " AND status = 'pending' AND updated_at < $3",
+            self._tenant_id,
+            order_id,
+            before,
+            at,
+        )
+        return result != "UPDATE 0"
+
     async def stuck(self, before: datetime, limit: int) -> list[tuple[uuid.UUID, uuid.UUID]]:
         """(tenant, order) of pending orders untouched since `before`, across tenants (an
         owner-run function: the worker does not know the tenants beforehand)."""
@@ -173,6 +190,15 @@ class IdempotencyRepository(TenantScoped):
             return None
         # The engine's codec decodes jsonb (and encodes it from a JSON string).
         return IdempotencyRecord(*row)
+
+    async def for_order(self, order_id: uuid.UUID) -> IdempotencyRecord | None:
+        row = await self._conn.fetchrow(
+            "SELECT key, fingerprint, status, order_id, response_status, response_body"
+            " FROM idempotency_keys WHERE tenant_id = $1 AND order_id = $2",
+            self._tenant_id,
+            order_id,
+        )
+        return IdempotencyRecord(*row) if row else None
 
     async def complete_for_order(
         self, order_id: uuid.UUID, status: int, body: dict[str, Any]

@@ -20,13 +20,18 @@ from typing import Any
 import structlog
 
 from app.core.clock import Clock
-from app.core.errors import Conflict, NotFound, Unprocessable
+from app.core.errors import Conflict, DomainError, NotFound, Unprocessable
 from app.core.money import Money
 from app.core.pagination import Slice, decode_keyset, keyset_page
 from app.db.uow import UnitOfWork, UnitOfWorkFactory
 from app.orders.repository import OrderLineRecord, OrderRecord
 from app.orders.schemas import OrderRead
-from app.payments.gateway import PaymentDeclined, PaymentGateway, PaymentUnavailable
+from app.payments.gateway import (
+    PaymentDeclined,
+    PaymentGateway,
+    PaymentRejected,
+    PaymentUnavailable,
+)
 
 log = structlog.get_logger(__name__)
 IDEMPOTENCY_RETENTION = timedelta(hours=24)
@@ -81,7 +86,7 @@ def fingerprint(body: dict[str, Any]) -> bytes:
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).digest()
 
 
-def _declined_body(error: PaymentDeclined) -> dict[str, Any]:
+def _problem_body(error: DomainError) -> dict[str, Any]:
     return {"code": error.code, "title": error.title, "detail": error.detail}
 
 
@@ -127,11 +132,13 @@ class OrderService:
             total = Money(
                 sum(q * prices[p].amount for p, q in quantities.items()), currencies.pop()
             )
+            payment_key = f"{tenant_id}:{idempotency_key}"
             await uow.orders.add(
                 order_id,
                 total.amount,
                 total.currency,
                 payment_token,
+                payment_key,
                 [OrderLineRecord(p, q, prices[p].amount) for p, q in sorted(quantities.items())],
                 now,
             )
@@ -139,7 +146,7 @@ class OrderService:
             # Last, so the products' row locks are held only until the commit right after.
             await self._reserve(uow, quantities, now)
             await uow.commit()
-        return await self._settle(tenant_id, order_id, payment_token, total)
+        return await self._settle(tenant_id, order_id, payment_key, payment_token, total)
 
     async def _replay(self, uow: UnitOfWork, key: str, request_fingerprint: bytes) -> Outcome:
         existing = await uow.idempotency.get(key)
@@ -160,22 +167,25 @@ class OrderService:
                 raise InsufficientStock(f"not enough stock of product {product_id}")
 
     async def _settle(
-        self, tenant_id: uuid.UUID, order_id: uuid.UUID, token: str, total: Money
+        self, tenant_id: uuid.UUID, order_id: uuid.UUID, payment_key: str, token: str, total: Money
     ) -> Outcome:
-        """Authorize, then confirm (or compensate). Any other failure leaves the order pending
-        for `recover()`."""
+        """Authorize, then confirm (or compensate). The provider key is the client's
+        (tenant, Idempotency-Key): a retry after an outage gets an authorization that completed
+        after our timeout instead of a second hold. Any other failure (a crash) leaves the
+        order pending for `recover()`."""
         try:
-            authorization = await self._gateway.authorize(f"order:{order_id}", token, total)
-        except PaymentDeclined as declined:
-            await self._compensate(tenant_id, order_id, "payment_failed", declined)
-            return Outcome(402, _declined_body(declined))
+            authorization = await self._gateway.authorize(payment_key, token, total)
+        except (PaymentDeclined, PaymentRejected) as refused:
+            status = 402 if isinstance(refused, PaymentDeclined) else 422
+            final = Outcome(status, _problem_body(refused))
+            return await self._compensate(tenant_id, order_id, "payment_failed", final)
         except PaymentUnavailable:
             await self._compensate(tenant_id, order_id, "failed", None)
             raise
-        return await self._confirm(tenant_id, order_id, authorization)
+        return await self._confirm(tenant_id, order_id, payment_key, authorization)
 
     async def _confirm(
-        self, tenant_id: uuid.UUID, order_id: uuid.UUID, authorization_id: str
+        self, tenant_id: uuid.UUID, order_id: uuid.UUID, payment_key: str, authorization_id: str
     ) -> Outcome:
         now = self._clock.now()
         async with self._uow(tenant_id) as uow:
@@ -189,46 +199,72 @@ class OrderService:
                 await uow.idempotency.complete_for_order(order_id, 201, body)
                 await uow.outbox.add("order.paid", _sale(order), now)
             await uow.commit()
-        return Outcome(201, body)
+        if moved or order.authorization_id == authorization_id:
+            return Outcome(201, body)
+        # Someone else settled it meanwhile (recovery compensated it): release our hold.
+        await self._release_hold(payment_key, authorization_id)
+        raise PaymentUnavailable("the order was settled without this payment; retry the request")
+
+    async def _release_hold(self, payment_key: str, authorization_id: str) -> None:
+        try:
+            await self._gateway.void(f"{payment_key}:void", authorization_id)
+        except DomainError as error:  # the provider lets unused holds lapse
+            log.warning("orders.void_failed", authorization=authorization_id, error=repr(error))
 
     async def _compensate(
         self,
         tenant_id: uuid.UUID,
         order_id: uuid.UUID,
         status: str,
-        declined: PaymentDeclined | None,
-    ) -> None:
-        """Give the stock back. A decline is a final answer (the key replays it); a provider
-        outage is not, so the key is released for a retry."""
+        final: Outcome | None,
+    ) -> Outcome:
+        """Give the stock back. A refusal is a final answer (the key replays it); a provider
+        outage is not, so the key is released for a retry. Returns the request's answer."""
         now = self._clock.now()
         async with self._uow(tenant_id) as uow:
             order = await uow.orders.get(order_id, lock=True)
             if order is None or not await uow.orders.transition(order_id, "pending", status, now):
-                return  # settled by someone else meanwhile
+                # Settled by someone else meanwhile: answer what they stored.
+                stored = await uow.idempotency.for_order(order_id)
+                if stored is not None and stored.response_body is not None:
+                    return Outcome(stored.response_status or 201, stored.response_body)
+                raise PaymentUnavailable("the order was settled elsewhere; retry the request")
             for line in order.lines:
-                await uow.products.adjust_stock(line.product_id, line.quantity, now)
-            if declined is not None:
-                await uow.idempotency.complete_for_order(order_id, 402, _declined_body(declined))
+                await uow.products.restock(line.product_id, line.quantity, now)
+            if final is not None:
+                await uow.idempotency.complete_for_order(order_id, final.status, final.body)
             else:
                 await uow.idempotency.release_for_order(order_id)
             await uow.commit()
+        return final or Outcome(503, {})
 
     async def recover(self, limit: int = 100) -> int:
         """Finish or compensate orders left pending (older than `orders.recovery_age_seconds`)
-        by a crash; returns how many were settled. Authorization is re-driven with the same
-        idempotency key, so a payment that was authorized before the crash is not taken twice."""
-        before = self._clock.now() - self._recovery_age
+        by a crash; returns how many were settled. Each is leased first (so concurrent workers
+        take different ones), and authorization is re-driven with the order's provider key, so
+        a payment authorized before the crash is not taken twice. One order failing does not
+        stop the others."""
+        now = self._clock.now()
+        before = now - self._recovery_age
         async with self._uow(read_only=True, strong=True) as uow:
             stuck = await uow.orders.stuck(before, limit)
         settled = 0
         for tenant_id, order_id in stuck:
-            async with self._uow(tenant_id, read_only=True, strong=True) as uow:
-                order = await uow.orders.get(order_id)
-            if order is None or order.status != "pending":
+            try:
+                async with self._uow(tenant_id) as uow:
+                    order = await uow.orders.get(order_id)
+                    leased = order is not None and await uow.orders.lease(order_id, before, now)
+                    await uow.commit()
+                if not leased or order is None:
+                    continue
+                total = Money(order.total_amount, order.currency)
+                with contextlib.suppress(PaymentUnavailable):  # compensated, key released
+                    await self._settle(
+                        tenant_id, order_id, order.payment_key, order.payment_token, total
+                    )
+            except Exception as error:
+                log.warning("orders.recovery_failed", order=str(order_id), error=repr(error))
                 continue
-            total = Money(order.total_amount, order.currency)
-            with contextlib.suppress(PaymentUnavailable):  # compensated, key released
-                await self._settle(tenant_id, order_id, order.payment_token, total)
             log.info("orders.recovered", order=str(order_id))
             settled += 1
         return settled
@@ -269,9 +305,9 @@ class OrderService:
             if order.status != "confirmed":
                 raise OrderNotCancellable(f"an order that is {order.status} cannot be cancelled")
             if order.authorization_id:
-                await self._gateway.void(f"order:{order_id}:void", order.authorization_id)
+                await self._gateway.void(f"{order.payment_key}:void", order.authorization_id)
             for line in order.lines:
-                await uow.products.adjust_stock(line.product_id, line.quantity, now)
+                await uow.products.restock(line.product_id, line.quantity, now)
             await uow.orders.transition(order_id, "confirmed", "cancelled", now)
             await uow.outbox.add("order.cancelled", _sale(order), now)
             cancelled = await uow.orders.get(order_id)

@@ -77,7 +77,9 @@ class HttpPaymentGateway:
     async def authorize(self, idempotency_key: str, token: str, amount: Money) -> str:
         body = {"token": token, "amount": amount.amount, "currency": amount.currency}
         reply = await self._post("/authorizations", idempotency_key, body)
-        authorization_id: str = reply["id"]
+        authorization_id = reply.get("id")
+        if not isinstance(authorization_id, str) or not authorization_id:
+            raise PaymentUnavailable("the payment provider's reply has no authorization id")
         return authorization_id
 
     async def capture(self, idempotency_key: str, authorization_id: str) -> None:
@@ -105,7 +107,12 @@ class HttpPaymentGateway:
             raise PaymentDeclined("the payment was declined")
         if response.status_code >= 400:
             raise PaymentRejected(f"the provider refused: {response.status_code}")
-        reply: dict[str, Any] = response.json()
+        try:
+            reply = response.json()
+        except ValueError:
+            reply = None
+        if not isinstance(reply, dict):
+            raise PaymentUnavailable("the payment provider's reply is not a JSON object")
         return reply
 
     async def _send(

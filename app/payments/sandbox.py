@@ -2,8 +2,8 @@
 
 In-process by default (no `payments.url`), or served by `storefront sandbox-gateway`. Every
 operation is idempotent on the `Idempotency-Key` header (the same key replays the first answer).
-Test tokens: `tok_ok` authorizes, `tok_declined` is declined (402), `tok_timeout` never answers
-in time, `tok_error` fails (500).
+Test tokens: `tok_ok` authorizes, `tok_declined` is declined (402), `tok_invalid` is refused as
+malformed (400), `tok_timeout` never answers in time, `tok_error` fails (500).
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ class SandboxProvider:
             return JSONResponse({"error": "provider_error"}, status_code=500)
 
         def run() -> tuple[int, dict[str, Any]]:
+            if token == "tok_invalid":
+                return 400, {"error": "invalid_token"}
             if token != "tok_ok":
                 return 402, {"error": "card_declined"}
             authorization = {
@@ -75,7 +77,7 @@ class SandboxProvider:
 
     def _once(self, request: Request, run: Any) -> JSONResponse:
         key = f"{request.url.path}:{request.headers.get('idempotency-key', '')}"
-        if key not in self._replies:
-            self._replies[key] = run()
-        status, body = self._replies[key]
-        return JSONResponse(body, status_code=status)
+        reply = self._replies.get(key) or run()
+        if reply[0] < 500:  # failures are not answers: a retry runs again
+            self._replies[key] = reply
+        return JSONResponse(reply[1], status_code=reply[0])

@@ -10,6 +10,7 @@ import pytest
 from dependency_injector import providers
 
 from app.core.money import Money
+from app.payments.gateway import PaymentUnavailable
 from tests.conftest import OPERATOR_TOKEN, Harness, problem
 
 ORDER_SCOPES = ("catalog:read", "catalog:write", "orders:read", "orders:write")
@@ -185,12 +186,96 @@ async def test_a_provider_outage_is_503_restocks_and_keeps_the_key(
     assert await _stock(harness, product) == 4
 
 
+async def test_a_rejected_token_is_a_final_422(harness: Harness) -> None:
+    product = await _shop(harness, stock=5)
+    rejected = await _place(harness, _order(product, 1, "tok_invalid"), key="r-1")
+    assert rejected.status_code == 422
+    assert problem(rejected)["code"] == "payment.rejected"
+    assert await _stock(harness, product) == 5
+    again = await _place(harness, _order(product, 1, "tok_invalid"), key="r-1")
+    assert again.headers["idempotent-replayed"] == "true"
+
+
+class LosesTheReply:
+    """The provider authorizes, but the answer is lost on the way back (a timeout after the
+    provider acted): the order is compensated and the key released."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.calls = 0
+
+    async def authorize(self, idempotency_key: str, token: str, amount: Money) -> str:
+        self.calls += 1
+        await self.real.authorize(idempotency_key, token, amount)
+        if self.calls == 1:
+            raise PaymentUnavailable("timed out")
+        return str(await self.real.authorize(idempotency_key, token, amount))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+async def test_a_retry_after_a_lost_reply_reuses_the_authorization(harness: Harness) -> None:
+    product = await _shop(harness, stock=5)
+    real = harness.container.payment_gateway()
+    with harness.container.payment_gateway.override(providers.Object(LosesTheReply(real))):
+        harness.container.order_service.reset()
+        lost = await _place(harness, _order(product, 1), key="late-1")
+        assert lost.status_code == 503
+        assert await _stock(harness, product) == 5
+        retried = await _place(harness, _order(product, 1), key="late-1")
+        assert retried.status_code == 201, retried.text
+    harness.container.order_service.reset()
+    sandbox = harness.container.sandbox_provider()
+    assert len(sandbox.authorizations) == 1  # one hold, not two
+    assert await _stock(harness, product) == 4
+
+
+async def test_cancel_gives_back_stock_even_at_the_stock_limit(harness: Harness) -> None:
+    product = await _shop(harness, stock=5)
+    order = (await _place(harness, _order(product, 2))).json()
+    top_up = 1_000_000_000 - 3
+    response = await harness.client.post(
+        f"/v1/products/{product}/stock-adjustments", json={"delta": top_up, "reason": "top up"}
+    )
+    assert response.status_code == 201, response.text
+    assert (await harness.client.post(f"/v1/orders/{order['id']}/cancel")).status_code == 200
+    assert await _stock(harness, product) == 1_000_000_000 + 2  # no unit lost
+
+
+async def test_concurrent_recoveries_settle_an_order_once(harness: Harness) -> None:
+    product = await _shop(harness, stock=5)
+    tenant = await harness.container.tenant_service().by_slug("acme")
+    crashing = harness.container.order_service.override(
+        providers.Singleton(
+            type(harness.container.order_service()),
+            uow_factory=harness.container.uow_factory.provider,
+            clock=harness.container.clock,
+            gateway=CrashingGateway(harness.container.payment_gateway()),
+            recovery_age_seconds=60,
+        )
+    )
+    with crashing, pytest.raises(asyncio.CancelledError):
+        await harness.container.order_service().place(
+            tenant.id, "crash-2", b"fp", [(uuid.UUID(product), 2)], "tok_ok"
+        )
+    harness.clock.advance(seconds=61)
+    service = harness.container.order_service()
+    results = await asyncio.gather(service.recover(), service.recover(), service.recover())
+    assert sum(results) == 1
+    assert len(harness.container.sandbox_provider().authorizations) == 1
+    assert await _stock(harness, product) == 3
+
+
 async def test_expired_idempotency_keys_are_purged(harness: Harness) -> None:
     product = await _shop(harness)
     await _place(harness, _order(product), key="old")
     service = harness.container.order_service()
     assert await service.purge_expired_keys() == 0
-    harness.clock.advance(hours=25)
+    # A day later (by the database's clock: the purge never trusts an application clock).
+    harness.cluster.psql(
+        "primary", "UPDATE idempotency_keys SET expires_at = now() - '1s'::interval"
+    )
     assert await service.purge_expired_keys() == 1
     again = await _place(harness, _order(product), key="old")  # a new order now
     assert again.status_code == 201
