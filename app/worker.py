@@ -25,13 +25,23 @@ log = structlog.get_logger(__name__)
 
 
 async def housekeeping(container: Any) -> dict[str, int]:
-    """One pass of the periodic jobs; returns what each did."""
-    return {
-        "orders_settled": await container.order_service().recover(),
-        "idempotency_keys_purged": await container.order_service().purge_expired_keys(),
-        "events_published": await container.outbox_relay().drain(),
-        "events_purged": await container.outbox_relay().purge(),
+    """One pass of the periodic jobs; returns what each did (-1: it failed, see the log).
+    Each job runs on its own: one failing does not stop the others."""
+    orders, relay = container.order_service(), container.outbox_relay()
+    jobs = {
+        "orders_settled": orders.recover,
+        "idempotency_keys_purged": orders.purge_expired_keys,
+        "events_published": relay.drain,
+        "events_purged": relay.purge,
     }
+    report = {}
+    for name, job in jobs.items():
+        try:
+            report[name] = await job()
+        except Exception as error:
+            log.warning("worker.job_failed", job=name, error=repr(error))
+            report[name] = -1
+    return report
 
 
 async def run(container: Any, once: bool) -> dict[str, int] | None:
@@ -66,10 +76,7 @@ async def _forever(container: Any, settings: Any) -> None:
         await anext(consumer)
     try:
         while True:
-            try:
-                log.info("worker.housekeeping", **await housekeeping(container))
-            except Exception as error:  # keep going: the next pass may find the database back
-                log.warning("worker.housekeeping_failed", error=repr(error))
+            log.info("worker.housekeeping", **await housekeeping(container))
             await asyncio.sleep(settings.orders.recovery_interval_seconds)
     finally:
         relay.cancel()

@@ -18,7 +18,7 @@ from app.catalog.repository import ProductRecord
 from app.core.clock import Clock
 from app.core.money import Money
 from app.core.pagination import Slice, decode_keyset, keyset_page
-from app.db.uow import UnitOfWorkFactory
+from app.db.uow import UnitOfWork, UnitOfWorkFactory
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +70,7 @@ class CatalogService:
             )
             if product is None:
                 raise SkuTaken(f"SKU '{sku}' already exists")
+            await _changed(uow, product)
             await uow.commit()
         return product
 
@@ -106,6 +107,7 @@ class CatalogService:
             )
             if updated is None:  # lost a race with a concurrent writer between get and update
                 raise VersionMismatch("the product changed since you read it; fetch it again")
+            await _changed(uow, updated)
             await uow.commit()
         return updated
 
@@ -124,5 +126,12 @@ class CatalogService:
                     raise InsufficientStock("stock cannot go below zero")
                 raise StockLimitExceeded(f"stock cannot exceed {MAX_STOCK}")
             await uow.products.record_adjustment(adjustment_id, product_id, delta, reason, now)
+            await _changed(uow, product)
             await uow.commit()
         return StockAdjustmentResult(adjustment_id, delta, reason, product)
+
+
+async def _changed(uow: UnitOfWork, product: ProductRecord) -> None:
+    """`product.changed`, in the transaction of the change (the outbox publishes it)."""
+    payload = {"product_id": str(product.id), "version": product.version, "stock": product.stock}
+    await uow.outbox.add("product.changed", payload, product.updated_at)

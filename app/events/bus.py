@@ -79,11 +79,16 @@ class RabbitPublisher:
 
     async def _ready(self) -> Any:
         if self._exchange is None:
-            self._connection = await aio_pika.connect_robust(self._url)
-            channel = await self._connection.channel(publisher_confirms=True)
-            self._exchange = await channel.declare_exchange(
-                self._exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
-            )
+            connection = await aio_pika.connect_robust(self._url)
+            try:
+                channel = await connection.channel(publisher_confirms=True)
+                self._exchange = await channel.declare_exchange(
+                    self._exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+                )
+            except BaseException:
+                await connection.close()  # the next attempt starts afresh; nothing leaks
+                raise
+            self._connection = connection
         return self._exchange
 
     async def publish(self, events: list[Event]) -> None:
@@ -100,17 +105,27 @@ async def consume_from_rabbit(
     url: str, exchange: str, queue: str, handler: Handler
 ) -> AsyncIterator[None]:
     """Resource body for the worker: a durable queue bound to every topic, acked after the
-    handler's transaction committed (a crash before that redelivers; the inbox dedupes)."""
+    handler's transaction committed (a crash before that redelivers; the inbox dedupes). A
+    message that fails twice goes to `<queue>.dead` instead of looping."""
     connection = await aio_pika.connect_robust(url)
     try:
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=50)
         topic = await channel.declare_exchange(exchange, aio_pika.ExchangeType.TOPIC, durable=True)
-        bound = await channel.declare_queue(queue, durable=True)
+        await channel.declare_queue(f"{queue}.dead", durable=True)
+        bound = await channel.declare_queue(
+            queue,
+            durable=True,
+            arguments={
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": f"{queue}.dead",
+            },
+        )
         await bound.bind(topic, routing_key="#")
 
         async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-            async with message.process(requeue=True):
+            # First failure: back on the queue; second: rejected to the dead-letter queue.
+            async with message.process(requeue=not message.redelivered):
                 await handler(decode(message.body))
 
         await bound.consume(on_message)

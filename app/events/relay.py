@@ -44,27 +44,33 @@ class OutboxRelay:
         self._wake = asyncio.Event()
 
     async def run_once(self) -> int:
-        """Publish one batch; returns how many events went out."""
+        """Publish one batch; returns how many events went out. Events are published one by
+        one: one that fails is postponed (with its own backoff) without holding back the rest,
+        so delivery is in order per relay pass but not guaranteed in order overall."""
         now = self._clock.now()
         async with self._uow() as uow:
             batch = await uow.outbox.claim(self._settings.batch_size, now)
-            if not batch:
-                return 0
-            seqs = [item.seq for item in batch]
-            try:
-                await self._publisher.publish([item.event for item in batch])
-            except Exception as error:
-                attempts = max(item.attempts for item in batch) + 1
-                delay = min(2**attempts, self._settings.max_backoff_seconds)
-                log.warning("outbox.publish_failed", error=repr(error), retry_in=delay)
-                await uow.outbox.postpone(seqs, now + timedelta(seconds=delay))
-                await uow.commit()
-                self._count("failed", len(batch))
-                return 0
-            await uow.outbox.mark_published(seqs, now)
+            published: list[int] = []
+            for item in batch:
+                try:
+                    await self._publisher.publish([item.event])
+                except Exception as error:
+                    delay = min(2 ** (item.attempts + 1), self._settings.max_backoff_seconds)
+                    log.warning(
+                        "outbox.publish_failed",
+                        event_id=str(item.event.id),
+                        error=repr(error),
+                        retry_in=delay,
+                    )
+                    await uow.outbox.postpone([item.seq], now + timedelta(seconds=delay))
+                    self._count("failed", 1)
+                else:
+                    published.append(item.seq)
+            if published:
+                await uow.outbox.mark_published(published, now)
             await uow.commit()
-        self._count("published", len(batch))
-        return len(batch)
+        self._count("published", len(published))
+        return len(published)
 
     async def drain(self) -> int:
         """Publish until nothing is due."""
@@ -81,15 +87,18 @@ class OutboxRelay:
         return gone
 
     async def run(self, listen_dsn: str | None) -> None:
-        """Forever: drain, then sleep until NOTIFY or the poll interval."""
-        listener = await self._listen(listen_dsn)
+        """Forever: drain, then sleep until NOTIFY or the poll interval. The LISTEN
+        connection is reopened when it drops (polling covers the gap)."""
+        listener: Any = None
         try:
             while True:
+                if listen_dsn is not None and (listener is None or listener.is_closed()):
+                    listener = await self._listen(listen_dsn)
+                self._wake.clear()  # before draining: a NOTIFY during the drain is kept
                 try:
                     await self.drain()
                 except Exception as error:  # the database may be down: keep polling
                     log.warning("outbox.relay_failed", error=repr(error))
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         self._wake.wait(), timeout=self._settings.poll_interval_seconds
@@ -98,19 +107,22 @@ class OutboxRelay:
             if listener is not None:
                 await listener.close()
 
-    async def _listen(self, dsn: str | None) -> Any:
-        if dsn is None:
-            return None
+    async def _listen(self, dsn: str) -> Any:
+        connection = None
         try:
             connection = await asyncpg.connect(dsn, timeout=2)
             await connection.add_listener(CHANNEL, lambda *_: self._wake.set())
             return connection
         except (OSError, asyncpg.PostgresError) as error:
+            if connection is not None:
+                await connection.close()
             log.warning("outbox.listen_unavailable", error=repr(error), fallback="polling")
             return None
 
 
-async def relay_in_api(relay: OutboxRelay, enabled: bool, listen_dsn: str) -> AsyncIterator[None]:
+async def relay_in_api(
+    relay: OutboxRelay, enabled: bool, listen_dsn: str | None
+) -> AsyncIterator[None]:
     """Resource: with `outbox.relay_in_api` the relay also runs as a task of the API process."""
     task = asyncio.create_task(relay.run(listen_dsn), name="outbox-relay") if enabled else None
     try:
@@ -122,6 +134,9 @@ async def relay_in_api(relay: OutboxRelay, enabled: bool, listen_dsn: str) -> As
                 await task
 
 
-def listen_dsn(database: DatabaseSettings) -> str:
-    """A plain asyncpg DSN of the primary for LISTEN (the SQLAlchemy URL minus the driver)."""
+def listen_dsn(database: DatabaseSettings) -> str | None:
+    """A plain asyncpg DSN of the primary for LISTEN (the SQLAlchemy URL minus the driver);
+    None through PgBouncer, where LISTEN does not work (the relay polls)."""
+    if database.pgbouncer:
+        return None
     return database.primary.url.replace("postgresql+asyncpg://", "postgresql://", 1)

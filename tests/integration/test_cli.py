@@ -177,7 +177,7 @@ async def test_worker_once_publishes_events_and_settles_stuck_orders(harness: Ha
     ran = storefront(harness, "worker", "--once")
     assert ran.returncode == 0, ran.stderr
     report = json.loads(ran.stdout.strip().splitlines()[-1])
-    assert report["events_published"] == 2
+    assert report["events_published"] == 3  # product.changed, order.placed, order.paid
     assert report["orders_settled"] == 0
     units = harness.cluster.psql("primary", "SELECT sum(units) FROM sales_daily")
     assert units.strip() == "2"

@@ -126,6 +126,15 @@ class FakeRefreshTokens:
         return []
 
 
+class FakeOutbox:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    async def add(self, topic: str, payload: dict[str, Any], at: datetime) -> uuid.UUID:
+        self.events.append((topic, payload))
+        return uuid.uuid4()
+
+
 class FakeUnitOfWork:
     """Transactional like the real one: what a use case wrote is kept only if it commits."""
 
@@ -133,6 +142,7 @@ class FakeUnitOfWork:
         self.products = factory.products
         self.users = factory.users
         self.refresh_tokens = factory.refresh_tokens
+        self.outbox = factory.outbox
         self.tenant_id = tenant_id
         self.commits = 0
 
@@ -142,12 +152,18 @@ class FakeUnitOfWork:
             dict(self.products.rows),
             list(self.products.adjustments),
             dict(self.users.rows),
+            list(self.outbox.events),
         )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         if not self.commits:
-            self.products.rows, self.products.adjustments, self.users.rows = self._snapshot
+            (
+                self.products.rows,
+                self.products.adjustments,
+                self.users.rows,
+                self.outbox.events,
+            ) = self._snapshot
 
     async def commit(self) -> None:
         self.commits += 1
@@ -158,6 +174,7 @@ class FakeUnitOfWorkFactory:
         self.products = FakeProducts()
         self.users = FakeUsers()
         self.refresh_tokens = FakeRefreshTokens()
+        self.outbox = FakeOutbox()
         self.opened: list[tuple[FakeUnitOfWork, bool]] = []
 
     def __call__(

@@ -96,3 +96,14 @@ async def test_pagination_cursor_round_trip_and_tampering(service: CatalogServic
     for bad in ("%%%", "WyJ4Il0", "WyJub3QtYS1kYXRlIiwgIngiXQ"):
         with pytest.raises(InvalidCursor):
             await service.list(A, 2, bad, None)
+
+
+async def test_every_change_emits_product_changed_in_its_transaction(
+    service: CatalogService, uows: FakeUnitOfWorkFactory
+) -> None:
+    product = await service.create(A, "SKU", "Name", None, Money(100, "EUR"), 3)
+    await service.adjust_stock(A, product.id, 2, "count")
+    with pytest.raises(InsufficientStock):  # refused: rolled back, no event
+        await service.adjust_stock(A, product.id, -50, "oops")
+    topics = [(topic, payload["stock"]) for topic, payload in uows.outbox.events]
+    assert topics == [("product.changed", 3), ("product.changed", 5)]
