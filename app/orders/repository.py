@@ -110,12 +110,13 @@ class OrderRepository(TenantScoped):
         status: str,
         at: datetime,
         authorization_id: str | None = None,
-    ) -> bool:
-        """Compare-and-set on the status (the saga's step): False when someone else moved it."""
-        result: str = await self._conn.execute(
+    ) -> OrderRecord | None:
+        """Compare-and-set on the status (the saga's step): the order as it is now (without
+        its lines), or None when someone else moved it."""
+        row = await self._conn.fetchrow(
             "UPDATE orders SET status = $4, updated_at = $5,"
             " authorization_id = coalesce($6, authorization_id)"
-            " WHERE tenant_id = $1 AND id = $2 AND status = $3",
+            f" WHERE tenant_id = $1 AND id = $2 AND status = $3 RETURNING {_ORDER_COLUMNS}",
             self._tenant_id,
             order_id,
             expected,
@@ -123,7 +124,7 @@ class OrderRepository(TenantScoped):
             at,
             authorization_id,
         )
-        return result != "UPDATE 0"
+        return OrderRecord(*row) if row else None
 
     async def lease(self, order_id: uuid.UUID, before: datetime, at: datetime) -> bool:
         """Take a stuck order for recovery: touching `updated_at` keeps other workers (and a

@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -146,7 +146,10 @@ class OrderService:
             # Last, so the products' row locks are held only until the commit right after.
             await self._reserve(uow, quantities, now)
             await uow.commit()
-        return await self._settle(tenant_id, order_id, payment_key, payment_token, total)
+        lines = tuple(
+            OrderLineRecord(p, q, prices[p].amount) for p, q in sorted(quantities.items())
+        )
+        return await self._settle(tenant_id, order_id, payment_key, payment_token, total, lines)
 
     async def _replay(self, uow: UnitOfWork, key: str, request_fingerprint: bytes) -> Outcome:
         existing = await uow.idempotency.get(key)
@@ -167,7 +170,13 @@ class OrderService:
                 raise InsufficientStock(f"not enough stock of product {product_id}")
 
     async def _settle(
-        self, tenant_id: uuid.UUID, order_id: uuid.UUID, payment_key: str, token: str, total: Money
+        self,
+        tenant_id: uuid.UUID,
+        order_id: uuid.UUID,
+        payment_key: str,
+        token: str,
+        total: Money,
+        lines: tuple[OrderLineRecord, ...],
     ) -> Outcome:
         """Authorize, then confirm (or compensate). The provider key is the client's
         (tenant, Idempotency-Key): a retry after an outage gets an authorization that completed
@@ -182,17 +191,22 @@ class OrderService:
         except PaymentUnavailable:
             await self._compensate(tenant_id, order_id, "failed", None)
             raise
-        return await self._confirm(tenant_id, order_id, payment_key, authorization)
+        return await self._confirm(tenant_id, order_id, payment_key, authorization, lines)
 
     async def _confirm(
-        self, tenant_id: uuid.UUID, order_id: uuid.UUID, payment_key: str, authorization_id: str
+        self,
+        tenant_id: uuid.UUID,
+        order_id: uuid.UUID,
+        payment_key: str,
+        authorization_id: str,
+        lines: tuple[OrderLineRecord, ...],
     ) -> Outcome:
         now = self._clock.now()
         async with self._uow(tenant_id) as uow:
             moved = await uow.orders.transition(
                 order_id, "pending", "confirmed", now, authorization_id
             )
-            order = await uow.orders.get(order_id)
+            order = replace(moved, lines=lines) if moved else await uow.orders.get(order_id)
             assert order is not None
             body = OrderRead.of(order).model_dump(mode="json")
             if moved:
@@ -260,7 +274,12 @@ class OrderService:
                 total = Money(order.total_amount, order.currency)
                 with contextlib.suppress(PaymentUnavailable):  # compensated, key released
                     await self._settle(
-                        tenant_id, order_id, order.payment_key, order.payment_token, total
+                        tenant_id,
+                        order_id,
+                        order.payment_key,
+                        order.payment_token,
+                        total,
+                        order.lines,
                     )
             except Exception as error:
                 log.warning("orders.recovery_failed", order=str(order_id), error=repr(error))
@@ -308,12 +327,11 @@ class OrderService:
                 await self._gateway.void(f"{order.payment_key}:void", order.authorization_id)
             for line in order.lines:
                 await uow.products.restock(line.product_id, line.quantity, now)
-            await uow.orders.transition(order_id, "confirmed", "cancelled", now)
+            cancelled = await uow.orders.transition(order_id, "confirmed", "cancelled", now)
+            assert cancelled is not None  # the row is locked above
             await uow.outbox.add("order.cancelled", _sale(order), now)
-            cancelled = await uow.orders.get(order_id)
             await uow.commit()
-        assert cancelled is not None
-        return cancelled
+        return replace(cancelled, lines=order.lines)
 
 
 def _sale(order: OrderRecord) -> dict[str, Any]:
