@@ -245,20 +245,7 @@ async def test_cancel_gives_back_stock_even_at_the_stock_limit(harness: Harness)
 
 async def test_concurrent_recoveries_settle_an_order_once(harness: Harness) -> None:
     product = await _shop(harness, stock=5)
-    tenant = await harness.container.tenant_service().by_slug("acme")
-    crashing = harness.container.order_service.override(
-        providers.Singleton(
-            type(harness.container.order_service()),
-            uow_factory=harness.container.uow_factory.provider,
-            clock=harness.container.clock,
-            gateway=CrashingGateway(harness.container.payment_gateway()),
-            recovery_age_seconds=60,
-        )
-    )
-    with crashing, pytest.raises(asyncio.CancelledError):
-        await harness.container.order_service().place(
-            tenant.id, "crash-2", b"fp", [(uuid.UUID(product), 2)], "tok_ok"
-        )
+    await _crash_between_steps(harness, "crash-2", product, "tok_ok")
     harness.clock.advance(seconds=61)
     service = harness.container.order_service()
     results = await asyncio.gather(service.recover(), service.recover(), service.recover())
@@ -303,6 +290,20 @@ async def test_cancel_voids_restocks_once(harness: Harness) -> None:
     assert problem(refused)["code"] == "order.not_cancellable"
 
 
+async def _crash_between_steps(harness: Harness, key: str, product: str, token: str) -> None:
+    """Place an order of 2 whose process 'dies' after reserving, before the payment."""
+    container = harness.container
+    tenant = await container.tenant_service().by_slug("acme")
+    crashing = CrashingGateway(container.payment_gateway())
+    with container.payment_gateway.override(providers.Object(crashing)):
+        container.order_service.reset()  # built with the real gateway: rebuild with this one
+        with pytest.raises(asyncio.CancelledError):
+            await container.order_service().place(
+                tenant.id, key, b"fp", [(uuid.UUID(product), 2)], token
+            )
+    container.order_service.reset()  # and back to the real gateway
+
+
 class CrashingGateway:
     """The real gateway, but the process 'dies' (the task is cancelled) right before the
     authorization: the saga stops between reserving stock and settling the payment."""
@@ -324,21 +325,7 @@ async def test_the_worker_settles_an_order_a_crash_left_pending(
     harness: Harness, token: str, settled: str
 ) -> None:
     product = await _shop(harness, stock=5)
-    tenant = await harness.container.tenant_service().by_slug("acme")
-    real = harness.container.payment_gateway()
-    service_with_crash = harness.container.order_service.override(
-        providers.Singleton(
-            type(harness.container.order_service()),
-            uow_factory=harness.container.uow_factory.provider,
-            clock=harness.container.clock,
-            gateway=CrashingGateway(real),
-            recovery_age_seconds=60,
-        )
-    )
-    with service_with_crash, pytest.raises(asyncio.CancelledError):
-        await harness.container.order_service().place(
-            tenant.id, "crash-1", b"fp", [(uuid.UUID(product), 2)], token
-        )
+    await _crash_between_steps(harness, "crash-1", product, token)
     assert await _stock(harness, product) == 3  # reserved, not settled
     pending = await _place(harness, _order(product, 2, token), key="crash-1")
     assert pending.status_code in (409, 422)  # the key is still in flight (or differs)

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
+import pytest
+from dependency_injector import providers
 
 from app.events.bus import consume_from_rabbit
+from app.events.relay import OutboxRelay
 from app.events.repository import Event
 from tests.conftest import OPERATOR_TOKEN, Harness, problem
 
@@ -98,6 +103,17 @@ async def test_events_are_written_with_the_order_and_feed_the_report(harness: Ha
     assert await _report(harness) == {(day, mug): (1, 1200), (day, cup): (0, 0)}
 
 
+@contextmanager
+def publishing_through(harness: Harness, wrapper: Any) -> Iterator[OutboxRelay]:
+    """A relay whose publisher is `wrapper(real publisher)`, through a container override."""
+    container = harness.container
+    real = container.event_publisher()
+    with container.event_publisher.override(providers.Object(wrapper(real))):
+        container.outbox_relay.reset()
+        yield container.outbox_relay()
+    container.outbox_relay.reset()
+
+
 class DiesAfterPublishing:
     """Publishes; once `order.paid` is out the process 'dies', before the relay marks anything
     published (its transaction never commits)."""
@@ -116,15 +132,12 @@ async def test_a_relay_killed_after_publishing_delivers_again_and_counts_once(
 ) -> None:
     mug, _ = await _shop(harness)
     await _buy(harness, [(mug, 2)])
+    with (
+        publishing_through(harness, DiesAfterPublishing) as dying,
+        pytest.raises(asyncio.CancelledError),
+    ):
+        await dying.run_once()
     relay = harness.container.outbox_relay()
-    real = relay._publisher
-    relay._publisher = DiesAfterPublishing(real)
-    try:
-        await relay.run_once()
-    except asyncio.CancelledError:
-        pass
-    finally:
-        relay._publisher = real
     assert all(line.endswith(":f") for line in _outbox(harness))  # not marked
     assert await _report(harness) == {(str(TODAY), mug): (2, 2400)}  # but delivered once
     assert await relay.drain() == 2  # delivered again...
@@ -219,13 +232,9 @@ class RefusesPlacedEvents:
 async def test_one_failing_event_does_not_hold_back_the_others(harness: Harness) -> None:
     mug, _ = await _shop(harness)
     await _buy(harness, [(mug, 1)])
+    with publishing_through(harness, RefusesPlacedEvents) as refusing:
+        assert await refusing.drain() == 1  # order.paid went out; order.placed is postponed
     relay = harness.container.outbox_relay()
-    real = relay._publisher
-    relay._publisher = RefusesPlacedEvents(real)
-    try:
-        assert await relay.drain() == 1  # order.paid went out; order.placed is postponed
-    finally:
-        relay._publisher = real
     assert _outbox(harness) == ["order.placed:f", "order.paid:t"]
     assert await _report(harness) == {(str(TODAY), mug): (1, 1200)}
     assert await relay.drain() == 0  # backing off
