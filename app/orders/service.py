@@ -187,7 +187,7 @@ class OrderService:
         except (PaymentDeclined, PaymentRejected) as refused:
             status = 402 if isinstance(refused, PaymentDeclined) else 422
             final = Outcome(status, _problem_body(refused))
-            return await self._compensate(tenant_id, order_id, "payment_failed", final)
+            return await self._compensate(tenant_id, order_id, "payment_failed", final) or final
         except PaymentUnavailable:
             await self._compensate(tenant_id, order_id, "failed", None)
             raise
@@ -231,9 +231,10 @@ class OrderService:
         order_id: uuid.UUID,
         status: str,
         final: Outcome | None,
-    ) -> Outcome:
+    ) -> Outcome | None:
         """Give the stock back. A refusal is a final answer (the key replays it); a provider
-        outage is not, so the key is released for a retry. Returns the request's answer."""
+        outage is not, so the key is released for a retry. Returns the request's answer (what
+        someone else stored, when they settled the order first)."""
         now = self._clock.now()
         async with self._uow(tenant_id) as uow:
             order = await uow.orders.get(order_id, lock=True)
@@ -250,7 +251,7 @@ class OrderService:
             else:
                 await uow.idempotency.release_for_order(order_id)
             await uow.commit()
-        return final or Outcome(503, {})
+        return final
 
     async def recover(self, limit: int = 100) -> int:
         """Finish or compensate orders left pending (older than `orders.recovery_age_seconds`)
