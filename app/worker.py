@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from typing import Any
 
 import structlog
@@ -74,10 +75,17 @@ async def _forever(container: Any, settings: Any) -> None:
             container.sales_projector().handle,
         )
         await anext(consumer)
+    # SIGTERM/SIGINT finish the pass in progress, then everything shuts down in order.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     try:
-        while True:
+        while not stop.is_set():
             log.info("worker.housekeeping", **await housekeeping(container))
-            await asyncio.sleep(settings.orders.recovery_interval_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), settings.orders.recovery_interval_seconds)
+        log.info("worker.stopping")
     finally:
         relay.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -181,3 +182,48 @@ async def test_worker_once_publishes_events_and_settles_stuck_orders(harness: Ha
     assert report["orders_settled"] == 0
     units = harness.cluster.psql("primary", "SELECT sum(units) FROM sales_daily")
     assert units.strip() == "2"
+
+
+async def test_the_running_worker_relays_events_as_they_commit(harness: Harness) -> None:
+    _, secret = await harness.tenant_with_key("acme", scopes=("catalog:write", "orders:write"))
+    headers = {"X-API-Key": secret}
+    product = await harness.client.post(
+        "/v1/products",
+        json={"sku": "M", "name": "M", "price": {"amount": 500, "currency": "EUR"}, "stock": 9},
+        headers=headers,
+    )
+    cluster = harness.cluster
+    worker = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "app.cli", "worker"),
+        env={
+            **os.environ,
+            "STOREFRONT_DATABASE__PRIMARY__URL": app_url(cluster, "primary"),
+            "STOREFRONT_DATABASE__REPLICAS": json.dumps([{"url": app_url(cluster, "replica")}]),
+            "STOREFRONT_OUTBOX__POLL_INTERVAL_SECONDS": "60",  # only NOTIFY can be this quick
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        await asyncio.sleep(3)  # started, drained the product's event, now listening
+        for n in range(3):
+            placed = await harness.client.post(
+                "/v1/orders",
+                json={
+                    "items": [{"product_id": product.json()["id"], "quantity": 1}],
+                    "payment": {"token": "tok_ok"},
+                },
+                headers={**headers, "Idempotency-Key": f"live-{n}"},
+            )
+            assert placed.status_code == 201
+
+        def units() -> bool:
+            sold = cluster.psql("primary", "SELECT coalesce(sum(units), 0) FROM sales_daily")
+            return sold.strip() == "3"
+
+        await harness.wait_for(units, within=10, what="the worker's relay")
+        assert worker.returncode is None  # still running
+    finally:
+        worker.terminate()
+        exit_code = await asyncio.wait_for(worker.wait(), timeout=10)
+    assert exit_code == 0  # SIGTERM is a clean stop
