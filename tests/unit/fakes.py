@@ -11,6 +11,7 @@ from app.catalog.errors import MAX_STOCK, SkuTaken
 from app.catalog.repository import ProductRecord
 from app.core.money import Money
 from app.identity.repository import UserRecord
+from app.orders.repository import IdempotencyRecord, OrderLineRecord, OrderRecord
 
 
 class FakeProducts:
@@ -74,6 +75,14 @@ class FakeProducts:
         self.rows[product_id] = (self.tenant_id, updated)
         return updated
 
+    async def restock(self, product_id: uuid.UUID, quantity: int, at: datetime) -> None:
+        current = self._mine()[product_id]
+        self.rows[product_id] = (self.tenant_id, replace(current, stock=current.stock + quantity))
+
+    async def prices(self, product_ids: list[uuid.UUID]) -> dict[uuid.UUID, Money]:
+        mine = self._mine()
+        return {p: mine[p].price for p in product_ids if p in mine}
+
     async def record_adjustment(
         self, adjustment_id: uuid.UUID, product_id: uuid.UUID, delta: int, reason: str, at: datetime
     ) -> None:
@@ -126,6 +135,80 @@ class FakeRefreshTokens:
         return []
 
 
+class FakeOrders:
+    def __init__(self) -> None:
+        self.rows: dict[uuid.UUID, OrderRecord] = {}
+
+    async def add(
+        self,
+        order_id: uuid.UUID,
+        total_amount: int,
+        currency: str,
+        payment_token: str,
+        payment_key: str,
+        lines: list[OrderLineRecord],
+        at: datetime,
+    ) -> None:
+        tenant = uuid.UUID(int=0)
+        self.rows[order_id] = OrderRecord(
+            order_id, tenant, "pending", total_amount, currency, payment_token, payment_key,
+            None, at, at, tuple(lines),
+        )  # fmt: skip
+
+    async def get(self, order_id: uuid.UUID, *, lock: bool = False) -> OrderRecord | None:
+        return self.rows.get(order_id)
+
+    async def transition(
+        self,
+        order_id: uuid.UUID,
+        expected: str,
+        status: str,
+        at: datetime,
+        authorization_id: str | None = None,
+    ) -> OrderRecord | None:
+        order = self.rows.get(order_id)
+        if order is None or order.status != expected:
+            return None
+        authorization = authorization_id or order.authorization_id
+        self.rows[order_id] = replace(
+            order, status=status, updated_at=at, authorization_id=authorization
+        )
+        return self.rows[order_id]
+
+
+class FakeIdempotency:
+    def __init__(self) -> None:
+        self.rows: dict[str, IdempotencyRecord] = {}
+
+    async def claim(
+        self, key: str, fingerprint: bytes, order_id: uuid.UUID, expires_at: datetime
+    ) -> bool:
+        if key in self.rows:
+            return False
+        self.rows[key] = IdempotencyRecord(key, fingerprint, "in_flight", order_id, None, None)
+        return True
+
+    async def get(self, key: str) -> IdempotencyRecord | None:
+        return self.rows.get(key)
+
+    async def for_order(self, order_id: uuid.UUID) -> IdempotencyRecord | None:
+        return next((r for r in self.rows.values() if r.order_id == order_id), None)
+
+    async def complete_for_order(
+        self, order_id: uuid.UUID, status: int, body: dict[str, Any]
+    ) -> None:
+        record = await self.for_order(order_id)
+        if record is not None:
+            self.rows[record.key] = replace(
+                record, status="completed", response_status=status, response_body=body
+            )
+
+    async def release_for_order(self, order_id: uuid.UUID) -> None:
+        record = await self.for_order(order_id)
+        if record is not None:
+            del self.rows[record.key]
+
+
 class FakeOutbox:
     def __init__(self) -> None:
         self.events: list[tuple[str, dict[str, Any]]] = []
@@ -143,6 +226,8 @@ class FakeUnitOfWork:
         self.users = factory.users
         self.refresh_tokens = factory.refresh_tokens
         self.outbox = factory.outbox
+        self.orders = factory.orders
+        self.idempotency = factory.idempotency
         self.tenant_id = tenant_id
         self.commits = 0
 
@@ -153,6 +238,8 @@ class FakeUnitOfWork:
             list(self.products.adjustments),
             dict(self.users.rows),
             list(self.outbox.events),
+            dict(self.orders.rows),
+            dict(self.idempotency.rows),
         )
         return self
 
@@ -163,6 +250,8 @@ class FakeUnitOfWork:
                 self.products.adjustments,
                 self.users.rows,
                 self.outbox.events,
+                self.orders.rows,
+                self.idempotency.rows,
             ) = self._snapshot
 
     async def commit(self) -> None:
@@ -175,6 +264,8 @@ class FakeUnitOfWorkFactory:
         self.users = FakeUsers()
         self.refresh_tokens = FakeRefreshTokens()
         self.outbox = FakeOutbox()
+        self.orders = FakeOrders()
+        self.idempotency = FakeIdempotency()
         self.opened: list[tuple[FakeUnitOfWork, bool]] = []
 
     def __call__(

@@ -1,0 +1,102 @@
+"""The order saga on a fake unit of work and a fake payment gateway (no I/O)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from app.core.clock import FixedClock
+from app.core.money import Money
+from app.orders.service import IdempotencyMismatch, InsufficientStock, OrderService
+from app.payments.gateway import PaymentDeclined, PaymentUnavailable
+from tests.unit.fakes import FakeUnitOfWorkFactory
+
+TENANT = uuid.uuid4()
+NOW = datetime(2026, 11, 23, tzinfo=UTC)
+
+
+class FakeGateway:
+    """Answers by token; remembers every authorization key it saw."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+
+    async def authorize(self, idempotency_key: str, token: str, amount: Money) -> str:
+        self.keys.append(idempotency_key)
+        if token == "declined":
+            raise PaymentDeclined("no")
+        if token == "down":
+            raise PaymentUnavailable("down")
+        return "auth-" + idempotency_key
+
+    async def void(self, idempotency_key: str, authorization_id: str) -> None:
+        self.keys.append(idempotency_key)
+
+
+@pytest.fixture
+def world() -> tuple[OrderService, FakeUnitOfWorkFactory, FakeGateway, uuid.UUID]:
+    uows, gateway = FakeUnitOfWorkFactory(), FakeGateway()
+    service = OrderService(uows, FixedClock(NOW), gateway, recovery_age_seconds=60)  # type: ignore[arg-type]
+    return service, uows, gateway, uuid.uuid4()
+
+
+async def _seed(uows: FakeUnitOfWorkFactory, product: uuid.UUID, stock: int = 3) -> None:
+    uows.products.tenant_id = TENANT
+    await uows.products.add(product, "SKU", "Mug", None, Money(500, "EUR"), stock, NOW)
+
+
+async def _stock(uows: FakeUnitOfWorkFactory, product: uuid.UUID) -> int:
+    record = await uows.products.get(product)
+    assert record is not None
+    return record.stock
+
+
+async def test_confirmed_order_keeps_its_stock_and_stores_the_answer(world: Any) -> None:
+    service, uows, gateway, product = world
+    await _seed(uows, product)
+    outcome = await service.place(TENANT, "k", b"fp", [(product, 2)], "ok")
+    assert (outcome.status, outcome.body["status"]) == (201, "confirmed")
+    assert outcome.body["total"] == {"amount": 1000, "currency": "EUR"}
+    assert await _stock(uows, product) == 1
+    assert gateway.keys == [f"{TENANT}:k"]  # the client's key, not the order id
+    replay = await service.place(TENANT, "k", b"fp", [(product, 2)], "ok")
+    assert replay.replayed
+    assert replay.body == outcome.body
+    with pytest.raises(IdempotencyMismatch):
+        await service.place(TENANT, "k", b"other", [(product, 1)], "ok")
+    assert [t for t, _ in uows.outbox.events] == ["order.placed", "order.paid"]
+
+
+async def test_a_decline_restocks_and_is_final(world: Any) -> None:
+    service, uows, _, product = world
+    await _seed(uows, product)
+    outcome = await service.place(TENANT, "k", b"fp", [(product, 2)], "declined")
+    assert outcome.status == 402
+    assert outcome.body["code"] == "payment.declined"
+    assert await _stock(uows, product) == 3
+    assert (await uows.idempotency.get("k")).status == "completed"  # type: ignore[union-attr]
+
+
+async def test_an_outage_restocks_and_frees_the_key(world: Any) -> None:
+    service, uows, _, product = world
+    await _seed(uows, product)
+    with pytest.raises(PaymentUnavailable):
+        await service.place(TENANT, "k", b"fp", [(product, 2)], "down")
+    assert await _stock(uows, product) == 3
+    assert await uows.idempotency.get("k") is None
+    assert [o.status for o in uows.orders.rows.values()] == ["failed"]
+    retried = await service.place(TENANT, "k", b"fp", [(product, 2)], "ok")
+    assert retried.status == 201
+
+
+async def test_not_enough_stock_keeps_nothing(world: Any) -> None:
+    service, uows, gateway, product = world
+    await _seed(uows, product, stock=1)
+    with pytest.raises(InsufficientStock):
+        await service.place(TENANT, "k", b"fp", [(product, 2)], "ok")
+    assert uows.orders.rows == {}
+    assert uows.idempotency.rows == {}  # the key was not consumed
+    assert gateway.keys == []  # and the provider never asked
