@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from app.core.tasks import in_background
 from app.events.bus import consume_from_rabbit
 from app.events.relay import listen_dsn
 
@@ -65,31 +66,24 @@ async def run(container: Any, once: bool) -> dict[str, int] | None:
 
 
 async def _forever(container: Any, settings: Any) -> None:
-    relay = asyncio.create_task(container.outbox_relay().run(listen_dsn(settings.database)))
-    consumer: Any = None
-    if settings.broker.url:
-        consumer = consume_from_rabbit(
-            settings.broker.url,
-            settings.broker.exchange,
-            settings.broker.queue,
-            container.sales_projector().handle,
-        )
-        await anext(consumer)
     # SIGTERM/SIGINT finish the pass in progress, then everything shuts down in order.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    try:
+    async with contextlib.AsyncExitStack() as running:
+        relay = container.outbox_relay().run(listen_dsn(settings.database))
+        await running.enter_async_context(in_background(relay, "outbox-relay"))
+        if settings.broker.url:
+            consumer = consume_from_rabbit(
+                settings.broker.url,
+                settings.broker.exchange,
+                settings.broker.queue,
+                container.sales_projector().handle,
+            )
+            await running.enter_async_context(consumer)
         while not stop.is_set():
             log.info("worker.housekeeping", **await housekeeping(container))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), settings.orders.recovery_interval_seconds)
         log.info("worker.stopping")
-    finally:
-        relay.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await relay
-        if consumer is not None:
-            with contextlib.suppress(StopAsyncIteration):
-                await anext(consumer)

@@ -7,6 +7,7 @@ consumers dedupe through their inbox.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -101,10 +102,11 @@ class RabbitPublisher:
             await self._connection.close()
 
 
+@contextlib.asynccontextmanager
 async def consume_from_rabbit(
     url: str, exchange: str, queue: str, handler: Handler
 ) -> AsyncIterator[None]:
-    """Resource body for the worker: a durable queue bound to every topic, acked after the
+    """For the worker, while the block runs: a durable queue bound to every topic, acked after the
     handler's transaction committed (a crash before that redelivers; the inbox dedupes). A
     message that fails twice goes to `<queue>.dead` instead of looping."""
     connection = await aio_pika.connect_robust(url)

@@ -19,6 +19,7 @@ import asyncpg
 import structlog
 
 from app.core.clock import Clock
+from app.core.tasks import in_background
 from app.db.uow import UnitOfWorkFactory
 from app.events.bus import EventPublisher
 from app.settings import DatabaseSettings, OutboxSettings
@@ -124,14 +125,11 @@ async def relay_in_api(
     relay: OutboxRelay, enabled: bool, listen_dsn: str | None
 ) -> AsyncIterator[None]:
     """Resource: with `outbox.relay_in_api` the relay also runs as a task of the API process."""
-    task = asyncio.create_task(relay.run(listen_dsn), name="outbox-relay") if enabled else None
-    try:
+    if not enabled:
         yield
-    finally:
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        return
+    async with in_background(relay.run(listen_dsn), "outbox-relay"):
+        yield
 
 
 def listen_dsn(database: DatabaseSettings) -> str | None:

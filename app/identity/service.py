@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ import structlog
 from app.core.clock import Clock
 from app.core.errors import Conflict, NotFound, Unauthenticated, Unprocessable
 from app.core.pagination import Slice, decode_keyset, keyset_page
+from app.core.tasks import in_background
 from app.db.uow import UnitOfWork, UnitOfWorkFactory, read_fresh
 from app.identity import keys
 from app.identity.cache import CredentialCache
@@ -124,14 +124,9 @@ async def api_key_usage_flusher(usage: ApiKeyUsage, interval: float) -> AsyncIte
             await asyncio.sleep(interval)
             await usage.flush()
 
-    task = asyncio.create_task(loop(), name="api-key-usage-flusher")
-    try:
+    async with in_background(loop(), "api-key-usage-flusher"):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await usage.flush()
+    await usage.flush()
 
 
 class ApiKeyService:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -47,7 +48,7 @@ class OrderRepository(TenantScoped):
         currency: str,
         payment_token: str,
         payment_key: str,
-        lines: list[OrderLineRecord],
+        lines: Sequence[OrderLineRecord],
         at: datetime,
     ) -> None:
         await self._conn.execute(
@@ -98,10 +99,7 @@ class OrderRepository(TenantScoped):
         lines: dict[uuid.UUID, list[OrderLineRecord]] = {}
         for row in rows:
             lines.setdefault(row[0], []).append(OrderLineRecord(row[1], row[2], row[3]))
-        return [
-            OrderRecord(**{**_fields(order), "lines": tuple(lines.get(order.id, ()))})
-            for order in orders
-        ]
+        return [replace(order, lines=tuple(lines.get(order.id, ()))) for order in orders]
 
     async def transition(
         self,
@@ -148,10 +146,6 @@ class OrderRepository(TenantScoped):
         return [(row[0], row[1]) for row in rows]
 
 
-def _fields(order: OrderRecord) -> dict[str, Any]:
-    return {name: getattr(order, name) for name in OrderRecord.__slots__}
-
-
 @dataclass(frozen=True, slots=True)
 class IdempotencyRecord:
     key: str
@@ -181,23 +175,18 @@ class IdempotencyRepository(TenantScoped):
         return row is not None
 
     async def get(self, key: str) -> IdempotencyRecord | None:
-        row = await self._conn.fetchrow(
-            "SELECT key, fingerprint, status, order_id, response_status, response_body"
-            " FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
-            self._tenant_id,
-            key,
-        )
-        if row is None:
-            return None
-        # The engine's codec decodes jsonb (and encodes it from a JSON string).
-        return IdempotencyRecord(*row)
+        return await self._one("key", key)
 
     async def for_order(self, order_id: uuid.UUID) -> IdempotencyRecord | None:
+        return await self._one("order_id", order_id)
+
+    async def _one(self, column: str, value: Any) -> IdempotencyRecord | None:
+        # The engine's codec decodes jsonb (and encodes it from a JSON string).
         row = await self._conn.fetchrow(
             "SELECT key, fingerprint, status, order_id, response_status, response_body"
-            " FROM idempotency_keys WHERE tenant_id = $1 AND order_id = $2",
+            f" FROM idempotency_keys WHERE tenant_id = $1 AND {column} = $2",
             self._tenant_id,
-            order_id,
+            value,
         )
         return IdempotencyRecord(*row) if row else None
 

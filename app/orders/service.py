@@ -129,26 +129,18 @@ class OrderService:
             currencies = {money.currency for money in prices.values()}
             if len(currencies) > 1:
                 raise MixedCurrencies("all products of an order must share one currency")
-            total = Money(
-                sum(q * prices[p].amount for p, q in quantities.items()), currencies.pop()
+            lines = tuple(
+                OrderLineRecord(p, q, prices[p].amount) for p, q in sorted(quantities.items())
             )
+            total = Money(sum(x.quantity * x.unit_amount for x in lines), currencies.pop())
             payment_key = f"{tenant_id}:{idempotency_key}"
             await uow.orders.add(
-                order_id,
-                total.amount,
-                total.currency,
-                payment_token,
-                payment_key,
-                [OrderLineRecord(p, q, prices[p].amount) for p, q in sorted(quantities.items())],
-                now,
+                order_id, total.amount, total.currency, payment_token, payment_key, lines, now
             )
             await uow.outbox.add("order.placed", {"order_id": str(order_id)}, now)
             # Last, so the products' row locks are held only until the commit right after.
-            await self._reserve(uow, quantities, now)
+            await self._reserve(uow, lines, now)
             await uow.commit()
-        lines = tuple(
-            OrderLineRecord(p, q, prices[p].amount) for p, q in sorted(quantities.items())
-        )
         return await self._settle(tenant_id, order_id, payment_key, payment_token, total, lines)
 
     async def _replay(self, uow: UnitOfWork, key: str, request_fingerprint: bytes) -> Outcome:
@@ -162,12 +154,13 @@ class OrderService:
         return Outcome(existing.response_status or 201, existing.response_body, replayed=True)
 
     @staticmethod
-    async def _reserve(uow: UnitOfWork, quantities: dict[uuid.UUID, int], at: datetime) -> None:
-        """All or nothing, in product-id order (concurrent orders lock rows in one order: no
-        deadlocks). Each decrement is one guarded UPDATE: stock never goes below zero."""
-        for product_id in sorted(quantities):
-            if await uow.products.adjust_stock(product_id, -quantities[product_id], at) is None:
-                raise InsufficientStock(f"not enough stock of product {product_id}")
+    async def _reserve(uow: UnitOfWork, lines: tuple[OrderLineRecord, ...], at: datetime) -> None:
+        """All or nothing, in product-id order (`lines` are sorted: concurrent orders lock rows
+        in one order, no deadlocks). Each decrement is one guarded UPDATE: stock never goes
+        below zero."""
+        for line in lines:
+            if await uow.products.adjust_stock(line.product_id, -line.quantity, at) is None:
+                raise InsufficientStock(f"not enough stock of product {line.product_id}")
 
     async def _settle(
         self,
@@ -187,9 +180,10 @@ class OrderService:
         except (PaymentDeclined, PaymentRejected) as refused:
             status = 402 if isinstance(refused, PaymentDeclined) else 422
             final = Outcome(status, _problem_body(refused))
-            return await self._compensate(tenant_id, order_id, "payment_failed", final) or final
+            settled = await self._compensate(tenant_id, order_id, lines, "payment_failed", final)
+            return settled or final
         except PaymentUnavailable:
-            await self._compensate(tenant_id, order_id, "failed", None)
+            await self._compensate(tenant_id, order_id, lines, "failed", None)
             raise
         return await self._confirm(tenant_id, order_id, payment_key, authorization, lines)
 
@@ -229,6 +223,7 @@ class OrderService:
         self,
         tenant_id: uuid.UUID,
         order_id: uuid.UUID,
+        lines: tuple[OrderLineRecord, ...],
         status: str,
         final: Outcome | None,
     ) -> Outcome | None:
@@ -237,14 +232,14 @@ class OrderService:
         someone else stored, when they settled the order first)."""
         now = self._clock.now()
         async with self._uow(tenant_id) as uow:
-            order = await uow.orders.get(order_id, lock=True)
-            if order is None or not await uow.orders.transition(order_id, "pending", status, now):
+            # The compare-and-set on the status is the guard: only one settlement restocks.
+            if not await uow.orders.transition(order_id, "pending", status, now):
                 # Settled by someone else meanwhile: answer what they stored.
                 stored = await uow.idempotency.for_order(order_id)
                 if stored is not None and stored.response_body is not None:
                     return Outcome(stored.response_status or 201, stored.response_body)
                 raise PaymentUnavailable("the order was settled elsewhere; retry the request")
-            for line in order.lines:
+            for line in lines:
                 await uow.products.restock(line.product_id, line.quantity, now)
             if final is not None:
                 await uow.idempotency.complete_for_order(order_id, final.status, final.body)

@@ -193,20 +193,19 @@ async def test_events_reach_rabbitmq_with_message_ids_and_none_is_lost(
             broker["queue"],
             harness.container.sales_projector().handle,
         )
-        await anext(consumer)
-        mug, _ = await _shop(harness)
-        for _ in range(3):
-            await _buy(harness, [(mug, 1)])
-        relay = harness.container.outbox_relay()
-        assert await relay.drain() == 6
-        await harness.wait_for(lambda: len(received) == 6, what="messages")
-        ids = [message.message_id for message in received]
-        assert len(set(ids)) == 6
-        assert {m.type for m in received} == {"order.placed", "order.paid"}
-        await harness.wait_for(lambda: _report_units(harness, mug) == 3, what="read model")
-        for _ in range(2):  # a restarted relay finds nothing left to send
-            assert await relay.drain() == 0
-        await consumer.aclose()
+        async with consumer:
+            mug, _ = await _shop(harness)
+            for _ in range(3):
+                await _buy(harness, [(mug, 1)])
+            relay = harness.container.outbox_relay()
+            assert await relay.drain() == 6
+            await harness.wait_for(lambda: len(received) == 6, what="messages")
+            ids = [message.message_id for message in received]
+            assert len(set(ids)) == 6
+            assert {m.type for m in received} == {"order.placed", "order.paid"}
+            await harness.wait_for(lambda: _report_units(harness, mug) == 3, what="read model")
+            for _ in range(2):  # a restarted relay finds nothing left to send
+                assert await relay.drain() == 0
     finally:
         await connection.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -146,7 +147,7 @@ class FakeOrders:
         currency: str,
         payment_token: str,
         payment_key: str,
-        lines: list[OrderLineRecord],
+        lines: Sequence[OrderLineRecord],
         at: datetime,
     ) -> None:
         tenant = uuid.UUID(int=0)
