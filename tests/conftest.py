@@ -54,33 +54,48 @@ def cluster() -> Iterator[LocalCluster]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def poll(ready: Callable[[], bool], within: float, interval: float = 0.1) -> bool:
+    """Call `ready` until it is true or `within` seconds have passed; its last answer."""
+    deadline = time.monotonic() + within
+    while not ready():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """A Redis server of the test session's own, on a free port (the machine's binary)."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server not found: install Redis (apt-get install redis-server)")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     workdir = tempfile.mkdtemp(prefix="storefront-redis-")
     server = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         cwd=workdir,
         stdout=subprocess.DEVNULL,
     )
+
+    def pong() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
+                conn.sendall(b"PING\r\n")
+                return conn.recv(16).startswith(b"+PONG")
+        except OSError:
+            return server.poll() is not None  # exited: stop waiting, fail below
+
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
-                        break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.05)
+        if not poll(pong, within=10) or server.poll() is not None:
+            raise RuntimeError(f"redis-server did not start on port {port}")
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         server.terminate()
@@ -103,9 +118,7 @@ def rabbit_url() -> str:
 
     if not reachable() and shutil.which("rabbitmq-server"):
         subprocess.run(["rabbitmq-server", "-detached"], check=False, capture_output=True)
-        deadline = time.monotonic() + 60
-        while not reachable() and time.monotonic() < deadline:
-            time.sleep(0.5)
+        poll(reachable, within=60, interval=0.5)
     if not reachable():
         raise RuntimeError("RabbitMQ is not reachable on 127.0.0.1:5672 and could not start")
     return url

@@ -180,11 +180,11 @@ class ApiKeyService:
         return record, secret
 
     async def authenticate(self, secret: str) -> Principal:
-        if not keys.well_formed(secret):  # typos and garbage: no lookup at all
-            raise Unauthenticated("invalid API key")
         digest = keys.hash_secret(secret)
-        principal = self._cache.api_keys.get(digest)
+        principal = self._cache.api_keys.get(digest)  # a hit was well formed when cached
         if principal is None:
+            if not keys.well_formed(secret):  # typos and garbage: no lookup at all
+                raise Unauthenticated("invalid API key")
 
             async def by_digest(uow: UnitOfWork) -> ApiKeyRecord | None:
                 return await uow.api_keys.by_secret_hash(digest)

@@ -6,7 +6,6 @@ arrives, the answer is never a 5xx, its status is documented, and its body match
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -29,19 +28,12 @@ from schemathesis.specs.openapi.checks import (
 from app.devcluster import LocalCluster
 from app.identity.keys import hash_secret, new_secret
 from app.identity.permissions import SCOPES
-from tests.conftest import OPERATOR_TOKEN, app_url
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.conftest import OPERATOR_TOKEN, app_url, free_port
 
 
 @pytest.fixture(scope="session")
 def served(cluster: LocalCluster) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "STOREFRONT_DATABASE__PRIMARY__URL": app_url(cluster, "primary"),
