@@ -103,7 +103,7 @@ async def me(
     return MeRead(
         kind=principal.kind,
         id=principal.id,
-        tenant=TenantRef(id=tenant.id, slug=tenant.slug, name=tenant.name),
+        tenant=TenantRef.of(tenant),
         email=user.email if user else None,
         role=principal.role.name if principal.role else None,
         scopes=sorted(principal.scopes),

@@ -12,6 +12,7 @@ from app.http.schemas import Strict, Text
 from app.identity.passwords import MAX_LENGTH, MIN_LENGTH
 from app.identity.permissions import SCOPES, Role
 from app.identity.repository import ApiKeyRecord, UserRecord
+from app.tenants.repository import TenantRecord
 
 Email = Annotated[EmailStr, Field(max_length=254, examples=["ada@example.com"])]
 Password = Annotated[
@@ -111,6 +112,10 @@ class TenantRef(BaseModel):
     id: uuid.UUID
     slug: str
     name: str
+
+    @classmethod
+    def of(cls, tenant: TenantRecord) -> TenantRef:
+        return cls.model_validate(tenant, from_attributes=True)
 
 
 class MeRead(BaseModel):

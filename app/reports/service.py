@@ -11,6 +11,7 @@ from app.events.repository import Event
 from app.reports.repository import SalesRow
 
 CONSUMER = "sales_daily"
+SIGN = {"order.paid": 1, "order.cancelled": -1}  # the sales events; the rest are ignored
 MAX_DAYS = 366
 
 
@@ -27,7 +28,7 @@ class SalesProjector:
         self._uow = uow_factory
 
     async def handle(self, event: Event) -> None:
-        sign = {"order.paid": 1, "order.cancelled": -1}.get(event.topic)
+        sign = SIGN.get(event.topic)
         if sign is None:
             return
         async with self._uow(event.tenant_id) as uow:

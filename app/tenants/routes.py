@@ -28,6 +28,6 @@ async def sign_up(
     )
     response.headers["Location"] = f"{router.prefix}/{tenant.id}"
     return SignupRead(
-        tenant=TenantRef(id=tenant.id, slug=tenant.slug, name=tenant.name),
+        tenant=TenantRef.of(tenant),
         owner=UserRead.of(owner),
     )
