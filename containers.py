@@ -187,5 +187,8 @@ class Container(containers.DeclarativeContainer):
 
     # -- operations -----------------------------------------------------------------------------
     ops_service = providers.Singleton(
-        OpsService, database=database, expected_head=providers.Callable(migration_head)
+        OpsService,
+        database=database,
+        expected_head=providers.Callable(migration_head),
+        door=door,
     )

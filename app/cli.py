@@ -96,20 +96,18 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (server.host).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (server.port).")] = None,
 ) -> None:
-    """Serve the HTTP API with uvicorn (one process; scale out with more processes)."""
+    """Serve the HTTP API with uvicorn (one process; scale out with more processes).
+
+    X-Forwarded-For is believed only from server.trusted_proxies (default: none)."""
     import uvicorn
 
+    from app.http.serving import uvicorn_options
+
     settings = settings_or_exit()
-    uvicorn.run(
-        "app.main:asgi",
-        factory=True,
-        host=host or settings.server.host,
-        port=port or settings.server.port,
-        access_log=False,  # our middleware logs requests as JSON
-        log_level=settings.logging.level.lower(),
-        log_config=None,  # uvicorn's records go through our JSON logging (create_app sets it up)
-        lifespan="on",
-    )
+    options = uvicorn_options(settings)
+    options["host"] = host or options["host"]
+    options["port"] = port or options["port"]
+    uvicorn.run("app.main:asgi", factory=True, **options)
 
 
 @cli.command()

@@ -12,6 +12,8 @@ from dependency_injector.wiring import UnresolvedMarkerWarning
 from fastapi import FastAPI
 
 from app.catalog.routes import router as catalog_router
+from app.http.client_address import TrustedProxies
+from app.http.docs import install_docs
 from app.http.errors import install_error_handlers
 from app.http.middleware import EdgeMiddleware
 from app.http.ops_routes import router as ops_router
@@ -60,9 +62,16 @@ def create_app(container: Any) -> FastAPI:
             "- 503 responses carry `Retry-After`."
         ),
         lifespan=lifespan,
+        # No redirects to a URL built from the request's Host header: /v1/products/ is a 404.
+        redirect_slashes=False,
+        openapi_url="/openapi.json" if settings.server.docs_enabled else None,
+        docs_url=None,  # served by install_docs, with a Content-Security-Policy
+        redoc_url=None,
     )
     app.state.container = container
     install_error_handlers(app)
+    if settings.server.docs_enabled:
+        install_docs(app)
     door = container.door()
     container.metrics().watch_door(door)
     app.add_middleware(
@@ -70,6 +79,9 @@ def create_app(container: Any) -> FastAPI:
         metrics=container.metrics(),
         access_log=settings.logging.access_log,
         door=door,
+        max_body_bytes=settings.server.max_body_bytes,
+        body_timeout=settings.server.body_timeout_seconds,
+        proxies=TrustedProxies(settings.server.trusted_proxies),
     )
     app.include_router(catalog_router)  # hot routes first: matching is in order
     app.include_router(orders_router)

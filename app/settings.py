@@ -8,6 +8,7 @@ variables (`STOREFRONT_` prefix, `__` nesting), then files in the secrets direct
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -235,6 +236,29 @@ class ServerSettings(_Section):
     queue_timeout_seconds: float = Field(
         1.0, gt=0, description="How long a request may wait at the door before a 503."
     )
+    max_body_bytes: int = Field(
+        1_048_576, ge=1, description="Largest request body accepted; larger ones get 413."
+    )
+    body_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A request body must arrive whole within this; else 408. It is read before"
+        " the request takes a door slot, so slow senders hold none.",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or CIDR networks of the reverse proxies in front of the API;"
+        " only from them is X-Forwarded-For believed (the client is its right-most address"
+        " that is not a trusted proxy). Empty: the peer address is the client.",
+    )
+    docs_enabled: bool = Field(True, description="Serve /docs and /openapi.json.")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)  # ValueError names the bad entry
+        return value
 
 
 class _YamlFiles(PydanticBaseSettingsSource):

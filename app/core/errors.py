@@ -73,6 +73,18 @@ class Forbidden(DomainError):
     title = "Forbidden"
 
 
+class RequestTimeout(DomainError):
+    """The client did not send its request in time."""
+
+    code = "request.timeout"
+    title = "Request timeout"
+
+
+class PayloadTooLarge(DomainError):
+    code = "request.too_large"
+    title = "Payload too large"
+
+
 class TooManyRequests(DomainError):
     """Refused for now; `retry_after` says when to try again."""
 

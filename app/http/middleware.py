@@ -1,13 +1,18 @@
 """The edge middleware, as plain ASGI (no BaseHTTPMiddleware task hop on the hot path).
 
-Per request it: assigns `X-Request-ID`; turns `X-Consistency-Token` / `X-Read-Consistency` into the
-database read preference and a commit's WAL position back into `X-Consistency-Token`; renders any
-unhandled exception as a problem (so even a 500 carries the request id); logs and measures.
+Per request it: assigns `X-Request-ID`; takes the client address from trusted proxies only
+(app/http/client_address.py); reads the whole body, within `server.body_timeout_seconds` and
+`server.max_body_bytes`, *before* the request takes a door slot (a client that sends one byte every
+few seconds holds a socket, never a slot, and gets a 408); turns `X-Consistency-Token` /
+`X-Read-Consistency` into the database read preference and a commit's WAL position back into
+`X-Consistency-Token`; adds the security headers; renders any unhandled exception as a problem (so
+even a 500 carries the request id); logs and measures.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import re
 import time
@@ -18,10 +23,17 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.errors import DomainError, InvalidRequest, ServiceUnavailable
+from app.core.errors import (
+    DomainError,
+    InvalidRequest,
+    PayloadTooLarge,
+    RequestTimeout,
+    ServiceUnavailable,
+)
 from app.db import context as db_context
 from app.db.routing import ReadPreference, format_lsn, parse_lsn
 from app.http import errors
+from app.http.client_address import TrustedProxies
 from app.http.request_id import bind_request_id, unbind_request_id
 from app.metrics import Metrics
 
@@ -30,11 +42,23 @@ _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 class EdgeMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics, access_log: bool, door: Door) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        access_log: bool,
+        door: Door,
+        max_body_bytes: int,
+        body_timeout: float,
+        proxies: TrustedProxies,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.access_log = access_log
         self.door = door
+        self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
+        self.proxies = proxies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -42,6 +66,12 @@ class EdgeMiddleware:
             return
         started = time.perf_counter()
         incoming = _headers(scope)
+        if self.proxies and scope.get("client"):
+            peer = scope["client"][0]
+            client = self.proxies.client(peer, incoming.get("x-forwarded-for"))
+            if client != peer:
+                scope["client"] = (client, 0)
+        authenticated = "authorization" in incoming or "x-api-key" in incoming
         request_id = incoming.get("x-request-id", "")
         if not _VALID_REQUEST_ID.match(request_id):
             request_id = os.urandom(16).hex()
@@ -53,6 +83,7 @@ class EdgeMiddleware:
 
         status = 500
         started_response = False
+        close = False  # the body was not read whole: the connection cannot be reused
         db = db_context.DbRequestContext()
         db_token = db_context.bind(db)
 
@@ -64,10 +95,18 @@ class EdgeMiddleware:
                 headers.append("X-Request-ID", request_id)
                 if db.commit_lsn is not None and status < 400:
                     headers.append("X-Consistency-Token", format_lsn(db.commit_lsn))
+                _secure(headers, authenticated)
+                if close:
+                    headers["Connection"] = "close"
             await send(message)
 
         try:
             db.preference = _read_preference(incoming)
+            try:
+                receive = await self._read_body(receive, incoming)
+            except (PayloadTooLarge, RequestTimeout):
+                close = True
+                raise
             if scope["path"].startswith(_UNGATED):
                 await self.app(scope, receive, send_with_headers)
             elif not await self.door.enter():
@@ -77,6 +116,8 @@ class EdgeMiddleware:
                     await self.app(scope, receive, send_with_headers)
                 finally:
                     self.door.leave()
+        except _ClientGone:
+            status = 499  # nginx's name for it: nobody is left to answer
         except DomainError as error:  # raised here, before the app's own handlers
             response = await errors.render_domain(Request(scope), error)
             await response(scope, receive, send_with_headers)
@@ -91,6 +132,51 @@ class EdgeMiddleware:
             unbind_request_id(request_id_token)
             structlog.contextvars.clear_contextvars()
 
+    async def _read_body(self, receive: Receive, incoming: dict[str, str]) -> Receive:
+        """The whole body, or 413/408: the app then gets it in one message, at once."""
+        length = incoming.get("content-length")
+        if length is None and "transfer-encoding" not in incoming:
+            return receive  # no body (h11 has already rejected a malformed Content-Length)
+        if length is not None:
+            if not length.isdigit():
+                raise InvalidRequest("Content-Length must be a whole number")
+            if int(length) > self.max_body_bytes:
+                raise BodyTooLarge(f"request bodies are limited to {self.max_body_bytes} bytes")
+            if length == "0":
+                return receive
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise _ClientGone()
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self.max_body_bytes:
+                        raise BodyTooLarge(
+                            f"request bodies are limited to {self.max_body_bytes} bytes"
+                        )
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            raise BodyTimeout(
+                f"the request body did not arrive within {self.body_timeout:g} s"
+            ) from None
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()  # after the body: disconnect, as the server reports it
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return replay
+
     def _finish(self, scope: Scope, status: int, seconds: float) -> None:
         route: Any = scope.get("route")
         template = route.path if route is not None else "unmatched"
@@ -101,6 +187,7 @@ class EdgeMiddleware:
                 method=scope["method"],
                 route=template,
                 path=scope["path"],
+                client=scope["client"][0] if scope.get("client") else None,
                 status=status,
                 ms=round(seconds * 1000, 2),
             )
@@ -122,6 +209,14 @@ class Door:
         self.inside = 0
         self.waiting = 0
         self.turned_away = 0
+        self._last_turned_away = -math.inf
+
+    @property
+    def saturated(self) -> bool:
+        """Full with a queue, or turned someone away lately: a load balancer should send new
+        work elsewhere (readiness says so) until it drains."""
+        recently = time.monotonic() - self._last_turned_away < max(5.0, 2 * self.timeout)
+        return recently or (self.inside >= self.limit and self.waiting > 0)
 
     async def enter(self) -> bool:
         if self._slots.locked():
@@ -131,6 +226,7 @@ class Door:
                     await self._slots.acquire()
             except TimeoutError:
                 self.turned_away += 1
+                self._last_turned_away = time.monotonic()
                 return False
             finally:
                 self.waiting -= 1
@@ -158,6 +254,33 @@ class ServerBusy(ServiceUnavailable):
     title = "Server busy"
 
 
+class BodyTooLarge(PayloadTooLarge):
+    code = "request.too_large"
+    title = "Request body too large"
+
+
+class BodyTimeout(RequestTimeout):
+    code = "request.body_timeout"
+    title = "Request body too slow"
+
+
+class _ClientGone(Exception):
+    """The client disconnected before its body arrived: there is no one to answer."""
+
+
+def _secure(headers: MutableHeaders, authenticated: bool) -> None:
+    """No MIME sniffing and no framing anywhere; nothing sent to a credential kept by a cache.
+    A route that sets its own policy (the docs page) keeps it."""
+    headers.append("X-Content-Type-Options", "nosniff")
+    if "content-security-policy" not in headers:
+        headers.append("Content-Security-Policy", _API_CSP)
+    if authenticated and "cache-control" not in headers:
+        headers.append("Cache-Control", "no-store")
+
+
+_API_CSP = "default-src 'none'; frame-ancestors 'none'"
+
+
 def _read_preference(incoming: dict[str, str]) -> ReadPreference:
     token = incoming.get("x-consistency-token")
     min_lsn = parse_lsn(token) if token else None
@@ -175,4 +298,15 @@ def _headers(scope: Scope) -> dict[str, str]:
     }
 
 
-_INTERESTING = frozenset({b"x-request-id", b"x-consistency-token", b"x-read-consistency"})
+_INTERESTING = frozenset(
+    {
+        b"x-request-id",
+        b"x-consistency-token",
+        b"x-read-consistency",
+        b"content-length",
+        b"transfer-encoding",
+        b"x-forwarded-for",
+        b"authorization",
+        b"x-api-key",
+    }
+)

@@ -23,10 +23,18 @@ class ReplicaReadiness(BaseModel):
     lag_seconds: float | None
 
 
+class DoorReadiness(BaseModel):
+    limit: int
+    inside: int
+    waiting: int
+    saturated: bool
+
+
 class Readiness(BaseModel):
     status: str  # "ready" | "not_ready"
     primary: PrimaryReadiness
     replicas: list[ReplicaReadiness]
+    door: DoorReadiness
 
 
 class PoolStatus(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from alembic.config import Config
 from alembic.script import ScriptDirectory
@@ -44,14 +44,27 @@ class CapacityLine:
         return self.budget <= self.usable
 
 
+class Gate(Protocol):
+    """The door in front of request handling (app/http/middleware.py Door)."""
+
+    limit: int
+    inside: int
+    waiting: int
+
+    @property
+    def saturated(self) -> bool: ...
+
+
 class OpsService:
-    def __init__(self, database: Database, expected_head: str | None) -> None:
+    def __init__(self, database: Database, expected_head: str | None, door: Gate) -> None:
         self._db = database
         self._head = expected_head
+        self._door = door
         self._revision: str | None = None
 
     async def readiness(self) -> Readiness:
-        """Ready when the primary answers and its schema is at the code's head revision.
+        """Ready when the primary answers, its schema is at the code's head revision, and the
+        door is not saturated (a process that turns requests away should get no new ones).
 
         A plain request-path query, not a breaker probe (an unauthenticated endpoint must not
         drive the half-open trial). All connections busy means the primary is answering: the
@@ -70,7 +83,9 @@ class OpsService:
             primary["error"] = type(error).__name__
         if primary["reachable"]:
             primary |= {"schema_revision": self._revision, "expected_schema": self._head}
-        ready = bool(primary["reachable"]) and self._revision == self._head
+        door = self._door
+        saturated = door.saturated
+        ready = bool(primary["reachable"]) and self._revision == self._head and not saturated
         replicas = [
             {
                 "name": n.name,
@@ -81,7 +96,17 @@ class OpsService:
         ]
         return Readiness(
             ready,
-            {"status": "ready" if ready else "not_ready", "primary": primary, "replicas": replicas},
+            {
+                "status": "ready" if ready else "not_ready",
+                "primary": primary,
+                "replicas": replicas,
+                "door": {
+                    "limit": door.limit,
+                    "inside": door.inside,
+                    "waiting": door.waiting,
+                    "saturated": saturated,
+                },
+            },
         )
 
     async def capacity(self, processes: int, reserve: int) -> list[CapacityLine]:

@@ -22,7 +22,9 @@ async def test_live_and_ready(harness: Harness) -> None:
 
 async def test_ready_is_503_when_schema_is_not_at_head(harness: Harness) -> None:
     database = harness.container.database()
-    with harness.container.ops_service.override(providers.Object(OpsService(database, "9999"))):
+    with harness.container.ops_service.override(
+        providers.Object(OpsService(database, "9999", harness.container.door()))
+    ):
         response = await harness.client.get("/health/ready")
     assert response.status_code == 503
     assert response.json()["status"] == "not_ready"
