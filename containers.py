@@ -13,6 +13,7 @@ from dependency_injector import containers, providers
 from app.catalog.service import CatalogService
 from app.core.clock import SystemClock
 from app.db.database import Database, database_lifecycle
+from app.db.invalidation import InvalidationListener, invalidation_listening
 from app.db.uow import UnitOfWork
 from app.events.bus import InProcessBus, event_publisher, publisher_lifecycle
 from app.events.relay import OutboxRelay, listen_dsn, relay_in_api
@@ -20,6 +21,7 @@ from app.http.middleware import Door
 from app.identity.authenticator import Authenticator
 from app.identity.cache import CredentialCache
 from app.identity.passwords import PasswordHasher
+from app.identity.revocations import Revocations, tombstone_seconds
 from app.identity.service import (
     ApiKeyService,
     ApiKeyUsage,
@@ -27,7 +29,7 @@ from app.identity.service import (
     UserService,
     api_key_usage_flusher,
 )
-from app.identity.throttle import LoginThrottle, throttle_store
+from app.identity.throttle import ApiKeyThrottle, LoginThrottle, throttle_store
 from app.identity.tokens import TokenService
 from app.metrics import Metrics
 from app.ops.service import OpsService, migration_head
@@ -37,7 +39,7 @@ from app.payments.sandbox import SandboxProvider
 from app.redis import open_redis, redis_lifecycle
 from app.reports.service import ReportService, SalesProjector
 from app.settings import load_settings
-from app.tenants.service import TenantService
+from app.tenants.service import SignupLimit, TenantService
 
 
 class Container(containers.DeclarativeContainer):
@@ -82,6 +84,43 @@ class Container(containers.DeclarativeContainer):
         CredentialCache,
         api_key_ttl=auth_settings.api_key_cache_ttl_seconds,
         user_ttl=auth_settings.user_cache_ttl_seconds,
+        clock=clock,
+        tombstone_seconds=providers.Callable(
+            tombstone_seconds, auth_settings, settings.provided.database.routing
+        ),
+    )
+    # Durable revocations: written by the revoking use case, read by every process through
+    # the invalidation channel (below).
+    revocations = providers.Singleton(
+        Revocations,
+        uow_factory=uow_factory.provider,
+        clock=clock,
+        cache=credential_cache,
+        resync_margin_seconds=settings.provided.invalidation.resync_margin_seconds,
+    )
+    api_key_throttle = providers.Singleton(
+        ApiKeyThrottle,
+        store=throttle_store,
+        clock=clock,
+        max_failures=auth_settings.api_key_failures_per_ip,
+        window_seconds=auth_settings.api_key_failure_window_seconds,
+    )
+
+    # -- cross-process invalidation: LISTEN/NOTIFY + periodic re-read (app/db/invalidation.py) -
+    # Every subscriber is listed here (tenant plans and flags can join). API processes run the
+    # listener, started before they serve; the worker caches nothing it must drop, so it does
+    # not. `listen_dsn` is None behind PgBouncer: periodic re-reads only.
+    invalidation_listener = providers.Singleton(
+        InvalidationListener,
+        subscribers=providers.List(revocations),
+        resync_interval=settings.provided.invalidation.resync_interval_seconds,
+        on_state=metrics.provided.invalidation_state,
+    )
+    invalidation_listening = providers.Resource(
+        invalidation_listening,
+        listener=invalidation_listener,
+        listen_dsn=providers.Callable(listen_dsn, settings.provided.database),
+        database=database_lifecycle,
     )
     api_key_usage = providers.Singleton(ApiKeyUsage, uow_factory=uow_factory.provider, clock=clock)
     api_key_usage_flusher = providers.Resource(
@@ -96,6 +135,8 @@ class Container(containers.DeclarativeContainer):
         cache=credential_cache,
         usage=api_key_usage,
         rotation_grace_seconds=auth_settings.api_key_rotation_grace_seconds,
+        revocations=revocations,
+        throttle=api_key_throttle,
     )
     user_service = providers.Singleton(
         UserService,
@@ -103,6 +144,7 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         hasher=password_hasher,
         cache=credential_cache,
+        revocations=revocations,
     )
     auth_service = providers.Singleton(
         AuthService,
@@ -113,6 +155,7 @@ class Container(containers.DeclarativeContainer):
         throttle=login_throttle,
         cache=credential_cache,
         on_event=metrics.provided.auth_event,
+        revocations=revocations,
     )
     authenticator = providers.Singleton(
         Authenticator,
@@ -122,11 +165,15 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         cache=credential_cache,
     )
+    signup_limit = providers.Singleton(
+        SignupLimit, store=throttle_store, settings=auth_settings.signup_limit
+    )
     tenant_service = providers.Singleton(
         TenantService,
         uow_factory=uow_factory.provider,
         hasher=password_hasher,
         signup_enabled=auth_settings.signup_enabled,
+        signup_limit=signup_limit,
     )
 
     # -- catalog --------------------------------------------------------------------------------
@@ -169,6 +216,7 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         settings=settings.provided.outbox,
         on_result=metrics.provided.outbox_result,
+        on_dead_letter=metrics.provided.event_dead_lettered,
     )
     outbox_relay_in_api = providers.Resource(
         relay_in_api,

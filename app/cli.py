@@ -37,6 +37,7 @@ keys_cli = typer.Typer(help="API keys (operator).", no_args_is_help=True)
 users_cli = typer.Typer(help="Users (operator).", no_args_is_help=True)
 auth_cli = typer.Typer(help="Access model and signing keys.", no_args_is_help=True)
 db_cli = typer.Typer(help="Database checks.", no_args_is_help=True)
+events_cli = typer.Typer(help="Outbox events (operator): dead letters.", no_args_is_help=True)
 cli.add_typer(config_cli, name="config")
 cli.add_typer(dev_cli, name="dev")
 cli.add_typer(tenants_cli, name="tenants")
@@ -44,6 +45,7 @@ cli.add_typer(keys_cli, name="api-keys")
 cli.add_typer(users_cli, name="users")
 cli.add_typer(auth_cli, name="auth")
 cli.add_typer(db_cli, name="db")
+cli.add_typer(events_cli, name="events")
 
 
 def fail(message: str) -> None:
@@ -328,7 +330,7 @@ def sandbox_gateway(
 @users_cli.command("create")
 def users_create(
     tenant: Annotated[str, typer.Option(help="Tenant slug.")],
-    email: Annotated[str, typer.Option(help="Login name; unique across the service.")],
+    email: Annotated[str, typer.Option(help="Login name; unique within the tenant.")],
     role: Annotated[str, typer.Option(help="owner | admin | member | viewer")] = "member",
     password: Annotated[
         str, typer.Option(prompt=True, hide_input=True, help="Prompted (or read from stdin).")
@@ -381,6 +383,50 @@ def db_status(
         )
     if not all(line.fits for line in lines):
         raise typer.Exit(2)
+
+
+@events_cli.command("dead-letters")
+def events_dead_letters(
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List events set aside because a consumer could not apply them (oldest first)."""
+    letters = run(lambda c: c.outbox_relay().dead_letters(limit))
+    if as_json:
+        rows = [
+            {
+                "id": str(x.id),
+                "tenant_id": str(x.tenant_id),
+                "topic": x.topic,
+                "attempts": x.attempts,
+                "dead_lettered_at": x.dead_lettered_at.isoformat(),
+                "last_error": x.last_error,
+            }
+            for x in letters
+        ]
+        typer.echo(json.dumps(rows))
+        return
+    for x in letters:
+        when = x.dead_lettered_at.isoformat()
+        typer.echo(f"{x.id}\t{x.topic}\t{x.tenant_id}\t{x.attempts}\t{when}\t{x.last_error}")
+
+
+@events_cli.command("retry")
+def events_retry(
+    event_ids: Annotated[list[str] | None, typer.Argument(help="Event ids.")] = None,
+    retry_all: Annotated[bool, typer.Option("--all", help="Every dead letter.")] = False,
+) -> None:
+    """Publish dead-lettered events again (once the cause is fixed); the inbox dedupes."""
+    import uuid
+
+    if bool(event_ids) == retry_all:
+        fail("name event ids or pass --all (not both)")
+    try:
+        ids = None if retry_all else [uuid.UUID(x) for x in event_ids or []]
+    except ValueError:
+        fail("event ids must be UUIDs")
+    count = run(lambda c: c.outbox_relay().retry_dead_letters(ids))
+    typer.echo(f"{count} event(s) due again; the relay (worker or relay_in_api) publishes them")
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -43,10 +43,30 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.invalidation_listening = Gauge(
+            "storefront_invalidation_listening",
+            "1 while this process's LISTEN connection of the invalidation channel is up; 0: it"
+            " learns of revocations only by the periodic re-read.",
+            registry=self.registry,
+        )
+
+        self.events_dead_lettered = Counter(
+            "storefront_events_dead_lettered",
+            "In-process bus: events set aside because a consumer failed permanently (or kept"
+            " failing), by topic; see `storefront events dead-letters`.",
+            ["topic"],
+            registry=self.registry,
+        )
         self._http_children: dict[tuple[str, str, int], Any] = {}
+
+    def invalidation_state(self, listening: bool) -> None:
+        self.invalidation_listening.set(1 if listening else 0)
 
     def outbox_result(self, result: str, count: int) -> None:
         self.outbox_events.labels(result).inc(count)
+
+    def event_dead_lettered(self, topic: str) -> None:
+        self.events_dead_lettered.labels(topic).inc()
 
     def watch_payments(self, gateway: Any) -> None:
         self.registry.register(PaymentCollector(gateway))
@@ -75,7 +95,8 @@ class Metrics:
 
 
 class PaymentCollector(Collector):
-    """The payment provider's breaker (per process)."""
+    """The payment breakers (per process): the provider-wide one, and how many provider-account
+    (tenant) breakers are in each state (three series, however many tenants)."""
 
     def __init__(self, gateway: Any) -> None:
         self.gateway = gateway
@@ -83,9 +104,20 @@ class PaymentCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         yield GaugeMetricFamily(
             "storefront_payment_breaker_state",
-            "0 closed, 1 half-open, 2 open.",
+            "Provider-wide breaker: 0 closed, 1 half-open, 2 open.",
             STATE_CODES.get(self.gateway.breaker_state, 2),
         )
+        breakers = getattr(self.gateway, "breakers", None)
+        if breakers is None:  # a test double
+            return
+        accounts = GaugeMetricFamily(
+            "storefront_payment_account_breakers",
+            "Provider-account (tenant) breakers kept in this process, by state.",
+            labels=["state"],
+        )
+        for state, count in breakers.account_states().items():
+            accounts.add_metric([state.replace("-", "_")], count)
+        yield accounts
 
 
 class DoorCollector(Collector):

@@ -155,8 +155,19 @@ class LockoutSettings(_Section):
     window_seconds: int = Field(900, ge=1, description="Counting window and lockout length.")
 
 
+class SignupLimitSettings(_Section):
+    max_per_ip: int = Field(
+        20,
+        ge=1,
+        description="Sign-up attempts (POST /v1/tenants) per client address in a window; the"
+        " next one gets 429 tenant.signup_limited.",
+    )
+    window_seconds: int = Field(3600, ge=1, description="Counting window of sign-up attempts.")
+
+
 class AuthSettings(_Section):
     signup_enabled: bool = Field(True, description="Public POST /v1/tenants; false -> 404.")
+    signup_limit: SignupLimitSettings = SignupLimitSettings()
     api_key_cache_ttl_seconds: float = Field(
         30.0, ge=0, description="How long a verified API key is trusted without a lookup."
     )
@@ -169,6 +180,15 @@ class AuthSettings(_Section):
     api_key_usage_flush_seconds: float = Field(
         60.0, gt=0, description="last_used_at is written in batches this often."
     )
+    api_key_failures_per_ip: int = Field(
+        20,
+        ge=1,
+        description="Failed API-key lookups per client address in a window; then that address's"
+        " uncached keys get 429 auth.api_key_attempts before any lookup.",
+    )
+    api_key_failure_window_seconds: int = Field(
+        300, ge=1, description="Counting window (and refusal length) of failed API keys."
+    )
     password: PasswordSettings = PasswordSettings()
     tokens: TokenSettings = TokenSettings()
     lockout: LockoutSettings = LockoutSettings()
@@ -180,12 +200,41 @@ class RedisSettings(_Section):
     )
 
 
+class PaymentOutageSettings(_Section):
+    """When the provider itself counts as down (the provider-wide breaker opens)."""
+
+    min_accounts: int = Field(
+        3,
+        ge=2,
+        description="Distinct provider accounts (tenants) whose calls failed within the window"
+        " (and did not succeed since) that open the provider-wide breaker.",
+    )
+    window_seconds: float = Field(
+        30.0, gt=0, description="How far back those accounts' failures count."
+    )
+    reset_timeout_seconds: float = Field(
+        5.0, gt=0, description="Open time of the provider-wide breaker before a trial call."
+    )
+    success_threshold: int = Field(
+        1, ge=1, description="Trial successes that close the provider-wide breaker."
+    )
+
+
 class PaymentSettings(_Section):
     url: str | None = Field(
         None, description="Payment provider base URL; null: the in-process sandbox provider."
     )
     timeout_seconds: float = Field(2.0, gt=0, description="Limit per provider call.")
-    breaker: BreakerSettings = BreakerSettings(fail_max=3, reset_timeout_seconds=5.0)
+    breaker: BreakerSettings = Field(
+        BreakerSettings(fail_max=3, reset_timeout_seconds=5.0),
+        description="Each provider account's (tenant's) own breaker.",
+    )
+    max_account_breakers: int = Field(
+        10_000,
+        ge=1,
+        description="Account breakers kept per process (LRU; closed ones are evicted first).",
+    )
+    outage: PaymentOutageSettings = PaymentOutageSettings()
 
 
 class OrderSettings(_Section):
@@ -205,6 +254,12 @@ class OutboxSettings(_Section):
         1.0, gt=0, description="Relay poll when no NOTIFY arrives."
     )
     max_backoff_seconds: int = Field(60, ge=1, description="Longest wait between retries.")
+    max_attempts: int = Field(
+        5,
+        ge=1,
+        description="In-process bus: attempts of an event whose handler keeps failing (not for"
+        " an outage) before it is dead-lettered; a permanent failure dead-letters at once.",
+    )
     retention_hours: int = Field(168, ge=1, description="Published events kept this long.")
     relay_in_api: bool = Field(
         False, description="Also run the relay inside each API process (no worker needed)."
@@ -218,6 +273,23 @@ class BrokerSettings(_Section):
     exchange: str = Field("storefront.events", min_length=1, description="Topic exchange.")
     queue: str = Field(
         "storefront.sales_daily", min_length=1, description="The sales read model's queue."
+    )
+
+
+class InvalidationSettings(_Section):
+    """The cross-process invalidation channel (LISTEN/NOTIFY plus a periodic re-read)."""
+
+    resync_interval_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="Each process re-reads what changed (revocations, ...) this often: the"
+        " fallback for a missed NOTIFY, and the only path behind PgBouncer.",
+    )
+    resync_margin_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="The re-read also covers this much before the last one: a change committed"
+        " by a transaction that started earlier is not skipped.",
     )
 
 
@@ -302,6 +374,7 @@ class Settings(BaseSettings):
     orders: OrderSettings = OrderSettings()
     outbox: OutboxSettings = OutboxSettings()
     broker: BrokerSettings = BrokerSettings()
+    invalidation: InvalidationSettings = InvalidationSettings()
     logging: LoggingSettings = LoggingSettings()
     server: ServerSettings = ServerSettings()
 

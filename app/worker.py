@@ -4,7 +4,7 @@
 - with RabbitMQ, the sales read model's consumer (without it the read model consumes in the
   relay's task through the in-process bus);
 - every `orders.recovery_interval_seconds`: settle orders a crash left pending, delete expired
-  idempotency keys and old published events.
+  idempotency keys, old published events and expired revocations.
 
 Several workers can run at once: the relay and the recovery claim rows with SKIP LOCKED or
 compare-and-set, and consumers dedupe through the inbox.
@@ -35,6 +35,7 @@ async def housekeeping(container: Any) -> dict[str, int]:
         "idempotency_keys_purged": orders.purge_expired_keys,
         "events_published": relay.drain,
         "events_purged": relay.purge,
+        "revocations_purged": container.revocations().purge,
     }
     report = {}
     for name, job in jobs.items():

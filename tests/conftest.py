@@ -34,6 +34,7 @@ from app.main import create_app
 from app.ops.service import ALEMBIC_INI
 from app.settings import Settings
 from containers import Container
+from tests.served_app import served_apps  # noqa: F401  (fixture: real app processes)
 
 OPERATOR_TOKEN = "test-operator-token-0123456789"
 
@@ -158,7 +159,7 @@ def clean_database(request: pytest.FixtureRequest) -> None:
     if "cluster" not in request.fixturenames:
         return
     local: LocalCluster = request.getfixturevalue("cluster")
-    local.psql("primary", "TRUNCATE tenants CASCADE")
+    local.psql("primary", "TRUNCATE tenants, revocations CASCADE")
 
 
 class MovableClock:

@@ -92,16 +92,24 @@ class ProductRepository(TenantScoped):
         )
         return _record(row) if row else None
 
-    async def restock(self, product_id: uuid.UUID, quantity: int, at: datetime) -> None:
-        """Give reserved units back: no upper bound (they were there before)."""
-        await self._conn.execute(
-            "UPDATE products SET stock = stock + $3, version = version + 1, updated_at = $4"
-            " WHERE tenant_id = $1 AND id = $2",
+    async def restock(self, product_id: uuid.UUID, quantity: int, at: datetime) -> int:
+        """Give reserved units back, up to MAX_STOCK (the stock may have been adjusted up to the
+        cap since they were reserved); returns the units that did not fit (0 normally). The
+        row is locked first, so `old.stock` is the value the update starts from; the sum is
+        taken in bigint."""
+        dropped = await self._conn.fetchval(
+            "WITH old AS (SELECT id, stock FROM products WHERE tenant_id = $1 AND id = $2"
+            " FOR UPDATE)"
+            f" UPDATE products p SET stock = LEAST(old.stock::bigint + $3, {MAX_STOCK}),"
+            " version = p.version + 1, updated_at = $4"
+            " FROM old WHERE p.tenant_id = $1 AND p.id = old.id"
+            " RETURNING old.stock::bigint + $3 - p.stock",
             self._tenant_id,
             product_id,
             quantity,
             at,
         )
+        return int(dropped or 0)
 
     async def prices(self, product_ids: list[uuid.UUID]) -> dict[uuid.UUID, Money]:
         rows = await self._conn.fetch(

@@ -23,10 +23,16 @@ from app.core.errors import DatabaseUnavailable
 from app.db import context
 from app.db.database import Database
 from app.db.errors import is_unavailable
+from app.db.invalidation import InvalidationRepository
 from app.db.nodes import DatabaseNode
 from app.db.routing import ReadPreference
 from app.events.repository import InboxRepository, OutboxRepository
-from app.identity.repository import ApiKeyRepository, RefreshTokenRepository, UserRepository
+from app.identity.repository import (
+    ApiKeyRepository,
+    RefreshTokenRepository,
+    RevocationRepository,
+    UserRepository,
+)
 from app.orders.repository import IdempotencyRepository, OrderRepository
 from app.reports.repository import SalesRepository
 from app.tenants.repository import TenantRepository
@@ -101,6 +107,15 @@ class UnitOfWork:
     @cached_property
     def refresh_tokens(self) -> RefreshTokenRepository:
         return RefreshTokenRepository(self._conn, self.tenant_id)
+
+    @cached_property
+    def revocations(self) -> RevocationRepository:
+        return RevocationRepository(self._conn)
+
+    @cached_property
+    def invalidations(self) -> InvalidationRepository:
+        """Publish on the invalidation channel: delivered when this unit of work commits."""
+        return InvalidationRepository(self._conn)
 
     @cached_property
     def orders(self) -> OrderRepository:

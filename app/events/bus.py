@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import aio_pika
 import structlog
 
+from app.events.errors import HandlerFailed
 from app.events.repository import Event
 
 log = structlog.get_logger(__name__)
@@ -30,7 +31,9 @@ class EventPublisher(Protocol):
 
 
 class InProcessBus:
-    """Calls each subscriber in the publishing task: delivery = the handler returned."""
+    """Calls each subscriber in the publishing task: delivery = the handler returned. A handler's
+    failure is raised as `HandlerFailed`, which the relay classifies (retry with backoff while
+    the failure is an outage; dead-letter a permanent one, or one that keeps failing)."""
 
     def __init__(self, *handlers: Handler) -> None:
         self._handlers: list[Handler] = list(handlers)
@@ -38,7 +41,11 @@ class InProcessBus:
     async def publish(self, events: list[Event]) -> None:
         for event in events:
             for handler in self._handlers:
-                await handler(event)
+                try:
+                    await handler(event)
+                except Exception as error:
+                    name = getattr(handler, "__qualname__", repr(handler))
+                    raise HandlerFailed(event, name, error) from error
 
 
 def encode(event: Event) -> aio_pika.Message:

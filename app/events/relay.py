@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -20,8 +21,10 @@ import structlog
 
 from app.core.clock import Clock
 from app.core.tasks import in_background
-from app.db.uow import UnitOfWorkFactory
+from app.db.uow import UnitOfWork, UnitOfWorkFactory
 from app.events.bus import EventPublisher
+from app.events.errors import HandlerFailed
+from app.events.repository import DeadLetter, PendingEvent
 from app.settings import DatabaseSettings, OutboxSettings
 
 log = structlog.get_logger(__name__)
@@ -36,12 +39,14 @@ class OutboxRelay:
         clock: Clock,
         settings: OutboxSettings,
         on_result: Callable[[str, int], None],
+        on_dead_letter: Callable[[str], None] = lambda topic: None,
     ) -> None:
         self._uow = uow_factory
         self._publisher = publisher
         self._clock = clock
         self._settings = settings
         self._count = on_result  # events published / failed (metrics)
+        self._dead_lettered = on_dead_letter  # by topic (metrics)
         self._wake = asyncio.Event()
 
     async def run_once(self) -> int:
@@ -55,16 +60,13 @@ class OutboxRelay:
             for item in batch:
                 try:
                     await self._publisher.publish([item.event])
-                except Exception as error:
-                    delay = min(2 ** (item.attempts + 1), self._settings.max_backoff_seconds)
-                    log.warning(
-                        "outbox.publish_failed",
-                        event_id=str(item.event.id),
-                        error=repr(error),
-                        retry_in=delay,
-                    )
-                    await uow.outbox.postpone([item.seq], now + timedelta(seconds=delay))
-                    self._count("failed", 1)
+                except HandlerFailed as failure:  # the in-process bus: a consumer failed
+                    if self._gives_up(failure, item.attempts + 1):
+                        await self._dead_letter(uow, item, failure, now)
+                    else:
+                        await self._postpone(uow, item, failure, now)
+                except Exception as error:  # the broker: retried as long as it takes
+                    await self._postpone(uow, item, error, now)
                 else:
                     published.append(item.seq)
             if published:
@@ -72,6 +74,53 @@ class OutboxRelay:
             await uow.commit()
         self._count("published", len(published))
         return len(published)
+
+    def _gives_up(self, failure: HandlerFailed, attempts: int) -> bool:
+        """Permanent: now. An outage (database, connectivity): never, it backs off instead.
+        Anything else (a bug, bad data): after `outbox.max_attempts` attempts."""
+        if failure.permanent:
+            return True
+        return not failure.transient and attempts >= self._settings.max_attempts
+
+    async def _postpone(
+        self, uow: UnitOfWork, item: PendingEvent, error: Exception, now: datetime
+    ) -> None:
+        delay = min(2 ** (item.attempts + 1), self._settings.max_backoff_seconds)
+        log.warning(
+            "outbox.publish_failed", event_id=str(item.event.id), error=repr(error), retry_in=delay
+        )
+        await uow.outbox.postpone([item.seq], now + timedelta(seconds=delay), repr(error))
+        self._count("failed", 1)
+
+    async def _dead_letter(
+        self, uow: UnitOfWork, item: PendingEvent, failure: HandlerFailed, now: datetime
+    ) -> None:
+        log.error(
+            "outbox.dead_lettered",
+            event_id=str(item.event.id),
+            topic=item.event.topic,
+            tenant_id=str(item.event.tenant_id),
+            attempts=item.attempts + 1,
+            handler=failure.handler_name,
+            error=repr(failure.cause),
+        )
+        await uow.outbox.dead_letter(item.seq, now, f"{failure.handler_name}: {failure.cause!r}")
+        self._count("dead_lettered", 1)
+        self._dead_lettered(item.event.topic)
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """Operator: events set aside, oldest first."""
+        async with self._uow(read_only=True, strong=True) as uow:
+            return await uow.outbox.dead_letters(limit)
+
+    async def retry_dead_letters(self, event_ids: list[uuid.UUID] | None) -> int:
+        """Operator: these dead-lettered events (None: all) are published again (after the
+        cause is fixed); returns how many. The consumers' inbox keeps a retry idempotent."""
+        async with self._uow() as uow:
+            revived = await uow.outbox.revive(event_ids, self._clock.now())
+            await uow.commit()
+        self._wake.set()
+        return revived
 
     async def drain(self) -> int:
         """Publish until nothing is due."""

@@ -21,6 +21,16 @@ class Event:
 
 
 @dataclass(frozen=True, slots=True)
+class DeadLetter:
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    topic: str
+    attempts: int
+    dead_lettered_at: datetime
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class PendingEvent:
     seq: int
     attempts: int
@@ -45,27 +55,57 @@ class OutboxRepository(TenantScoped):
     # The relay's side: every tenant's events (the outbox has no row-level security).
 
     async def claim(self, limit: int, now: datetime) -> list[PendingEvent]:
-        """Due, unpublished events in order, locked; concurrent relays skip each other's."""
+        """Due, unpublished, not dead-lettered events in order, locked; concurrent relays skip
+        each other's."""
         rows = await self._conn.fetch(
             "SELECT seq, attempts, id, tenant_id, topic, payload, created_at FROM outbox"
-            " WHERE published_at IS NULL AND next_attempt_at <= $2 ORDER BY seq LIMIT $1"
-            " FOR UPDATE SKIP LOCKED",
+            " WHERE published_at IS NULL AND dead_lettered_at IS NULL AND next_attempt_at <= $2"
+            " ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
             limit,
             now,
         )
         return [PendingEvent(r[0], r[1], Event(r[2], r[3], r[4], r[5], r[6])) for r in rows]
+
+    async def dead_letter(self, seq: int, at: datetime, error: str) -> None:
+        """Set the event aside: no longer claimed until an operator retries it."""
+        await self._conn.execute(
+            "UPDATE outbox SET attempts = attempts + 1, dead_lettered_at = $2, last_error = $3"
+            " WHERE seq = $1",
+            seq,
+            at,
+            error[:2000],
+        )
+
+    async def dead_letters(self, limit: int) -> list[DeadLetter]:
+        rows = await self._conn.fetch(
+            "SELECT id, tenant_id, topic, attempts, dead_lettered_at, last_error FROM outbox"
+            " WHERE dead_lettered_at IS NOT NULL ORDER BY seq LIMIT $1",
+            limit,
+        )
+        return [DeadLetter(*row) for row in rows]
+
+    async def revive(self, event_ids: list[uuid.UUID] | None, now: datetime) -> int:
+        """Dead-lettered events (these ids, or all with None) are due again, attempts reset."""
+        status: str = await self._conn.execute(
+            "UPDATE outbox SET dead_lettered_at = NULL, attempts = 0, next_attempt_at = $2"
+            " WHERE dead_lettered_at IS NOT NULL AND ($1::uuid[] IS NULL OR id = ANY($1::uuid[]))",
+            event_ids,
+            now,
+        )
+        return int(status.split()[-1])
 
     async def mark_published(self, seqs: list[int], at: datetime) -> None:
         await self._conn.execute(
             "UPDATE outbox SET published_at = $2 WHERE seq = ANY($1::bigint[])", seqs, at
         )
 
-    async def postpone(self, seqs: list[int], until: datetime) -> None:
+    async def postpone(self, seqs: list[int], until: datetime, error: str | None = None) -> None:
         await self._conn.execute(
-            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $2"
-            " WHERE seq = ANY($1::bigint[])",
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $2,"
+            " last_error = coalesce($3, last_error) WHERE seq = ANY($1::bigint[])",
             seqs,
             until,
+            error[:2000] if error is not None else None,
         )
 
     async def purge(self, before: datetime) -> int:

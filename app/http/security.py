@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 import structlog
-from fastapi import Depends, Header, Security
+from fastapi import Depends, Header, Request, Security
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 
 from app.core.errors import Unauthenticated
@@ -35,12 +35,15 @@ def require(permission: Permission | None) -> Callable[..., Awaitable[Principal]
 
     @inject
     async def authenticated(
+        request: Request,
         x_api_key: Annotated[str | None, Security(_API_KEY)] = None,
         access_token: Annotated[str | None, Security(_BEARER)] = None,
         authenticator: Authenticator = Provide["authenticator"],
     ) -> Principal:
         if x_api_key:
-            principal = await authenticator.api_key(x_api_key)
+            # The edge has made request.client the real client (trusted proxies applied).
+            client = request.client
+            principal = await authenticator.api_key(x_api_key, client.host if client else "unknown")
         elif access_token:
             principal = await authenticator.bearer(access_token)
         else:

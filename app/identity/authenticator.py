@@ -30,8 +30,8 @@ class Authenticator:
         self._clock = clock
         self._cache = cache
 
-    async def api_key(self, secret: str) -> Principal:
-        return await self._api_keys.authenticate(secret)
+    async def api_key(self, secret: str, client_ip: str | None = None) -> Principal:
+        return await self._api_keys.authenticate(secret, client_ip)
 
     async def bearer(self, token: str) -> Principal:
         claims = self._cache.tokens.get(token)
@@ -51,7 +51,10 @@ class Authenticator:
         return Principal(kind="user", id=claims.user_id, tenant_id=claims.tenant_id, role=role)
 
     async def _current_role(self, tenant_id: uuid.UUID, user_id: uuid.UUID) -> Role | None:
-        cached = self._cache.user_roles.get(user_id)
+        """By (tenant, user): the read is scoped to the token's tenant (and RLS), so a token
+        whose `tid` is not the user's tenant finds no user, cached or not."""
+        key = (tenant_id, user_id)
+        cached = self._cache.user_roles.get(key)
         if cached is not None:
             return Role[cached] if cached else None
         user = await read_fresh(
@@ -61,5 +64,5 @@ class Authenticator:
             primary_only=self._cache.changed_here(user_id),
         )
         role = user.role if user else ""
-        self._cache.user_roles.put(user_id, role)
+        self._cache.user_roles.put(key, role)
         return Role[role] if role else None

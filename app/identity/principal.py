@@ -24,6 +24,7 @@ class Principal:
     role: Role | None = None  # users
     scopes: frozenset[str] = frozenset()  # API keys
     expires_at: datetime | None = None
+    rotated: bool = False  # API keys: replaced by a rotation, valid for its grace period only
     permissions: frozenset[Permission] = field(init=False)
 
     def __post_init__(self) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from app.db.repository import TenantScoped
 
@@ -18,9 +19,13 @@ class ApiKeyRecord:
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None
+    rotated_at: datetime | None = None
 
 
-_COLUMNS = "id, tenant_id, name, prefix, scopes, created_at, expires_at, revoked_at, last_used_at"
+_COLUMNS = (
+    "id, tenant_id, name, prefix, scopes, created_at, expires_at, revoked_at, last_used_at,"
+    " rotated_at"
+)
 
 
 class ApiKeyRepository(TenantScoped):
@@ -69,14 +74,16 @@ class ApiKeyRepository(TenantScoped):
         )
         return ApiKeyRecord(*row) if row else None
 
-    async def expire(self, key_id: uuid.UUID, at: datetime) -> None:
-        """Bring a key's expiry forward to `at` (rotation's grace period)."""
+    async def expire(self, key_id: uuid.UUID, at: datetime, rotated_at: datetime) -> None:
+        """Bring a key's expiry forward to `at` (rotation's grace period) and mark it rotated
+        (a rotated key still authenticates during the grace period but mints no keys)."""
         await self._conn.execute(
-            "UPDATE api_keys SET expires_at = least(coalesce(expires_at, $3), $3)"
-            " WHERE tenant_id = $1 AND id = $2",
+            "UPDATE api_keys SET expires_at = least(coalesce(expires_at, $3), $3),"
+            " rotated_at = coalesce(rotated_at, $4) WHERE tenant_id = $1 AND id = $2",
             self._tenant_id,
             key_id,
             at,
+            rotated_at,
         )
 
     async def touch(self, key_ids: list[uuid.UUID], at: datetime) -> None:
@@ -124,11 +131,11 @@ class UserRepository(TenantScoped):
     async def add(
         self, user_id: uuid.UUID, email: str, password_hash: str, role: str
     ) -> UserRecord | None:
-        """Insert; None when the email is taken (in any tenant: emails are service-wide)."""
+        """Insert; None when the email is taken in this tenant."""
         row = await self._conn.fetchrow(
             "INSERT INTO users (id, tenant_id, email, password_hash, role)"
             " VALUES ($1, $2, $3, $4, $5)"
-            f" ON CONFLICT (email) DO NOTHING RETURNING {_USER_COLUMNS}",
+            f" ON CONFLICT (tenant_id, email) DO NOTHING RETURNING {_USER_COLUMNS}",
             user_id,
             self._tenant_id,
             email,
@@ -137,12 +144,22 @@ class UserRepository(TenantScoped):
         )
         return UserRecord(*row) if row else None
 
-    async def credentials(self, email: str) -> Credentials | None:
-        """Before the tenant is known (login): through an owner-run function, see migration."""
-        row = await self._conn.fetchrow(
-            "SELECT id, tenant_id, password_hash, role FROM storefront_user_by_email($1)", email
+    async def credentials(
+        self, email: str, tenant_slug: str | None = None, limit: int = 2
+    ) -> list[Credentials]:
+        """Before the tenant is known (login): the accounts with this email (emails are unique
+        per tenant, so one per tenant), only the named tenant's when `tenant_slug` is given; at
+        most `limit` rows. Through an owner-run function, see migration; tenants has no RLS."""
+        rows = await self._conn.fetch(
+            "SELECT u.id, u.tenant_id, u.password_hash, u.role"
+            " FROM storefront_user_by_email($1) AS u"
+            " WHERE $2::text IS NULL OR u.tenant_id = (SELECT id FROM tenants WHERE slug = $2)"
+            " ORDER BY u.tenant_id LIMIT $3",
+            email,
+            tenant_slug,
+            limit,
         )
-        return Credentials(*row) if row else None
+        return [Credentials(*row) for row in rows]
 
     async def get(self, user_id: uuid.UUID, *, lock: bool = False) -> UserRecord | None:
         row = await self._conn.fetchrow(
@@ -267,3 +284,44 @@ class RefreshTokenRepository(TenantScoped):
             at,
         )
         return sorted({row[0] for row in rows})
+
+
+class RevocationRepository:
+    """Durable tombstones (no tenant: ids only, read by every process; no row-level security).
+    `revoked_at` is the database's time, so the re-read cursor compares database time with
+    database time; `expires_at` is the writer's (container) clock, like every token's `exp`."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def add(self, ids: list[uuid.UUID], expires_at: datetime) -> None:
+        await self._conn.execute(
+            "INSERT INTO revocations (id, revoked_at, expires_at)"
+            " SELECT id, now(), $2 FROM unnest($1::uuid[]) AS id"
+            " ON CONFLICT (id) DO UPDATE SET revoked_at = now(),"
+            " expires_at = greatest(revocations.expires_at, excluded.expires_at)",
+            ids,
+            expires_at,
+        )
+
+    async def live(self, at: datetime) -> tuple[datetime, list[tuple[uuid.UUID, datetime]]]:
+        """The database's now() and every revocation that has not expired at `at`."""
+        return await self._read("expires_at > $1", at)
+
+    async def since(self, after: datetime) -> tuple[datetime, list[tuple[uuid.UUID, datetime]]]:
+        """The database's now() and the revocations recorded after `after` (database time)."""
+        return await self._read("revoked_at > $1", after)
+
+    async def _read(
+        self, condition: str, argument: datetime
+    ) -> tuple[datetime, list[tuple[uuid.UUID, datetime]]]:
+        row = await self._conn.fetchrow(
+            "SELECT now(), coalesce(array_agg(id), '{}'), coalesce(array_agg(expires_at), '{}')"
+            f" FROM revocations WHERE {condition}",
+            argument,
+        )
+        return row[0], list(zip(row[1], row[2], strict=True))
+
+    async def purge(self, at: datetime) -> int:
+        status: str = await self._conn.execute("DELETE FROM revocations WHERE expires_at <= $1", at)
+        return int(status.split()[-1])

@@ -60,12 +60,25 @@ async def login(
     username: Annotated[Text, Form(min_length=1, max_length=254, description="The email.")],
     password: Annotated[Text, Form(min_length=1, max_length=128)],
     grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
+    tenant: Annotated[
+        str | None,
+        Form(
+            pattern=r"^[a-z0-9-]{3,40}$",
+            description="The tenant's slug. Needed only when the email has accounts in"
+            " several tenants (emails are unique per tenant); without it such an email gets"
+            " the same 401 as a wrong password.",
+            examples=["acme"],
+        ),
+    ] = None,
     service: AuthService = Provide["auth_service"],
 ) -> TokenResponse:
-    """OAuth2 password grant. Unknown emails and wrong passwords get the same answer in the
-    same time; repeated failures lock the account and the client IP for a while (429)."""
+    """OAuth2 password grant (`username` = email), plus an optional `tenant` field (slug) that
+    picks the account when the same email is registered in several tenants. Unknown emails,
+    wrong passwords and an email of several tenants without `tenant` get the same answer (401
+    `auth.invalid_credentials`) in the same time; repeated failures lock the account and the
+    client IP for a while (429)."""
     client_ip = request.client.host if request.client else "unknown"
-    return _tokens(await service.login(username, password, client_ip), response)
+    return _tokens(await service.login(username, password, client_ip, tenant), response)
 
 
 @router.post(

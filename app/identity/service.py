@@ -21,7 +21,8 @@ from app.identity.passwords import PasswordHasher, check_password_policy
 from app.identity.permissions import SCOPES, Permission, Role, grantable_scopes, role_permissions
 from app.identity.principal import InsufficientPermission, Principal
 from app.identity.repository import ApiKeyRecord, UserRecord
-from app.identity.throttle import LoginLocked, LoginThrottle
+from app.identity.revocations import Revocations
+from app.identity.throttle import ApiKeyThrottle, LoginLocked, LoginThrottle
 from app.identity.tokens import TokenService, hash_refresh
 
 log = structlog.get_logger(__name__)
@@ -50,6 +51,11 @@ class EmailTaken(Conflict):
 class LastOwner(Conflict):
     code = "user.last_owner"
     title = "Last owner"
+
+
+class RotatedKeyMayNotGrant(InsufficientPermission):
+    code = "api_key.rotated"
+    title = "Rotated API key"
 
 
 class InvalidCredentials(Unauthenticated):
@@ -83,9 +89,13 @@ def _check_role(actor: Principal | None, role: Role) -> None:
 
 
 def _check_grant(granter: Principal | None, scopes: list[str]) -> None:
-    """No one mints a key stronger than themselves (None: the operator CLI)."""
+    """No one mints a key stronger than themselves (None: the operator CLI), and a key that
+    was rotated (still valid for its grace period) mints none: whoever still holds the old
+    secret must not be able to keep a credential alive past the rotation."""
     if granter is None:
         return
+    if granter.rotated:
+        raise RotatedKeyMayNotGrant("a rotated API key may not issue or rotate keys")
     beyond = sorted(set(scopes) - grantable_scopes(granter.permissions))
     if beyond:
         raise InsufficientPermission(f"you may not grant: {', '.join(beyond)}")
@@ -137,12 +147,16 @@ class ApiKeyService:
         cache: CredentialCache,
         usage: ApiKeyUsage,
         rotation_grace_seconds: int,
+        revocations: Revocations,
+        throttle: ApiKeyThrottle,
     ) -> None:
         self._uow = uow_factory
         self._clock = clock
         self._cache = cache
         self._usage = usage
         self._grace = rotation_grace_seconds
+        self._revocations = revocations
+        self._throttle = throttle
 
     async def issue(
         self,
@@ -179,10 +193,15 @@ class ApiKeyService:
         )
         return record, secret
 
-    async def authenticate(self, secret: str) -> Principal:
+    async def authenticate(self, secret: str, client_ip: str | None = None) -> Principal:
+        """`client_ip` (None: not over HTTP) is throttled on failed lookups: past
+        `auth.api_key_failures_per_ip` in a window its uncached keys get 429 before any lookup.
+        A cached key costs no throttle check."""
         digest = keys.hash_secret(secret)
         principal = self._cache.api_keys.get(digest)  # a hit was well formed when cached
         if principal is None:
+            if client_ip is not None:
+                self._throttle.check(client_ip)
             if not keys.well_formed(secret):  # typos and garbage: no lookup at all
                 raise Unauthenticated("invalid API key")
 
@@ -193,6 +212,8 @@ class ApiKeyService:
             if record is not None and self._cache.changed_here(record.id):  # rotated here
                 record = await read_fresh(self._uow, None, by_digest, primary_only=True)
             if record is None or record.revoked_at is not None or self._cache.is_revoked(record.id):
+                if client_ip is not None:
+                    await self._throttle.failed(client_ip)
                 raise Unauthenticated("invalid API key")
             principal = Principal(
                 kind="api_key",
@@ -200,6 +221,7 @@ class ApiKeyService:
                 tenant_id=record.tenant_id,
                 scopes=frozenset(record.scopes),
                 expires_at=record.expires_at,
+                rotated=record.rotated_at is not None,
             )
             self._cache.api_keys.put(digest, principal)
         if principal.expires_at is not None and principal.expires_at <= self._clock.now():
@@ -232,7 +254,8 @@ class ApiKeyService:
                 raise ApiKeyNotFound()
             _check_grant(granter, old.scopes)
             record, secret = await self._add(uow, old.name, old.scopes, old.expires_at)
-            await uow.api_keys.expire(key_id, now + grace)
+            await uow.api_keys.expire(key_id, now + grace, now)
+            await self._revocations.api_key_changed(uow, key_id)
             await uow.commit()
         self._cache.forget_api_key(key_id)
         return record, secret
@@ -241,6 +264,7 @@ class ApiKeyService:
         async with self._uow(tenant_id) as uow:
             if not await uow.api_keys.revoke(key_id, self._clock.now()):
                 raise ApiKeyNotFound()
+            await self._revocations.record(uow, [key_id])
             await uow.commit()
         self._cache.revoke(key_id)
 
@@ -252,11 +276,13 @@ class UserService:
         clock: Clock,
         hasher: PasswordHasher,
         cache: CredentialCache,
+        revocations: Revocations,
     ) -> None:
         self._uow = uow_factory
         self._clock = clock
         self._hasher = hasher
         self._cache = cache
+        self._revocations = revocations
 
     async def get(self, tenant_id: uuid.UUID, user_id: uuid.UUID) -> UserRecord:
         user = await read_fresh(self._uow, tenant_id, lambda uow: uow.users.get(user_id))
@@ -320,6 +346,8 @@ class UserService:
             ended: list[uuid.UUID] = []
             if password_hash is not None:  # a new password ends every session of the user
                 ended = await uow.refresh_tokens.revoke_user(user_id, self._clock.now())
+                await self._revocations.record(uow, ended)
+            await self._revocations.user_changed(uow, user_id)
             await uow.commit()
         assert user is not None  # locked above
         self._cache.forget_user(user_id)
@@ -336,6 +364,7 @@ class UserService:
                 actor.require(Permission.OWNERSHIP_TRANSFER)
                 self._check_not_last(target, owners)
             await uow.users.delete(user_id)
+            await self._revocations.record(uow, [user_id])
             await uow.commit()
         self._cache.revoke(user_id)
 
@@ -364,6 +393,7 @@ class AuthService:
         throttle: LoginThrottle,
         cache: CredentialCache,
         on_event: Callable[[str], None],
+        revocations: Revocations,
     ) -> None:
         self._uow = uow_factory
         self._clock = clock
@@ -372,22 +402,34 @@ class AuthService:
         self._throttle = throttle
         self._cache = cache
         self._event = on_event  # counts login_failed, login_locked, refresh_reused
+        self._revocations = revocations
 
-    async def login(self, email: str, password: str, client_ip: str) -> TokenPair:
+    async def login(
+        self, email: str, password: str, client_ip: str, tenant: str | None = None
+    ) -> TokenPair:
+        """`tenant` (a slug) picks the account when the email has one in several tenants;
+        without it the email must name exactly one account. No account, several, or a wrong
+        password: the same 401 after the same one password verification."""
         email = normalize_email(email)
+        async with self._uow(read_only=True, strong=True) as uow:
+            matches = await uow.users.credentials(email, tenant)
+        found = matches[0] if len(matches) == 1 else None
+        # Counted per account: the user when one is named, else the (email, tenant) asked for,
+        # which no login can succeed on. Not per email: with an account of their own under the
+        # same address, an attacker's successful logins would clear the victim's count.
+        account = f"user:{found.user_id}" if found else f"email:{email}\0{tenant or ''}"
         try:
-            await self._throttle.attempt(email, client_ip)
+            await self._throttle.attempt(account, client_ip)
         except LoginLocked:
             self._event("login_locked")
             raise
-        async with self._uow(read_only=True, strong=True) as uow:
-            found = await uow.users.credentials(email)
-        # Unknown users are verified against a dummy hash: the same work as a wrong password.
+        # Unknown (or ambiguous) emails are verified against a dummy hash: the same work as a
+        # wrong password.
         ok, new_hash = await self._hasher.verify(password, found.password_hash if found else None)
         if found is None or not ok:
             self._event("login_failed")
             raise InvalidCredentials("wrong email or password")
-        await self._throttle.succeeded(email, client_ip)
+        await self._throttle.succeeded(account, client_ip)
         async with self._uow(found.tenant_id) as uow:
             if new_hash is not None:  # legacy bcrypt (or weaker argon2 params): upgrade now
                 await uow.users.set_password_hash(found.user_id, new_hash)
@@ -413,6 +455,7 @@ class AuthService:
                 # Used before: a stolen copy is being replayed (or the owner's client raced
                 # itself). Either way the family is no longer trustworthy.
                 await uow.refresh_tokens.revoke_family(token.family_id, now)
+                await self._revocations.record(uow, [token.family_id])
                 await uow.commit()
                 self._cache.revoke(token.family_id)
                 self._event("refresh_reused")
@@ -432,6 +475,7 @@ class AuthService:
             return
         async with self._uow(token.tenant_id) as uow:
             await uow.refresh_tokens.revoke_family(token.family_id, self._clock.now())
+            await self._revocations.record(uow, [token.family_id])
             await uow.commit()
         self._cache.revoke(token.family_id)
 

@@ -126,3 +126,53 @@ class LoginThrottle:
 def throttle_store(redis: Any, clock: Clock) -> ThrottleStore:
     """Redis when configured (shared by every process), else this process's memory."""
     return RedisThrottleStore(redis) if redis is not None else MemoryThrottleStore(clock)
+
+
+class ApiKeyAttemptsLimited(TooManyRequests):
+    code = "auth.api_key_attempts"
+    title = "Too many invalid API keys"
+
+
+class ApiKeyThrottle:
+    """Failed API-key lookups per client IP (`auth.api_key_failures_per_ip` in
+    `auth.api_key_failure_window_seconds`), counted in the shared `ThrottleStore`. Past the
+    limit, the IP's uncached keys are refused (429) before any lookup until the window ends.
+
+    Only failures touch the store; the refusal itself is decided from this process's memory
+    (the IP's window end, learnt from its failure count), so a check costs a dict lookup and a
+    valid key from a blocked IP still works once cached. With several processes an attacker gets
+    at most the limit plus one lookup per process per window.
+    """
+
+    def __init__(
+        self, store: ThrottleStore, clock: Clock, max_failures: int, window_seconds: int
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._max = max_failures
+        self._window = window_seconds
+        self._blocked: dict[str, float] = {}  # ip: window end (container clock)
+        self._max_entries = 100_000
+
+    def check(self, ip: str) -> None:
+        until = self._blocked.get(ip)
+        if until is None:
+            return
+        left = until - self._clock.now().timestamp()
+        if left <= 0:
+            del self._blocked[ip]
+            return
+        raise ApiKeyAttemptsLimited(
+            "too many invalid API keys from this address; try again later",
+            retry_after=max(1, math.ceil(left)),
+        )
+
+    async def failed(self, ip: str) -> None:
+        [(count, left)] = await self._store.hit([f"storefront:api_key:ip:{ip}"], self._window)
+        if count >= self._max:
+            now = self._clock.now().timestamp()
+            if len(self._blocked) >= self._max_entries:
+                self._blocked = {k: v for k, v in self._blocked.items() if v > now}
+                if len(self._blocked) >= self._max_entries:  # still full: the oldest goes
+                    del self._blocked[next(iter(self._blocked))]
+            self._blocked[ip] = now + left

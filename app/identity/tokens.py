@@ -10,6 +10,7 @@ Time comes from the container's clock, so tests can move it.
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -81,6 +82,23 @@ def _ephemeral() -> _Key:
     return _Key(kid, "EdDSA", private.public_key(), private)
 
 
+# NumericDate (RFC 7519): seconds since the epoch. Bounded so that no value can overflow a
+# float or a datetime (year 9999 is about 2.5e11 s).
+_MAX_NUMERIC_DATE = 253_402_300_799
+
+
+def _numeric_date(claims: dict[str, Any], name: str) -> float:
+    """A time claim as a number: an int or a finite float (JSON allows no NaN, but Python's
+    parser reads `NaN` and `1e999`), never a bool or a string such as "nan" or "1e999"."""
+    value = claims[name]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidToken(f"the token's {name} is not a number")
+    # The range first: comparing a huge int is exact, while math.isfinite() would overflow.
+    if not 0 <= value <= _MAX_NUMERIC_DATE or not math.isfinite(value):
+        raise InvalidToken(f"the token's {name} is out of range")
+    return float(value)
+
+
 def hash_refresh(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
 
@@ -135,18 +153,19 @@ class TokenService:
                     "verify_iat": False,
                 },
             )
+            exp, nbf, iat = (_numeric_date(claims, name) for name in ("exp", "nbf", "iat"))
             now = self._clock.now().timestamp()
             leeway = self.settings.leeway_seconds
-            if float(claims["exp"]) <= now - leeway:
+            if exp <= now - leeway:
                 raise InvalidToken("the token has expired")
-            if float(claims["nbf"]) > now + leeway or float(claims["iat"]) > now + leeway:
+            if nbf > now + leeway or iat > now + leeway:
                 raise InvalidToken("the token is not valid yet")
             return AccessClaims(
                 user_id=uuid.UUID(claims["sub"]),
                 tenant_id=uuid.UUID(claims["tid"]),
                 role=Role[claims["role"]],
                 family_id=uuid.UUID(claims["sid"]),
-                expires_at=float(claims["exp"]),
+                expires_at=exp,
             )
         except jwt.PyJWTError as error:
             raise InvalidToken(f"invalid token: {error}") from None

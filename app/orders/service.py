@@ -20,12 +20,26 @@ from typing import Any
 import structlog
 
 from app.core.clock import Clock
-from app.core.errors import Conflict, DomainError, NotFound, Unprocessable
+from app.core.errors import DomainError
 from app.core.money import Money
 from app.core.pagination import Slice, decode_keyset, keyset_page
 from app.db.uow import UnitOfWork, UnitOfWorkFactory
+from app.orders.errors import (
+    MAX_ORDER_TOTAL,
+    MAX_UNITS_PER_PRODUCT,
+    IdempotencyInFlight,
+    IdempotencyMismatch,
+    InsufficientStock,
+    MixedCurrencies,
+    OrderNotCancellable,
+    OrderNotFound,
+    QuantityLimitExceeded,
+    TotalLimitExceeded,
+    UnknownProduct,
+)
 from app.orders.repository import OrderLineRecord, OrderRecord
 from app.orders.schemas import OrderRead
+from app.payments.breakers import ProviderAccount
 from app.payments.gateway import (
     PaymentDeclined,
     PaymentGateway,
@@ -35,41 +49,6 @@ from app.payments.gateway import (
 
 log = structlog.get_logger(__name__)
 IDEMPOTENCY_RETENTION = timedelta(hours=24)
-
-
-class IdempotencyMismatch(Unprocessable):
-    code = "idempotency.mismatch"
-    title = "Idempotency key reused with another request"
-
-
-class IdempotencyInFlight(Conflict):
-    code = "idempotency.in_flight"
-    title = "Request with this idempotency key in progress"
-
-
-class InsufficientStock(Conflict):
-    code = "inventory.insufficient"
-    title = "Insufficient stock"
-
-
-class UnknownProduct(Unprocessable):
-    code = "order.unknown_product"
-    title = "Unknown product"
-
-
-class MixedCurrencies(Unprocessable):
-    code = "order.mixed_currencies"
-    title = "Products priced in different currencies"
-
-
-class OrderNotFound(NotFound):
-    code = "order.not_found"
-    title = "Order not found"
-
-
-class OrderNotCancellable(Conflict):
-    code = "order.not_cancellable"
-    title = "Order cannot be cancelled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +93,12 @@ class OrderService:
         quantities: dict[uuid.UUID, int] = {}
         for product_id, quantity in items:  # the same product twice is one line
             quantities[product_id] = quantities.get(product_id, 0) + quantity
+        for product_id, quantity in quantities.items():
+            if quantity > MAX_UNITS_PER_PRODUCT:
+                raise QuantityLimitExceeded(
+                    f"{quantity} units of product {product_id}: at most"
+                    f" {MAX_UNITS_PER_PRODUCT} per order"
+                )
         order_id = uuid.uuid4()
         now = self._clock.now()
         async with self._uow(tenant_id) as uow:
@@ -133,6 +118,10 @@ class OrderService:
                 OrderLineRecord(p, q, prices[p].amount) for p, q in sorted(quantities.items())
             )
             total = Money(sum(x.quantity * x.unit_amount for x in lines), currencies.pop())
+            if total.amount > MAX_ORDER_TOTAL:
+                raise TotalLimitExceeded(
+                    f"the total {total.amount} exceeds {MAX_ORDER_TOTAL} (minor units)"
+                )
             payment_key = f"{tenant_id}:{idempotency_key}"
             await uow.orders.add(
                 order_id, total.amount, total.currency, payment_token, payment_key, lines, now
@@ -176,7 +165,9 @@ class OrderService:
         after our timeout instead of a second hold. Any other failure (a crash) leaves the
         order pending for `recover()`."""
         try:
-            authorization = await self._gateway.authorize(payment_key, token, total)
+            authorization = await self._gateway.authorize(
+                ProviderAccount.of_tenant(tenant_id), payment_key, token, total
+            )
         except (PaymentDeclined, PaymentRejected) as refused:
             status = 402 if isinstance(refused, PaymentDeclined) else 422
             final = Outcome(status, _problem_body(refused))
@@ -210,12 +201,15 @@ class OrderService:
         if moved or order.authorization_id == authorization_id:
             return Outcome(201, body)
         # Someone else settled it meanwhile (recovery compensated it): release our hold.
-        await self._release_hold(payment_key, authorization_id)
+        await self._release_hold(tenant_id, payment_key, authorization_id)
         raise PaymentUnavailable("the order was settled without this payment; retry the request")
 
-    async def _release_hold(self, payment_key: str, authorization_id: str) -> None:
+    async def _release_hold(
+        self, tenant_id: uuid.UUID, payment_key: str, authorization_id: str
+    ) -> None:
+        account = ProviderAccount.of_tenant(tenant_id)
         try:
-            await self._gateway.void(f"{payment_key}:void", authorization_id)
+            await self._gateway.void(account, f"{payment_key}:void", authorization_id)
         except DomainError as error:  # the provider lets unused holds lapse
             log.warning("orders.void_failed", authorization=authorization_id, error=repr(error))
 
@@ -239,8 +233,7 @@ class OrderService:
                 if stored is not None and stored.response_body is not None:
                     return Outcome(stored.response_status or 201, stored.response_body)
                 raise PaymentUnavailable("the order was settled elsewhere; retry the request")
-            for line in lines:
-                await uow.products.restock(line.product_id, line.quantity, now)
+            await _restock(uow, order_id, lines, now)
             if final is not None:
                 await uow.idempotency.complete_for_order(order_id, final.status, final.body)
             else:
@@ -320,14 +313,34 @@ class OrderService:
             if order.status != "confirmed":
                 raise OrderNotCancellable(f"an order that is {order.status} cannot be cancelled")
             if order.authorization_id:
-                await self._gateway.void(f"{order.payment_key}:void", order.authorization_id)
-            for line in order.lines:
-                await uow.products.restock(line.product_id, line.quantity, now)
+                await self._gateway.void(
+                    ProviderAccount.of_tenant(tenant_id),
+                    f"{order.payment_key}:void",
+                    order.authorization_id,
+                )
+            await _restock(uow, order_id, order.lines, now)
             cancelled = await uow.orders.transition(order_id, "confirmed", "cancelled", now)
             assert cancelled is not None  # the row is locked above
             await uow.outbox.add("order.cancelled", _sale(order), now)
             await uow.commit()
         return replace(cancelled, lines=order.lines)
+
+
+async def _restock(
+    uow: UnitOfWork, order_id: uuid.UUID, lines: tuple[OrderLineRecord, ...], at: datetime
+) -> None:
+    """Give an order's units back, up to the stock cap (MAX_STOCK): units that would lift the
+    stock above it (it was adjusted up meanwhile) are dropped and logged, never an error."""
+    for line in lines:
+        dropped = await uow.products.restock(line.product_id, line.quantity, at)
+        if dropped:
+            log.warning(
+                "orders.restock_capped",
+                order=str(order_id),
+                product=str(line.product_id),
+                units=line.quantity,
+                dropped=dropped,
+            )
 
 
 def _sale(order: OrderRecord) -> dict[str, Any]:

@@ -2,15 +2,15 @@
 idempotent on the caller's key.
 
 `HttpPaymentGateway` talks to any provider with the sandbox's HTTP shape (app/payments/sandbox.py)
-through httpx, bounded by `payments.timeout_seconds` and guarded by a pybreaker breaker. Only
-timeouts, connection errors and 5xx count as failures: a decline (402) or another 4xx proves
-the provider is up.
+through httpx, bounded by `payments.timeout_seconds` and guarded by pybreaker breakers: one per
+provider account (the tenant's account at the provider; see app/payments/breakers.py) and one
+provider-wide, opened only when several accounts fail within a window. Only timeouts, connection
+errors and 5xx count as failures: a decline (402) or another 4xx proves the provider is up.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
@@ -19,6 +19,7 @@ import pybreaker
 
 from app.core.errors import PaymentRequired, ServiceUnavailable, Unprocessable
 from app.core.money import Money
+from app.payments.breakers import PaymentBreakers, ProviderAccount, ProviderFailure, open_for
 from app.settings import PaymentSettings
 
 
@@ -40,69 +41,92 @@ class PaymentRejected(Unprocessable):
 
 
 class PaymentGateway(Protocol):
-    async def authorize(self, idempotency_key: str, token: str, amount: Money) -> str:
+    """Every call names the provider account it is made for (breakers are per account)."""
+
+    async def authorize(
+        self, account: ProviderAccount, idempotency_key: str, token: str, amount: Money
+    ) -> str:
         """Hold `amount` on the payment method; returns the authorization id."""
         ...
 
-    async def capture(self, idempotency_key: str, authorization_id: str) -> None: ...
+    async def capture(
+        self, account: ProviderAccount, idempotency_key: str, authorization_id: str
+    ) -> None: ...
 
-    async def void(self, idempotency_key: str, authorization_id: str) -> None: ...
+    async def void(
+        self, account: ProviderAccount, idempotency_key: str, authorization_id: str
+    ) -> None: ...
 
-    async def refund(self, idempotency_key: str, authorization_id: str) -> None: ...
-
-
-class _ProviderFailure(Exception):
-    """Counts in the breaker: the provider did not answer properly."""
+    async def refund(
+        self, account: ProviderAccount, idempotency_key: str, authorization_id: str
+    ) -> None: ...
 
 
 class HttpPaymentGateway:
     def __init__(self, client: httpx.AsyncClient, settings: PaymentSettings) -> None:
         self._client = client
         self._timeout = settings.timeout_seconds
-        self._breaker = pybreaker.CircuitBreaker(
-            fail_max=settings.breaker.fail_max,
-            reset_timeout=settings.breaker.reset_timeout_seconds,
-            success_threshold=settings.breaker.success_threshold,
-            # Anything but a provider failure proves the provider answered (or was cancelled
-            # by our own client): it must not open the breaker.
-            exclude=[lambda error: not isinstance(error, _ProviderFailure)],
-            throw_new_error_on_trip=False,
-            name="payments",
-        )
+        self.breakers = PaymentBreakers(settings)
 
     @property
     def breaker_state(self) -> str:
-        return str(self._breaker.current_state)
+        """The provider-wide breaker."""
+        return str(self.breakers.provider.current_state)
 
-    async def authorize(self, idempotency_key: str, token: str, amount: Money) -> str:
+    async def authorize(
+        self, account: ProviderAccount, idempotency_key: str, token: str, amount: Money
+    ) -> str:
         body = {"token": token, "amount": amount.amount, "currency": amount.currency}
-        reply = await self._post("/authorizations", idempotency_key, body)
+        reply = await self._post(account, "/authorizations", idempotency_key, body)
         authorization_id = reply.get("id")
         if not isinstance(authorization_id, str) or not authorization_id:
             raise PaymentUnavailable("the payment provider's reply has no authorization id")
         return authorization_id
 
-    async def capture(self, idempotency_key: str, authorization_id: str) -> None:
-        await self._post(f"/authorizations/{authorization_id}/capture", idempotency_key)
+    async def capture(
+        self, account: ProviderAccount, idempotency_key: str, authorization_id: str
+    ) -> None:
+        await self._post(account, f"/authorizations/{authorization_id}/capture", idempotency_key)
 
-    async def void(self, idempotency_key: str, authorization_id: str) -> None:
-        await self._post(f"/authorizations/{authorization_id}/void", idempotency_key)
+    async def void(
+        self, account: ProviderAccount, idempotency_key: str, authorization_id: str
+    ) -> None:
+        await self._post(account, f"/authorizations/{authorization_id}/void", idempotency_key)
 
-    async def refund(self, idempotency_key: str, authorization_id: str) -> None:
-        await self._post(f"/authorizations/{authorization_id}/refund", idempotency_key)
+    async def refund(
+        self, account: ProviderAccount, idempotency_key: str, authorization_id: str
+    ) -> None:
+        await self._post(account, f"/authorizations/{authorization_id}/refund", idempotency_key)
 
     async def _post(
-        self, path: str, idempotency_key: str, body: dict[str, Any] | None = None
+        self,
+        account: ProviderAccount,
+        path: str,
+        idempotency_key: str,
+        body: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        provider = self.breakers.provider
+        breaker = self.breakers.for_account(account)
+        # Fail fast on an open breaker before entering either: a refusal by one must not count
+        # as a success of the other (pybreaker counts excluded errors as successes). No await
+        # separates these checks from the `calling()` blocks, so the states cannot move between.
+        for refusing in (provider, breaker):
+            if wait := open_for(refusing):
+                raise PaymentUnavailable(
+                    "the payment provider is unavailable", retry_after=_seconds(wait)
+                )
         try:
-            with self._breaker.calling():
+            with provider.calling(), breaker.calling():
                 response = await self._send(path, idempotency_key, body)
-        except pybreaker.CircuitBreakerError:
+        except pybreaker.CircuitBreakerError:  # only if a trial call just failed
+            self.breakers.failed(account)
             raise PaymentUnavailable(
-                "the payment provider is unavailable", retry_after=self._retry_after()
+                "the payment provider is unavailable", retry_after=self._retry_after(breaker)
             ) from None
-        except _ProviderFailure as error:
-            raise PaymentUnavailable(str(error), retry_after=self._retry_after()) from error
+        except ProviderFailure as error:
+            self.breakers.failed(account)
+            raise PaymentUnavailable(str(error), retry_after=self._retry_after(breaker)) from error
+        self.breakers.succeeded(account)
         if response.status_code == 402:
             raise PaymentDeclined("the payment was declined")
         if response.status_code >= 400:
@@ -125,17 +149,17 @@ class HttpPaymentGateway:
                     path, json=body or {}, headers={"Idempotency-Key": idempotency_key}
                 )
         except (TimeoutError, httpx.TransportError) as error:
-            raise _ProviderFailure(f"payment provider: {type(error).__name__}") from error
+            raise ProviderFailure(f"payment provider: {type(error).__name__}") from error
         if response.status_code >= 500:
-            raise _ProviderFailure(f"payment provider answered {response.status_code}")
+            raise ProviderFailure(f"payment provider answered {response.status_code}")
         return response
 
-    def _retry_after(self) -> int:
-        opened_at = self._breaker._state_storage.opened_at
-        if opened_at is None or self._breaker.current_state != pybreaker.STATE_OPEN:
-            return 1
-        remaining = opened_at.timestamp() + self._breaker.reset_timeout - time.time()
-        return max(1, int(remaining + 0.999))
+    def _retry_after(self, breaker: Any) -> int:
+        return _seconds(max(open_for(self.breakers.provider), open_for(breaker)))
+
+
+def _seconds(wait: float) -> int:
+    return max(1, int(wait + 0.999))
 
 
 def open_payment_client(settings: PaymentSettings, sandbox: Any) -> httpx.AsyncClient:

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from typing import Any
 
-from app.core.errors import Unprocessable
 from app.db.uow import UnitOfWorkFactory
 from app.events.repository import Event
+from app.reports.errors import InvalidPeriod, MalformedSaleEvent
 from app.reports.repository import SalesRow
 
 CONSUMER = "sales_daily"
 SIGN = {"order.paid": 1, "order.cancelled": -1}  # the sales events; the rest are ignored
 MAX_DAYS = 366
-
-
-class InvalidPeriod(Unprocessable):
-    code = "report.invalid_period"
-    title = "Invalid period"
 
 
 class SalesProjector:
@@ -34,18 +30,25 @@ class SalesProjector:
         async with self._uow(event.tenant_id) as uow:
             if not await uow.inbox.first_time(CONSUMER, event.id):
                 return
-            payload = event.payload
-            day = datetime.fromisoformat(payload["at"]).date()
-            for line in payload["lines"]:
-                units = sign * int(line["quantity"])
-                await uow.sales.add(
-                    day,
-                    uuid.UUID(line["product_id"]),
-                    payload["currency"],
-                    units,
-                    units * int(line["unit_amount"]),
-                )
+            day, currency, lines = _sale_lines(event.payload)
+            for product_id, quantity, unit_amount in lines:
+                units = sign * quantity
+                await uow.sales.add(day, product_id, currency, units, units * unit_amount)
             await uow.commit()
+
+
+def _sale_lines(payload: dict[str, Any]) -> tuple[date, str, list[tuple[uuid.UUID, int, int]]]:
+    """The sale in an order event, or MalformedSaleEvent (a permanent failure)."""
+    try:
+        day = datetime.fromisoformat(payload["at"]).date()
+        currency = str(payload["currency"])
+        lines = [
+            (uuid.UUID(line["product_id"]), int(line["quantity"]), int(line["unit_amount"]))
+            for line in payload["lines"]
+        ]
+    except (KeyError, TypeError, ValueError) as error:
+        raise MalformedSaleEvent(f"not a sale event payload: {error!r}") from error
+    return day, currency, lines
 
 
 class ReportService:

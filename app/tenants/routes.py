@@ -1,6 +1,7 @@
-"""Public sign-up: POST /v1/tenants (404 when auth.signup_enabled is false)."""
+"""Public sign-up: POST /v1/tenants (404 when auth.signup_enabled is false; limited per client
+address by auth.signup_limit)."""
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 
 from app.http.di import Provide, inject
 from app.http.schemas import problem_responses
@@ -15,16 +16,22 @@ router = APIRouter(prefix="/v1/tenants", tags=["identity"])
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=SignupRead,
-    responses=problem_responses(400, 404, 409, 422, 503),
+    responses=problem_responses(400, 404, 409, 422, 429, 503),
 )
 @inject
 async def sign_up(
+    request: Request,
     body: TenantSignup,
     response: Response,
     service: TenantService = Provide["tenant_service"],
 ) -> SignupRead:
+    """A new tenant and its owner. 409 `tenant.slug_taken` for a taken slug; an email already
+    registered in another tenant is no obstacle (emails are unique per tenant), so the answer
+    tells nothing about other tenants' users. Attempts are limited per client address
+    (`auth.signup_limit`): beyond it 429 `tenant.signup_limited` with `Retry-After`."""
+    client_ip = request.client.host if request.client else "unknown"
     tenant, owner = await service.sign_up(
-        body.slug, body.name, str(body.owner.email), body.owner.password
+        body.slug, body.name, str(body.owner.email), body.owner.password, client_ip
     )
     response.headers["Location"] = f"{router.prefix}/{tenant.id}"
     return SignupRead(

@@ -1,16 +1,20 @@
-"""Tenant use cases: public sign-up (tenant + owner in one transaction) and operator commands."""
+"""Tenant use cases: public sign-up (tenant + owner in one transaction, limited per client
+address) and operator commands."""
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 
-from app.core.errors import Conflict, NotFound, Unprocessable
+from app.core.errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from app.db.uow import UnitOfWork, UnitOfWorkFactory, read_fresh
 from app.identity.passwords import PasswordHasher, check_password_policy
 from app.identity.permissions import Role
 from app.identity.repository import UserRecord
-from app.identity.service import EmailTaken, normalize_email
+from app.identity.service import normalize_email
+from app.identity.throttle import ThrottleStore
+from app.settings import SignupLimitSettings
 from app.tenants.repository import TenantRecord
 
 SLUG = re.compile(r"^[a-z0-9-]{3,40}$")
@@ -38,13 +42,45 @@ class SignupDisabled(NotFound):
     title = "Not Found"
 
 
+class SignupLimited(TooManyRequests):
+    code = "tenant.signup_limited"
+    title = "Too many sign-ups"
+
+
+class SignupLimit:
+    """Sign-up attempts per client address in a fixed window (`auth.signup_limit`), counted in
+    the login throttle's store: Redis when `redis.url` is set (one count for every process),
+    this process's memory otherwise. Every attempt counts, successful or not: each one is
+    a new tenant, or a probe."""
+
+    def __init__(self, store: ThrottleStore, settings: SignupLimitSettings) -> None:
+        self._store = store
+        self._settings = settings
+
+    async def attempt(self, client_ip: str) -> None:
+        """Count this attempt; refuse it (429) when it goes past the limit."""
+        [(count, left)] = await self._store.hit(
+            [f"storefront:signup:ip:{client_ip}"], self._settings.window_seconds
+        )
+        if count > self._settings.max_per_ip:
+            raise SignupLimited(
+                "too many sign-ups from this address; try again later",
+                retry_after=max(1, math.ceil(left)),
+            )
+
+
 class TenantService:
     def __init__(
-        self, uow_factory: UnitOfWorkFactory, hasher: PasswordHasher, signup_enabled: bool
+        self,
+        uow_factory: UnitOfWorkFactory,
+        hasher: PasswordHasher,
+        signup_enabled: bool,
+        signup_limit: SignupLimit,
     ) -> None:
         self._uow = uow_factory
         self._hasher = hasher
         self._signup_enabled = signup_enabled
+        self._signup_limit = signup_limit
 
     async def create(self, slug: str, name: str) -> TenantRecord:
         """Operator path (CLI): a tenant without users."""
@@ -55,11 +91,14 @@ class TenantService:
         return tenant
 
     async def sign_up(
-        self, slug: str, name: str, email: str, password: str
+        self, slug: str, name: str, email: str, password: str, client_ip: str
     ) -> tuple[TenantRecord, UserRecord]:
-        """Public sign-up: the tenant and its owner commit together or not at all."""
+        """Public sign-up: the tenant and its owner commit together or not at all. The owner's
+        email is new in its (new) tenant, so it cannot be taken: emails are unique per tenant,
+        and sign-up reveals nothing about addresses registered in other tenants."""
         if not self._signup_enabled:
             raise SignupDisabled("not found")
+        await self._signup_limit.attempt(client_ip)
         _check(slug, name)
         check_password_policy(password)
         password_hash = await self._hasher.hash(password)
@@ -69,8 +108,8 @@ class TenantService:
             owner = await uow.users.add(
                 uuid.uuid4(), normalize_email(email), password_hash, Role.owner.name
             )
-            if owner is None:
-                raise EmailTaken("a user with this email already exists")
+            # Emails are unique per tenant and this tenant is new: the insert cannot conflict.
+            assert owner is not None
             await uow.commit()
         return tenant, owner
 

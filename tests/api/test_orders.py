@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 from dependency_injector import providers
 
+from app.catalog.errors import MAX_STOCK
 from app.core.money import Money
+from app.payments.breakers import ProviderAccount
 from app.payments.gateway import PaymentUnavailable
 from tests.conftest import OPERATOR_TOKEN, Harness, problem
 
@@ -176,7 +178,9 @@ async def test_a_provider_outage_is_503_restocks_and_keeps_the_key(
     metrics = await harness.client.get(
         "/metrics", headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}
     )
-    assert "storefront_payment_breaker_state 2.0" in metrics.text
+    # The tenant's own breaker: one tenant's failures are not a provider-wide outage.
+    assert 'storefront_payment_account_breakers{state="open"} 1.0' in metrics.text
+    assert "storefront_payment_breaker_state 0.0" in metrics.text
     assert await _stock(harness, product) == 5
     # After reset_timeout the breaker lets a trial call through: the same key goes through
     # (a 503 did not consume it).
@@ -204,12 +208,14 @@ class LosesTheReply:
         self.real = real
         self.calls = 0
 
-    async def authorize(self, idempotency_key: str, token: str, amount: Money) -> str:
+    async def authorize(
+        self, account: ProviderAccount, idempotency_key: str, token: str, amount: Money
+    ) -> str:
         self.calls += 1
-        await self.real.authorize(idempotency_key, token, amount)
+        await self.real.authorize(account, idempotency_key, token, amount)
         if self.calls == 1:
             raise PaymentUnavailable("timed out")
-        return str(await self.real.authorize(idempotency_key, token, amount))
+        return str(await self.real.authorize(account, idempotency_key, token, amount))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
@@ -231,16 +237,45 @@ async def test_a_retry_after_a_lost_reply_reuses_the_authorization(harness: Harn
     assert await _stock(harness, product) == 4
 
 
-async def test_cancel_gives_back_stock_even_at_the_stock_limit(harness: Harness) -> None:
+async def test_cancel_at_the_stock_cap_restocks_up_to_the_cap(harness: Harness) -> None:
     product = await _shop(harness, stock=5)
     order = (await _place(harness, _order(product, 2))).json()
-    top_up = 1_000_000_000 - 3
+    top_up = MAX_STOCK - 4  # stock 3 -> MAX_STOCK - 1: one of the two units still fits
     response = await harness.client.post(
         f"/v1/products/{product}/stock-adjustments", json={"delta": top_up, "reason": "top up"}
     )
     assert response.status_code == 201, response.text
-    assert (await harness.client.post(f"/v1/orders/{order['id']}/cancel")).status_code == 200
-    assert await _stock(harness, product) == 1_000_000_000 + 2  # no unit lost
+    cancelled = await harness.client.post(f"/v1/orders/{order['id']}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled"
+    assert await _stock(harness, product) == MAX_STOCK  # capped (the dropped unit is logged)
+    # And the product stays usable: it is not stuck above its own limit.
+    down = await harness.client.post(
+        f"/v1/products/{product}/stock-adjustments", json={"delta": -1, "reason": "count"}
+    )
+    assert down.status_code == 201, down.text
+
+
+async def test_an_order_whose_total_would_not_fit_is_a_422(harness: Harness) -> None:
+    product = await _shop(harness, stock=MAX_STOCK, price=10**12)  # the highest price allowed
+    too_much = await _place(harness, _order(product, 1), key="big-1")
+    assert too_much.status_code == 422, too_much.text
+    assert problem(too_much)["code"] == "order.total_limit"
+    # The same product in many items: 50 x 1,000 units is one line of 50,000.
+    body = {
+        "items": [{"product_id": product, "quantity": 1000}] * 50,
+        "payment": {"token": "tok_ok"},
+    }
+    many = await _place(harness, body, key="big-2")
+    assert many.status_code == 422, many.text
+    assert problem(many)["code"] == "order.quantity_limit"
+    assert await _stock(harness, product) == MAX_STOCK  # nothing reserved
+    listed = await harness.client.get("/v1/orders", headers={"X-Read-Consistency": "strong"})
+    assert listed.json()["items"] == []
+    # The key was not consumed: the same request is evaluated again, not replayed.
+    again = await _place(harness, _order(product, 1), key="big-1")
+    assert again.status_code == 422
+    assert "idempotent-replayed" not in again.headers
 
 
 async def test_concurrent_recoveries_settle_an_order_once(harness: Harness) -> None:
@@ -311,7 +346,9 @@ class CrashingGateway:
     def __init__(self, real: Any) -> None:
         self.real = real
 
-    async def authorize(self, idempotency_key: str, token: str, amount: Money) -> str:
+    async def authorize(
+        self, account: ProviderAccount, idempotency_key: str, token: str, amount: Money
+    ) -> str:
         raise asyncio.CancelledError
 
     def __getattr__(self, name: str) -> Any:

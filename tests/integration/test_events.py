@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -240,3 +241,156 @@ async def test_one_failing_event_does_not_hold_back_the_others(harness: Harness)
     harness.clock.advance(seconds=3)
     assert await relay.drain() == 1
     assert _outbox(harness) == ["order.placed:t", "order.paid:t"]
+
+
+def _dead_letters(harness: Harness) -> list[tuple[str, int, str]]:
+    rows = harness.cluster.psql(
+        "primary",
+        "SELECT topic || '|' || attempts || '|' || coalesce(last_error, '') FROM outbox"
+        " WHERE dead_lettered_at IS NOT NULL ORDER BY seq",
+    )
+    found = []
+    for line in rows.splitlines():
+        if line.strip():
+            topic, attempts, error = line.strip().split("|", 2)
+            found.append((topic, int(attempts), error))
+    return found
+
+
+async def _dead_lettered_metric(harness: Harness, topic: str) -> float:
+    metrics = await harness.client.get(
+        "/metrics", headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    )
+    prefix = f'storefront_events_dead_lettered_total{{topic="{topic}"}} '
+    line = next((x for x in metrics.text.splitlines() if x.startswith(prefix)), None)
+    return float(line.removeprefix(prefix)) if line else 0.0
+
+
+async def test_an_event_that_would_overflow_the_read_model_is_dead_lettered(
+    harness: Harness,
+) -> None:
+    """The read model's sum would leave bigint: a permanent failure, dead-lettered at once
+    (not a 22003 retried forever), counted, and the events after it are still projected."""
+    mug, cup = await _shop(harness)
+    await _buy(harness, [(mug, 1)])
+    relay = harness.container.outbox_relay()
+    await relay.drain()
+    day = str(TODAY)
+    assert await _report(harness) == {(day, mug): (1, 1200)}
+    # The day's revenue of the mug is already at the top of bigint (as after many huge orders).
+    harness.cluster.psql(
+        "primary",
+        f"UPDATE sales_daily SET revenue = 9223372036854775000 WHERE product_id = '{mug}'",
+    )
+    poisoned = await _buy(harness, [(mug, 1)])
+    await _buy(harness, [(cup, 2)])
+    assert await relay.drain() == 3  # order.placed x2 and the cup's order.paid
+    [(topic, attempts, error)] = _dead_letters(harness)
+    assert (topic, attempts) == ("order.paid", 1)
+    assert "SalesTotalOverflow" in error
+    assert await _dead_lettered_metric(harness, "order.paid") == 1
+    report = await _report(harness)
+    assert report[(day, cup)] == (2, 600)  # the next event was projected
+    assert report[(day, mug)] == (1, 9223372036854775000)  # unchanged, not half-applied
+    harness.clock.advance(hours=1)
+    assert await relay.drain() == 0  # no longer claimed
+
+    # The operator fixes the cause and retries: it is projected once.
+    harness.cluster.psql(
+        "primary", f"UPDATE sales_daily SET revenue = 1200 WHERE product_id = '{mug}'"
+    )
+    letters = await relay.dead_letters()
+    assert [x.topic for x in letters] == ["order.paid"]
+    assert await relay.retry_dead_letters([letters[0].id]) == 1
+    assert await relay.drain() == 1
+    assert _dead_letters(harness) == []
+    assert (await _report(harness))[(day, mug)] == (2, 2400)
+    assert poisoned["status"] == "confirmed"
+
+
+class FlakyConsumer:
+    """A second consumer on the in-process bus that fails for `order.paid` with `error`."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.calls = 0
+
+    async def handle(self, event: Event) -> None:
+        if event.topic == "order.paid":
+            self.calls += 1
+            raise self.error
+
+
+async def _relay_with(harness: Harness, consumer: FlakyConsumer, attempts: int) -> OutboxRelay:
+    from app.events.bus import InProcessBus
+    from app.settings import OutboxSettings
+
+    bus = InProcessBus(harness.container.sales_projector().handle, consumer.handle)
+    return OutboxRelay(
+        harness.container.uow_factory,
+        bus,
+        harness.clock,
+        OutboxSettings(max_attempts=attempts, max_backoff_seconds=4),
+        harness.container.metrics().outbox_result,
+        harness.container.metrics().event_dead_lettered,
+    )
+
+
+async def _drain_for(harness: Harness, relay: OutboxRelay, passes: int) -> None:
+    for _ in range(passes):
+        await relay.drain()
+        harness.clock.advance(seconds=5)  # past any backoff
+
+
+async def test_a_consumer_that_keeps_failing_is_dead_lettered_after_max_attempts(
+    harness: Harness,
+) -> None:
+    mug, _ = await _shop(harness)
+    await _buy(harness, [(mug, 1)])
+    consumer = FlakyConsumer(RuntimeError("a bug"))
+    relay = await _relay_with(harness, consumer, attempts=3)
+    await _drain_for(harness, relay, passes=6)
+    assert consumer.calls == 3
+    [(topic, attempts, error)] = _dead_letters(harness)
+    assert (topic, attempts) == ("order.paid", 3)
+    assert "a bug" in error
+    assert await _dead_lettered_metric(harness, "order.paid") == 1
+
+
+async def test_an_outage_is_retried_with_backoff_and_never_dead_lettered(
+    harness: Harness,
+) -> None:
+    mug, _ = await _shop(harness)
+    await _buy(harness, [(mug, 1)])
+    consumer = FlakyConsumer(ConnectionRefusedError("database down"))
+    relay = await _relay_with(harness, consumer, attempts=2)
+    await relay.drain()
+    assert await relay.drain() == 0  # backing off: not retried at once
+    await _drain_for(harness, relay, passes=6)
+    assert consumer.calls == 6  # 1 + one per pass past its backoff (the first pass is not)
+    assert _dead_letters(harness) == []
+    assert _outbox(harness) == ["order.placed:t", "order.paid:f"]  # still waiting to go out
+
+
+async def test_operators_list_and_retry_dead_letters_from_the_cli(harness: Harness) -> None:
+    from tests.integration.test_cli import storefront
+
+    mug, _ = await _shop(harness)
+    await _buy(harness, [(mug, 1)])
+    harness.cluster.psql(
+        "primary",
+        "UPDATE outbox SET dead_lettered_at = now(), attempts = 5, last_error = 'boom'"
+        " WHERE topic = 'order.paid'",
+    )
+    assert await harness.container.outbox_relay().drain() == 1  # order.placed only
+    listed = storefront(harness, "events", "dead-letters", "--json")
+    assert listed.returncode == 0, listed.stderr
+    [letter] = json.loads(listed.stdout)
+    assert (letter["topic"], letter["attempts"], letter["last_error"]) == ("order.paid", 5, "boom")
+    refused = storefront(harness, "events", "retry")
+    assert refused.returncode == 1
+    retried = storefront(harness, "events", "retry", letter["id"])
+    assert retried.returncode == 0, retried.stderr
+    assert retried.stdout.startswith("1 event(s) due again")
+    assert await harness.container.outbox_relay().drain() == 1
+    assert await _report(harness) == {(str(TODAY), mug): (1, 1200)}

@@ -76,9 +76,11 @@ class FakeProducts:
         self.rows[product_id] = (self.tenant_id, updated)
         return updated
 
-    async def restock(self, product_id: uuid.UUID, quantity: int, at: datetime) -> None:
+    async def restock(self, product_id: uuid.UUID, quantity: int, at: datetime) -> int:
         current = self._mine()[product_id]
-        self.rows[product_id] = (self.tenant_id, replace(current, stock=current.stock + quantity))
+        stock = min(current.stock + quantity, MAX_STOCK)
+        self.rows[product_id] = (self.tenant_id, replace(current, stock=stock))
+        return current.stock + quantity - stock
 
     async def prices(self, product_ids: list[uuid.UUID]) -> dict[uuid.UUID, Money]:
         mine = self._mine()
@@ -101,7 +103,7 @@ class FakeUsers:
     async def add(
         self, user_id: uuid.UUID, email: str, password_hash: str, role: str
     ) -> UserRecord | None:
-        if any(u.email == email for u in self.rows.values()):
+        if any(u.email == email for u in self._mine().values()):  # unique per tenant
             return None
         assert self.tenant_id is not None
         now = datetime.now(UTC)
@@ -219,6 +221,26 @@ class FakeOutbox:
         return uuid.uuid4()
 
 
+class FakeRevocations:
+    def __init__(self) -> None:
+        self.rows: dict[uuid.UUID, datetime] = {}
+
+    async def add(self, ids: list[uuid.UUID], expires_at: datetime) -> None:
+        for some_id in ids:
+            self.rows[some_id] = max(self.rows.get(some_id, expires_at), expires_at)
+
+
+class FakeInvalidations:
+    """What was published on the invalidation channel (kept only if the unit of work commits,
+    like NOTIFY)."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, list[str]]] = []
+
+    async def publish(self, topic: str, ids: Sequence[str]) -> None:
+        self.messages.append((topic, list(ids)))
+
+
 class FakeUnitOfWork:
     """Transactional like the real one: what a use case wrote is kept only if it commits."""
 
@@ -229,6 +251,8 @@ class FakeUnitOfWork:
         self.outbox = factory.outbox
         self.orders = factory.orders
         self.idempotency = factory.idempotency
+        self.revocations = factory.revocations
+        self.invalidations = factory.invalidations
         self.tenant_id = tenant_id
         self.commits = 0
 
@@ -242,6 +266,7 @@ class FakeUnitOfWork:
             dict(self.orders.rows),
             dict(self.idempotency.rows),
         )
+        self._announced = (dict(self.revocations.rows), list(self.invalidations.messages))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -254,6 +279,7 @@ class FakeUnitOfWork:
                 self.orders.rows,
                 self.idempotency.rows,
             ) = self._snapshot
+            self.revocations.rows, self.invalidations.messages = self._announced
 
     async def commit(self) -> None:
         self.commits += 1
@@ -267,6 +293,8 @@ class FakeUnitOfWorkFactory:
         self.outbox = FakeOutbox()
         self.orders = FakeOrders()
         self.idempotency = FakeIdempotency()
+        self.revocations = FakeRevocations()
+        self.invalidations = FakeInvalidations()
         self.opened: list[tuple[FakeUnitOfWork, bool]] = []
 
     def __call__(

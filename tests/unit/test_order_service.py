@@ -10,7 +10,15 @@ import pytest
 
 from app.core.clock import FixedClock
 from app.core.money import Money
-from app.orders.service import IdempotencyMismatch, InsufficientStock, OrderService
+from app.orders.errors import (
+    MAX_ORDER_TOTAL,
+    IdempotencyMismatch,
+    InsufficientStock,
+    QuantityLimitExceeded,
+    TotalLimitExceeded,
+)
+from app.orders.service import OrderService
+from app.payments.breakers import ProviderAccount
 from app.payments.gateway import PaymentDeclined, PaymentUnavailable
 from tests.unit.fakes import FakeUnitOfWorkFactory
 
@@ -24,7 +32,10 @@ class FakeGateway:
     def __init__(self) -> None:
         self.keys: list[str] = []
 
-    async def authorize(self, idempotency_key: str, token: str, amount: Money) -> str:
+    async def authorize(
+        self, account: ProviderAccount, idempotency_key: str, token: str, amount: Money
+    ) -> str:
+        assert account == ProviderAccount.of_tenant(TENANT)
         self.keys.append(idempotency_key)
         if token == "declined":
             raise PaymentDeclined("no")
@@ -32,7 +43,9 @@ class FakeGateway:
             raise PaymentUnavailable("down")
         return "auth-" + idempotency_key
 
-    async def void(self, idempotency_key: str, authorization_id: str) -> None:
+    async def void(
+        self, account: ProviderAccount, idempotency_key: str, authorization_id: str
+    ) -> None:
         self.keys.append(idempotency_key)
 
 
@@ -100,3 +113,19 @@ async def test_not_enough_stock_keeps_nothing(world: Any) -> None:
     assert uows.orders.rows == {}
     assert uows.idempotency.rows == {}  # the key was not consumed
     assert gateway.keys == []  # and the provider never asked
+
+
+async def test_bounds_on_units_and_total_keep_nothing(world: Any) -> None:
+    service, uows, gateway, product = world
+    await _seed(uows, product, stock=5000)
+    with pytest.raises(QuantityLimitExceeded):  # 2 x 600 of one product is one line of 1,200
+        await service.place(TENANT, "k", b"fp", [(product, 600), (product, 600)], "ok")
+    expensive = uuid.uuid4()
+    await uows.products.add(expensive, "GOLD", "Gold", None, Money(10**9, "EUR"), 500, NOW)
+    with pytest.raises(TotalLimitExceeded):  # 101 x 10^9 > 10^11
+        await service.place(TENANT, "k", b"fp", [(expensive, 101)], "ok")
+    assert uows.orders.rows == {}
+    assert uows.idempotency.rows == {}
+    assert gateway.keys == []
+    fits = await service.place(TENANT, "k", b"fp", [(expensive, 100)], "ok")
+    assert fits.body["total"] == {"amount": MAX_ORDER_TOTAL, "currency": "EUR"}

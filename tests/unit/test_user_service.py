@@ -11,6 +11,7 @@ from app.core.clock import SystemClock
 from app.identity.cache import CredentialCache
 from app.identity.permissions import Role
 from app.identity.principal import InsufficientPermission, Principal
+from app.identity.revocations import USER_CHANGED, Revocations
 from app.identity.service import EmailTaken, LastOwner, UserService
 from tests.unit.fakes import FakeUnitOfWorkFactory
 
@@ -27,7 +28,10 @@ class PlainHasher:
 @pytest.fixture
 def service() -> tuple[UserService, FakeUnitOfWorkFactory]:
     factory = FakeUnitOfWorkFactory()
-    users = UserService(factory, SystemClock(), PlainHasher(), CredentialCache(30, 30))  # type: ignore[arg-type]
+    clock = SystemClock()
+    cache = CredentialCache(30, 30, clock, tombstone_seconds=935)
+    revocations = Revocations(factory, clock, cache, resync_margin_seconds=30)  # type: ignore[arg-type]
+    users = UserService(factory, clock, PlainHasher(), cache, revocations)  # type: ignore[arg-type]
     return users, factory
 
 
@@ -70,7 +74,7 @@ async def test_only_owners_touch_ownership(service: tuple[UserService, Any]) -> 
     assert (await users.update(admin, member.id, role=Role.viewer)).role == "viewer"
 
 
-async def test_a_new_password_revokes_sessions_and_emails_are_unique(
+async def test_a_new_password_revokes_sessions_and_emails_are_unique_per_tenant(
     service: tuple[UserService, FakeUnitOfWorkFactory],
 ) -> None:
     users, factory = service
@@ -78,6 +82,9 @@ async def test_a_new_password_revokes_sessions_and_emails_are_unique(
     assert member.email == "m@x.example"
     with pytest.raises(EmailTaken):
         await _user(users, "m@x.EXAMPLE", Role.viewer)
+    elsewhere = await users.create(uuid.uuid4(), "m@x.EXAMPLE", "a-long-password-1", Role.viewer)
+    assert elsewhere.email == member.email
+    assert elsewhere.tenant_id != member.tenant_id
     await users.update(_actor(Role.admin), member.id, password="another-password-2")
     assert factory.refresh_tokens.revoked_users == [member.id]
 
@@ -111,3 +118,20 @@ async def test_no_one_makes_a_user_stronger_than_themselves(
     )
     assert (await users.update(reader, viewer.id, password="another-password-2")).role == "viewer"
     await users.delete(key, viewer.id)  # removing gives no one anything
+
+
+async def test_revocations_are_recorded_and_announced_only_when_committed(
+    service: tuple[UserService, FakeUnitOfWorkFactory],
+) -> None:
+    users, factory = service
+    owner = await _user(users, "o@x.example", Role.owner)
+    member = await _user(users, "m@x.example", Role.member)
+    with pytest.raises(LastOwner):  # rolled back: nothing durable, nothing announced
+        await users.update(_actor(Role.owner, owner.id), owner.id, role=Role.viewer)
+    assert factory.revocations.rows == {}
+    assert factory.invalidations.messages == []
+    await users.update(_actor(Role.owner, owner.id), member.id, role=Role.viewer)
+    assert factory.invalidations.messages == [(USER_CHANGED, [str(member.id)])]
+    await users.delete(_actor(Role.owner, owner.id), member.id)
+    assert list(factory.revocations.rows) == [member.id]
+    assert factory.invalidations.messages[-1] == ("identity.revoked", [str(member.id)])
