@@ -19,7 +19,6 @@ import time
 from typing import Any
 
 import structlog
-from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -91,22 +90,23 @@ class EdgeMiddleware:
             nonlocal status, started_response
             if message["type"] == "http.response.start":
                 status, started_response = message["status"], True
-                headers = MutableHeaders(scope=message)
-                headers.append("X-Request-ID", request_id)
+                raw = message["headers"] = list(message.get("headers", ()))
+                raw.append((b"x-request-id", request_id.encode()))
                 if db.commit_lsn is not None and status < 400:
-                    headers.append("X-Consistency-Token", format_lsn(db.commit_lsn))
-                _secure(headers, authenticated)
+                    raw.append((b"x-consistency-token", format_lsn(db.commit_lsn).encode()))
+                _secure(raw, authenticated)
                 if close:
-                    headers["Connection"] = "close"
+                    raw.append((b"connection", b"close"))
             await send(message)
 
         try:
             db.preference = _read_preference(incoming)
-            try:
-                receive = await self._read_body(receive, incoming)
-            except (PayloadTooLarge, RequestTimeout):
-                close = True
-                raise
+            if "content-length" in incoming or "transfer-encoding" in incoming:
+                try:
+                    receive = await self._read_body(receive, incoming)
+                except (PayloadTooLarge, RequestTimeout):
+                    close = True
+                    raise
             if scope["path"].startswith(_UNGATED):
                 await self.app(scope, receive, send_with_headers)
             elif not await self.door.enter():
@@ -135,8 +135,6 @@ class EdgeMiddleware:
     async def _read_body(self, receive: Receive, incoming: dict[str, str]) -> Receive:
         """The whole body, or 413/408: the app then gets it in one message, at once."""
         length = incoming.get("content-length")
-        if length is None and "transfer-encoding" not in incoming:
-            return receive  # no body (h11 has already rejected a malformed Content-Length)
         if length is not None:
             if not length.isdigit():
                 raise InvalidRequest("Content-Length must be a whole number")
@@ -268,17 +266,23 @@ class _ClientGone(Exception):
     """The client disconnected before its body arrived: there is no one to answer."""
 
 
-def _secure(headers: MutableHeaders, authenticated: bool) -> None:
+def _secure(raw: list[tuple[bytes, bytes]], authenticated: bool) -> None:
     """No MIME sniffing and no framing anywhere; nothing sent to a credential kept by a cache.
-    A route that sets its own policy (the docs page) keeps it."""
-    headers.append("X-Content-Type-Options", "nosniff")
-    if "content-security-policy" not in headers:
-        headers.append("Content-Security-Policy", _API_CSP)
-    if authenticated and "cache-control" not in headers:
-        headers.append("Cache-Control", "no-store")
+    A route that sets its own policy (the docs page) or caching keeps it."""
+    has_policy = has_caching = False
+    for name, _ in raw:
+        if name == b"content-security-policy":
+            has_policy = True
+        elif name == b"cache-control":
+            has_caching = True
+    raw.append((b"x-content-type-options", b"nosniff"))
+    if not has_policy:
+        raw.append((b"content-security-policy", _API_CSP))
+    if authenticated and not has_caching:
+        raw.append((b"cache-control", b"no-store"))
 
 
-_API_CSP = "default-src 'none'; frame-ancestors 'none'"
+_API_CSP = b"default-src 'none'; frame-ancestors 'none'"
 
 
 def _read_preference(incoming: dict[str, str]) -> ReadPreference:
