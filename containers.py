@@ -13,11 +13,14 @@ from dependency_injector import containers, providers
 from app.catalog.service import CatalogService
 from app.core.clock import SystemClock
 from app.db.database import Database, database_lifecycle
+from app.db.fairness import TenantGate
 from app.db.invalidation import InvalidationListener, invalidation_listening
 from app.db.uow import UnitOfWork
 from app.events.bus import InProcessBus, event_publisher, publisher_lifecycle
 from app.events.relay import OutboxRelay, listen_dsn, relay_in_api
-from app.http.middleware import Door
+from app.flags.provider import OpenFeatureFlags
+from app.flags.service import FlagService, FlagStore
+from app.http.middleware import BodyBudget, Door
 from app.identity.authenticator import Authenticator
 from app.identity.cache import CredentialCache
 from app.identity.passwords import PasswordHasher
@@ -38,7 +41,11 @@ from app.payments.gateway import HttpPaymentGateway, open_payment_client, paymen
 from app.payments.sandbox import SandboxProvider
 from app.redis import open_redis, redis_lifecycle
 from app.reports.service import ReportService, SalesProjector
+from app.secrets.box import SecretBox
+from app.secrets.service import SecretKeyRotation, WebhookSecrets
 from app.settings import load_settings
+from app.tenancy.policies import TenantPolicies
+from app.tenancy.service import TenancyService
 from app.tenants.service import SignupLimit, TenantService
 
 
@@ -54,6 +61,8 @@ class Container(containers.DeclarativeContainer):
             "app.tenants.routes",
             "app.orders.routes",
             "app.reports.routes",
+            "app.flags.routes",
+            "app.secrets.routes",
         ],
         warn_unresolved=True,
     )
@@ -66,7 +75,24 @@ class Container(containers.DeclarativeContainer):
     # -- database: engines with tuned pools, breakers, replica router, health monitor ----------
     database = providers.Singleton(Database, settings=settings.provided.database)
     database_lifecycle = providers.Resource(database_lifecycle, database=database)
-    uow_factory = providers.Factory(UnitOfWork, database=database)
+    # Tenant policies (defaults < plan < override < emergency), cached per process and kept
+    # fresh through the invalidation channel (below). They read the tenants table through
+    # tenant-less units of work, which the fairness gate never caps.
+    tenant_policies = providers.Singleton(
+        TenantPolicies,
+        uow_factory=providers.Factory(UnitOfWork, database=database).provider,
+        settings=settings.provided.tenancy,
+        plans=settings.provided.plans,
+        resync_margin_seconds=settings.provided.invalidation.resync_margin_seconds,
+    )
+    # Noisy-neighbour fairness: a tenant's connections per role are capped by its policy,
+    # before pool checkout (app/db/fairness.py).
+    tenant_gate = providers.Singleton(
+        TenantGate,
+        policies=tenant_policies,
+        wait_seconds=settings.provided.tenancy.db_wait_seconds,
+    )
+    uow_factory = providers.Factory(UnitOfWork, database=database, gate=tenant_gate)
 
     # -- infrastructure clients ---------------------------------------------------------------
     redis = providers.Singleton(open_redis, url=settings.provided.redis.url)
@@ -106,13 +132,21 @@ class Container(containers.DeclarativeContainer):
         window_seconds=auth_settings.api_key_failure_window_seconds,
     )
 
+    # -- feature flags: OpenFeature over a PostgreSQL-loaded snapshot (app/flags/) -------------
+    # `flag_store` holds every flag in memory (an invalidation subscriber, below); `flags` is
+    # the `Flags` protocol routes and services ask, an OpenFeature client whose provider reads
+    # that snapshot. `flag_service` is the operator's writer (CLI).
+    flag_store = providers.Singleton(FlagStore, uow_factory=uow_factory.provider)
+    flags = providers.Singleton(OpenFeatureFlags, store=flag_store)
+    flag_service = providers.Singleton(FlagService, uow_factory=uow_factory.provider, clock=clock)
+
     # -- cross-process invalidation: LISTEN/NOTIFY + periodic re-read (app/db/invalidation.py) -
-    # Every subscriber is listed here (tenant plans and flags can join). API processes run the
+    # Every subscriber is listed here (flags, revocations, tenant policies). API processes run the
     # listener, started before they serve; the worker caches nothing it must drop, so it does
     # not. `listen_dsn` is None behind PgBouncer: periodic re-reads only.
     invalidation_listener = providers.Singleton(
         InvalidationListener,
-        subscribers=providers.List(revocations),
+        subscribers=providers.List(flag_store, revocations, tenant_policies),
         resync_interval=settings.provided.invalidation.resync_interval_seconds,
         on_state=metrics.provided.invalidation_state,
     )
@@ -176,9 +210,21 @@ class Container(containers.DeclarativeContainer):
         signup_limit=signup_limit,
     )
 
+    # -- tenant secrets at rest: Fernet keys from secrets.keys (app/secrets/box.py) -----------
+    secret_box = providers.Singleton(SecretBox, keys=settings.provided.secrets.keys)
+    webhook_secrets = providers.Singleton(
+        WebhookSecrets, uow_factory=uow_factory.provider, box=secret_box, clock=clock
+    )
+    secret_key_rotation = providers.Singleton(
+        SecretKeyRotation,
+        uow_factory=uow_factory.provider,
+        box=secret_box,
+        batch_size=settings.provided.secrets.rotation_batch_size,
+    )
+
     # -- catalog --------------------------------------------------------------------------------
     catalog_service = providers.Singleton(
-        CatalogService, uow_factory=uow_factory.provider, clock=clock
+        CatalogService, uow_factory=uow_factory.provider, clock=clock, flags=flags
     )
 
     # -- payments and orders ---------------------------------------------------------------------
@@ -232,6 +278,9 @@ class Container(containers.DeclarativeContainer):
         limit=settings.provided.server.max_concurrent_requests,
         timeout=settings.provided.server.queue_timeout_seconds,
     )
+    body_budget = providers.Singleton(
+        BodyBudget, limit=settings.provided.server.max_buffered_body_bytes
+    )
 
     # -- operations -----------------------------------------------------------------------------
     ops_service = providers.Singleton(
@@ -239,4 +288,11 @@ class Container(containers.DeclarativeContainer):
         database=database,
         expected_head=providers.Callable(migration_head),
         door=door,
+        gate=tenant_gate,
+    )
+    tenancy_service = providers.Singleton(
+        TenancyService,
+        uow_factory=uow_factory.provider,
+        policies=tenant_policies,
+        gate=tenant_gate,
     )

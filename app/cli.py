@@ -38,6 +38,8 @@ users_cli = typer.Typer(help="Users (operator).", no_args_is_help=True)
 auth_cli = typer.Typer(help="Access model and signing keys.", no_args_is_help=True)
 db_cli = typer.Typer(help="Database checks.", no_args_is_help=True)
 events_cli = typer.Typer(help="Outbox events (operator): dead letters.", no_args_is_help=True)
+flags_cli = typer.Typer(help="Feature flags (operator).", no_args_is_help=True)
+secrets_cli = typer.Typer(help="Tenant secrets at rest: keys and rotation.", no_args_is_help=True)
 cli.add_typer(config_cli, name="config")
 cli.add_typer(dev_cli, name="dev")
 cli.add_typer(tenants_cli, name="tenants")
@@ -46,6 +48,10 @@ cli.add_typer(users_cli, name="users")
 cli.add_typer(auth_cli, name="auth")
 cli.add_typer(db_cli, name="db")
 cli.add_typer(events_cli, name="events")
+limits_cli = typer.Typer(help="Tenant traffic policies (operator).", no_args_is_help=True)
+cli.add_typer(limits_cli, name="limits")
+cli.add_typer(flags_cli, name="flags")
+cli.add_typer(secrets_cli, name="secrets")
 
 
 def fail(message: str) -> None:
@@ -156,7 +162,19 @@ def _dev_env(cluster: LocalCluster) -> dict[str, str]:
         "STOREFRONT_OPS__OPERATOR_TOKEN": token_file.read_text().strip(),
         # A key kept across restarts, so `make run` sessions survive a restart of the server.
         "STOREFRONT_AUTH__TOKENS__KEYS": json.dumps([_dev_signing_key()]),
+        # Likewise the key of tenant secrets: they stay readable across restarts.
+        "STOREFRONT_SECRETS__KEYS": json.dumps([_dev_secrets_key()]),
     }
+
+
+def _dev_secrets_key() -> str:
+    from app.secrets.box import generate_key
+
+    key_file = LOCAL / "secrets-key"
+    if not key_file.exists():
+        key_file.write_text(generate_key() + "\n")
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
 
 
 def _dev_signing_key() -> dict[str, str]:
@@ -259,6 +277,85 @@ def tenants_list() -> None:
     """List tenants."""
     for tenant in run(lambda c: c.tenant_service().list()):
         typer.echo(f"{tenant.slug}\t{tenant.id}\t{tenant.name}")
+
+
+def _print_policy(explained: Any, as_json: bool = False) -> None:
+    """The effective policy, value by value, with the layer each value comes from."""
+    config = explained.config
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "tenant": {"id": str(config.id), "slug": config.slug, "plan": config.plan},
+                    "plan_known": explained.policy.plan_known,
+                    "overrides": config.overrides,
+                    "emergency": config.emergency,
+                    "effective": {
+                        name: {"value": value, "source": source}
+                        for name, value, source in explained.lines()
+                    },
+                }
+            )
+        )
+        return
+    known = "" if explained.policy.plan_known else " (not in settings: tenancy.defaults apply)"
+    typer.echo(f"tenant {config.slug} ({config.id}) plan={config.plan}{known}")
+    for name, value, source in explained.lines():
+        typer.echo(f"  {name:<24}{json.dumps(value):<10}{source}")
+
+
+@tenants_cli.command("set-plan")
+def tenants_set_plan(
+    slug: Annotated[str, typer.Argument(help="Tenant slug.")],
+    plan: Annotated[str, typer.Argument(help="A plan of the settings (plans.<name>).")],
+) -> None:
+    """Put a tenant on a plan; every API process applies it within ~2 s, no restart."""
+    explained = run(lambda c: c.tenancy_service().set_plan(slug, plan))
+    typer.echo(f"tenant {slug} is now on plan {plan}")
+    _print_policy(explained)
+
+
+@tenants_cli.command("override")
+def tenants_override(
+    slug: Annotated[str, typer.Argument(help="Tenant slug.")],
+    assignments: Annotated[
+        list[str] | None,
+        typer.Argument(help="key=value ... (policy fields; with --clear: just the keys)."),
+    ] = None,
+    emergency: Annotated[
+        bool, typer.Option("--emergency", help="The emergency layer (beats everything).")
+    ] = False,
+    clear: Annotated[
+        bool, typer.Option("--clear", help="Remove the named keys, or the whole layer.")
+    ] = False,
+) -> None:
+    """Set (or --clear) a tenant's overrides of its plan; validated before anything is stored."""
+    from app.tenancy.policy import parse_assignments
+
+    words = assignments or []
+
+    async def work(container: Any) -> Any:
+        if clear:
+            values: dict[str, Any] = dict.fromkeys(w.partition("=")[0].strip() for w in words)
+        else:
+            values = dict(parse_assignments(words))
+        return await container.tenancy_service().override(
+            slug, values, emergency=emergency, clear=clear
+        )
+
+    explained = run(work)
+    layer = "emergency override" if emergency else "overrides"
+    typer.echo(f"tenant {slug}: {layer} {'cleared' if clear else 'set'}")
+    _print_policy(explained)
+
+
+@limits_cli.command("show")
+def limits_show(
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant slug.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """A tenant's effective policy and where each value comes from (read from the database)."""
+    _print_policy(run(lambda c: c.tenancy_service().explain(tenant)), as_json)
 
 
 def _with_tenant(slug: str, work: Callable[[Any, Any], Awaitable[T]]) -> T:
@@ -427,6 +524,106 @@ def events_retry(
         fail("event ids must be UUIDs")
     count = run(lambda c: c.outbox_relay().retry_dead_letters(ids))
     typer.echo(f"{count} event(s) due again; the relay (worker or relay_in_api) publishes them")
+
+
+@secrets_cli.command("keygen")
+def secrets_keygen() -> None:
+    """Print a new Fernet key for secrets.keys (put it first to rotate; see docs/operations.md)."""
+    from app.secrets.box import generate_key
+
+    typer.echo(generate_key())
+
+
+@secrets_cli.command("rotate-key")
+def secrets_rotate_key() -> None:
+    """Re-encrypt every stored tenant secret under the first key of secrets.keys (one
+    transaction per tenant batch; secrets already under it are skipped, so re-runs are cheap).
+    Exits 1 if any secret cannot be decrypted with the configured keys."""
+    report = run(lambda c: c.secret_key_rotation().rotate_all())
+    typer.echo(
+        f"re-encrypted {report.rotated} secret(s) of {report.tenants} tenant(s) under the first"
+        f" key; {report.current} already under it"
+    )
+    for tenant_id, name in report.undecryptable:
+        typer.echo(f"undecryptable: tenant {tenant_id} secret {name}")
+    if report.undecryptable:
+        tenant_id, name = report.undecryptable[0]
+        fail(
+            f"secrets.undecryptable: {len(report.undecryptable)} secret(s) cannot be decrypted"
+            f" with any key in secrets.keys (first: tenant {tenant_id}, {name}); restore the key"
+            " they were written under"
+        )
+
+
+def _flag_line(flag: Any) -> str:
+    state = "enabled" if flag.enabled else "disabled"
+    rollout = f"{flag.rollout_buckets / 100:g}%"
+    return f"{flag.key}\t{state}\trollout={rollout}\toverrides={len(flag.overrides)}" + (
+        f"\t{flag.description}" if flag.description else ""
+    )
+
+
+@flags_cli.command("list")
+def flags_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every flag: enabled, rollout share, per-tenant overrides."""
+    flags = run(lambda c: c.flag_service().list())
+    if as_json:
+        rows = [
+            {
+                "key": f.key,
+                "description": f.description,
+                "enabled": f.enabled,
+                "rollout_percent": f.rollout_buckets / 100,
+                "overrides": {str(t): v for t, v in f.overrides.items()},
+                "updated_at": f.updated_at.isoformat(),
+            }
+            for f in flags
+        ]
+        typer.echo(json.dumps(rows))
+        return
+    for flag in flags:
+        typer.echo(_flag_line(flag))
+
+
+@flags_cli.command("set")
+def flags_set(
+    key: Annotated[str, typer.Argument(help="Flag key, e.g. catalog.search_prefix.")],
+    enabled: Annotated[
+        bool | None,
+        typer.Option("--enabled/--disabled", help="The kill switch (beats every override)."),
+    ] = None,
+    rollout: Annotated[
+        float | None,
+        typer.Option(min=0, max=100, help="Percent of tenants on (0-100, 0.01 steps)."),
+    ] = None,
+    description: Annotated[str | None, typer.Option(help="What the flag changes.")] = None,
+) -> None:
+    """Create a flag (disabled, 0% unless told otherwise) or change the fields given. Every
+    API process applies it within about 2 s. Raising the rollout keeps every tenant already on."""
+    from app.flags.rules import percent_to_buckets
+
+    buckets = None if rollout is None else percent_to_buckets(rollout)
+    flag = run(
+        lambda c: c.flag_service().set(
+            key, enabled=enabled, rollout_buckets=buckets, description=description
+        )
+    )
+    typer.echo(_flag_line(flag))
+
+
+@flags_cli.command("override")
+def flags_override(
+    key: Annotated[str, typer.Argument(help="Flag key.")],
+    value: Annotated[str, typer.Argument(help="on | off | clear")],
+    tenant: Annotated[str, typer.Option(help="Tenant slug.")],
+) -> None:
+    """Force a flag on or off for one tenant (beats the rollout; a disabled flag stays off),
+    or clear the override."""
+    choices = {"on": True, "off": False, "clear": None}
+    if value not in choices:
+        fail("the value must be on, off or clear")
+    flag = _with_tenant(tenant, lambda c, t: c.flag_service().override(key, t.id, choices[value]))
+    typer.echo(_flag_line(flag))
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from dependency_injector.wiring import UnresolvedMarkerWarning
 from fastapi import FastAPI
 
 from app.catalog.routes import router as catalog_router
+from app.flags.routes import router as flags_router
 from app.http.client_address import TrustedProxies
 from app.http.docs import install_docs
 from app.http.errors import install_error_handlers
@@ -21,6 +22,7 @@ from app.identity.routes import router as identity_router
 from app.logging import configure_logging
 from app.orders.routes import router as orders_router
 from app.reports.routes import router as reports_router
+from app.secrets.routes import router as secrets_router
 from app.tenants.routes import router as tenants_router
 
 
@@ -37,6 +39,9 @@ def create_app(container: Any) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await container.init_resources()
         container.metrics().watch(container.database())
+        container.metrics().watch_tenant_gate(
+            container.tenant_gate(), settings.tenancy.metrics_top_tenants
+        )
         container.metrics().watch_payments(container.payment_gateway())
         # Start-up objects live forever: keep them out of every future GC pass.
         gc.freeze()
@@ -82,12 +87,15 @@ def create_app(container: Any) -> FastAPI:
         max_body_bytes=settings.server.max_body_bytes,
         body_timeout=settings.server.body_timeout_seconds,
         proxies=TrustedProxies(settings.server.trusted_proxies),
+        body_budget=container.body_budget(),
     )
     app.include_router(catalog_router)  # hot routes first: matching is in order
     app.include_router(orders_router)
     app.include_router(identity_router)
     app.include_router(reports_router)
+    app.include_router(flags_router)
     app.include_router(tenants_router)
+    app.include_router(secrets_router)
     app.include_router(ops_router)
     return app
 

@@ -88,6 +88,9 @@ class Metrics:
     def watch_door(self, door: Any) -> None:
         self.registry.register(DoorCollector(door))
 
+    def watch_tenant_gate(self, gate: Any, top_tenants: int) -> None:
+        self.registry.register(TenantGateCollector(gate, top_tenants))
+
     def watch(self, database: Database) -> None:
         for node in database.nodes:
             node.checkout_observer = self.observe_checkout
@@ -138,6 +141,66 @@ class DoorCollector(Collector):
             "503 server.busy: waited longer than server.queue_timeout_seconds.",
             self.door.turned_away,
         )
+
+
+class TenantGateCollector(Collector):
+    """Per-tenant database connections (app/db/fairness.py), with bounded label cardinality:
+    only the `top` tenants holding the most connections right now get a `tenant` label (their
+    id); everything else is summed under tenant="_other". At most 2 x (top + 1) series, however
+    many tenants; a tenant's series disappears when it leaves the top."""
+
+    def __init__(self, gate: Any, top: int) -> None:
+        self.gate = gate
+        self.top = top
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        busy = self.gate.busy()
+        totals: dict[str, int] = {}
+        for usage in busy:
+            totals[str(usage.tenant_id)] = totals.get(str(usage.tenant_id), 0) + usage.in_use
+        shown = set(sorted(totals, key=lambda t: (-totals[t], t))[: self.top])
+        in_use = GaugeMetricFamily(
+            "storefront_db_tenant_connections",
+            "Connections a tenant holds now, per role; the top tenants by connections held are"
+            ' labelled, the rest summed as tenant="_other".',
+            labels=["tenant", "role"],
+        )
+        other: dict[str, int] = {}
+        waiting: dict[str, int] = {}
+        at_cap: dict[str, int] = {}
+        for usage in busy:
+            waiting[usage.role] = waiting.get(usage.role, 0) + usage.waiting
+            if usage.in_use >= usage.limit:
+                at_cap[usage.role] = at_cap.get(usage.role, 0) + 1
+            if str(usage.tenant_id) in shown:
+                in_use.add_metric([str(usage.tenant_id), usage.role], usage.in_use)
+            else:
+                other[usage.role] = other.get(usage.role, 0) + usage.in_use
+        for role, count in other.items():
+            in_use.add_metric(["_other", role], count)
+        yield in_use
+        waiting_family = GaugeMetricFamily(
+            "storefront_db_tenant_waiting",
+            "Requests waiting for one of their tenant's connection slots, per role.",
+            labels=["role"],
+        )
+        cap_family = GaugeMetricFamily(
+            "storefront_db_tenants_at_cap",
+            "Tenants holding every connection their policy allows, per role.",
+            labels=["role"],
+        )
+        rejected = CounterMetricFamily(
+            "storefront_db_tenant_busy",
+            "503 database.tenant_busy: a tenant at its connection cap waited too long.",
+            labels=["role"],
+        )
+        for role, count in self.gate.rejected.items():
+            waiting_family.add_metric([role], waiting.get(role, 0))
+            cap_family.add_metric([role], at_cap.get(role, 0))
+            rejected.add_metric([role], count)
+        yield waiting_family
+        yield cap_family
+        yield rejected
 
 
 class DatabaseCollector(Collector):

@@ -201,16 +201,21 @@ class RedisSettings(_Section):
 
 
 class PaymentOutageSettings(_Section):
-    """When the provider itself counts as down (the provider-wide breaker opens)."""
+    """When the provider itself counts as down (the provider-wide breaker opens): only when it
+    fails for (nearly) everyone, never while some account's calls succeed."""
 
     min_accounts: int = Field(
         3,
         ge=2,
         description="Distinct provider accounts (tenants) whose calls failed within the window"
-        " (and did not succeed since) that open the provider-wide breaker.",
+        " that open the provider-wide breaker, provided no account succeeded within it; an"
+        " account that never succeeded (in this process) counts one half.",
     )
     window_seconds: float = Field(
-        30.0, gt=0, description="How far back those accounts' failures count."
+        30.0,
+        gt=0,
+        description="How far back those failures count, and how long any account's success"
+        " keeps the provider-wide breaker closed.",
     )
     reset_timeout_seconds: float = Field(
         5.0, gt=0, description="Open time of the provider-wide breaker before a trial call."
@@ -293,6 +298,33 @@ class InvalidationSettings(_Section):
     )
 
 
+class SecretsSettings(_Section):
+    """Tenant secrets at rest (webhook signing secrets, ...), encrypted with Fernet."""
+
+    keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Fernet keys (`storefront secrets keygen`): the first encrypts, every one"
+        " decrypts. Rotate: put a new key first, run `storefront secrets rotate-key`, then drop"
+        " the old one. Empty: storing or reading a tenant secret is 503"
+        " secrets.not_configured (no ephemeral key: stored secrets outlive a process).",
+    )
+    rotation_batch_size: int = Field(
+        100, ge=1, le=10_000, description="Secrets re-encrypted per transaction by rotate-key."
+    )
+
+    @field_validator("keys")
+    @classmethod
+    def _fernet_keys(cls, value: list[SecretStr]) -> list[SecretStr]:
+        from app.secrets.box import check_key
+
+        for index, key in enumerate(value):
+            try:
+                check_key(key.get_secret_value())
+            except ValueError as error:  # the message never contains the key
+                raise ValueError(f"[{index}] {error}") from None
+        return value
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_output: bool = Field(True, description="JSON lines (true) or console rendering.")
@@ -317,6 +349,29 @@ class ServerSettings(_Section):
         description="A request body must arrive whole within this; else 408. It is read before"
         " the request takes a door slot, so slow senders hold none.",
     )
+    max_buffered_body_bytes: int = Field(
+        64 * 1_048_576,
+        ge=1,
+        description="Request bodies being read at once, in bytes, for the whole process; past"
+        " it a new body gets 503 server.busy (bounds the memory slow senders can hold).",
+    )
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A connection's request headers must be complete within this after it"
+        " opens (or a new request on it begins); else 408 and close.",
+    )
+    max_header_bytes: int = Field(
+        65536, ge=1024, description="Request line + headers larger than this get 431 and close."
+    )
+    max_connections: int = Field(
+        4096,
+        ge=1,
+        description="Open connections per process; a new one past it is closed at once.",
+    )
+    keep_alive_seconds: float = Field(
+        5.0, gt=0, description="An idle keep-alive connection is closed after this."
+    )
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description="Addresses or CIDR networks of the reverse proxies in front of the API;"
@@ -331,6 +386,65 @@ class ServerSettings(_Section):
         for item in value:
             ipaddress.ip_network(item, strict=False)  # ValueError names the bad entry
         return value
+
+
+_PLAN_NAME = re.compile(r"^[a-z0-9_-]{1,40}$")
+
+
+class PolicyDefaults(_Section):
+    """A tenant's traffic policy where neither its plan nor an operator says otherwise (the
+    bottom layer of defaults < plan < tenant override < emergency override)."""
+
+    requests_per_window: int = Field(
+        300, ge=0, description="Requests a tenant may make per window (the rate limit's quota)."
+    )
+    window_seconds: int = Field(60, ge=1, description="Length of the rate-limit window.")
+    burst: int = Field(
+        0, ge=0, description="Extra requests a short spike may take above the window's quota."
+    )
+    per_api_key: bool = Field(
+        False, description="Also limit each API key of the tenant on its own (same quota)."
+    )
+    db_concurrency_primary: int = Field(
+        10,
+        ge=0,
+        description="Primary connections one tenant may hold at once, per process (checked"
+        " before pool checkout; at the cap a request waits tenancy.db_wait_seconds, then 503"
+        " database.tenant_busy). 0 refuses every request that needs the primary.",
+    )
+    db_concurrency_replica: int = Field(
+        10, ge=0, description="The same for replica connections (all replicas together)."
+    )
+
+
+class PlanSettings(_Section):
+    """One plan: any field left out (null) is taken from tenancy.defaults."""
+
+    requests_per_window: int | None = Field(None, ge=0)
+    window_seconds: int | None = Field(None, ge=1)
+    burst: int | None = Field(None, ge=0)
+    per_api_key: bool | None = None
+    db_concurrency_primary: int | None = Field(None, ge=0)
+    db_concurrency_replica: int | None = Field(None, ge=0)
+
+
+class TenancySettings(_Section):
+    """Per-tenant policy resolution and database fairness (app/tenancy, app/db/fairness.py)."""
+
+    defaults: PolicyDefaults = PolicyDefaults()
+    db_wait_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="How long a request whose tenant holds all its database connections waits"
+        " for one of them before 503 database.tenant_busy (+ Retry-After).",
+    )
+    metrics_top_tenants: int = Field(
+        10,
+        ge=0,
+        le=100,
+        description="/metrics labels per-tenant connection gauges only for this many tenants"
+        " (those holding the most connections now); the rest are summed without a label.",
+    )
 
 
 class _YamlFiles(PydanticBaseSettingsSource):
@@ -375,6 +489,21 @@ class Settings(BaseSettings):
     outbox: OutboxSettings = OutboxSettings()
     broker: BrokerSettings = BrokerSettings()
     invalidation: InvalidationSettings = InvalidationSettings()
+    secrets: SecretsSettings = SecretsSettings()
+    plans: dict[str, PlanSettings] = Field(
+        default_factory=dict,
+        description="Named plans (tenants.plan); config/base.yaml defines free, pro, enterprise.",
+    )
+    tenancy: TenancySettings = TenancySettings()
+
+    @field_validator("plans")
+    @classmethod
+    def _plan_names(cls, value: dict[str, PlanSettings]) -> dict[str, PlanSettings]:
+        for name in value:
+            if not _PLAN_NAME.match(name):
+                raise ValueError(f"plan name {name!r} must match [a-z0-9_-]{{1,40}}")
+        return value
+
     logging: LoggingSettings = LoggingSettings()
     server: ServerSettings = ServerSettings()
 

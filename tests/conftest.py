@@ -159,7 +159,7 @@ def clean_database(request: pytest.FixtureRequest) -> None:
     if "cluster" not in request.fixturenames:
         return
     local: LocalCluster = request.getfixturevalue("cluster")
-    local.psql("primary", "TRUNCATE tenants, revocations CASCADE")
+    local.psql("primary", "TRUNCATE tenants, revocations, feature_flags CASCADE")
 
 
 class MovableClock:

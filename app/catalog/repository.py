@@ -50,9 +50,10 @@ def _record(row: Any) -> ProductRecord:
     )
 
 
-def _like(text: str) -> str:
+def _like(text: str, prefix: bool = False) -> str:
+    """An ILIKE pattern: `text` anywhere, or at the start only (`prefix`)."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+    return f"{escaped}%" if prefix else f"%{escaped}%"
 
 
 class ProductRepository(TenantScoped):
@@ -121,15 +122,21 @@ class ProductRepository(TenantScoped):
         return {row[0]: Money(row[1], row[2]) for row in rows}
 
     async def page(
-        self, limit: int, after: tuple[datetime, uuid.UUID] | None, query: str | None
+        self,
+        limit: int,
+        after: tuple[datetime, uuid.UUID] | None,
+        query: str | None,
+        *,
+        prefix: bool = False,
     ) -> list[ProductRecord]:
+        """`query` matches name or SKU: as a substring, or as a prefix (`prefix`)."""
         rows = await self._page(
             _COLUMNS,
             "products",
             limit,
             after,
             " AND ($5::text IS NULL OR name ILIKE $5 OR sku ILIKE $5)",
-            _like(query) if query else None,
+            _like(query, prefix) if query else None,
         )
         return [_record(row) for row in rows]
 

@@ -19,6 +19,10 @@ from app.core.clock import Clock
 from app.core.money import Money
 from app.core.pagination import Slice, decode_keyset, keyset_page
 from app.db.uow import UnitOfWork, UnitOfWorkFactory
+from app.flags.rules import Flags, NoFlags
+
+# On: `?q=` matches names and SKUs that start with q, instead of containing it anywhere.
+SEARCH_PREFIX = "catalog.search_prefix"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +55,12 @@ class StockAdjustmentResult:
 
 
 class CatalogService:
-    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock) -> None:
+    def __init__(
+        self, uow_factory: UnitOfWorkFactory, clock: Clock, flags: Flags | None = None
+    ) -> None:
         self._uow = uow_factory
         self._clock = clock
+        self._flags = flags or NoFlags()
 
     async def create(
         self,
@@ -85,8 +92,10 @@ class CatalogService:
         self, tenant_id: uuid.UUID, limit: int, cursor: str | None, query: str | None
     ) -> Slice[ProductRecord]:
         after = decode_keyset(cursor)
+        # Only searches ask the flag (a dict lookup and a hash); plain listing pays nothing.
+        prefix = query is not None and await self._flags.enabled(SEARCH_PREFIX, tenant_id)
         async with self._uow(tenant_id, read_only=True) as uow:
-            rows = await uow.products.page(limit, after, query)
+            rows = await uow.products.page(limit, after, query, prefix=prefix)
         return keyset_page(rows, limit)
 
     async def update(

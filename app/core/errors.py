@@ -112,3 +112,12 @@ class DatabaseBusy(ServiceUnavailable):
 
     code = "database.busy"
     title = "Database busy"
+
+
+class TenantDatabaseBusy(ServiceUnavailable):
+    """The tenant already holds every database connection its policy allows in this process
+    (`db_concurrency_primary` / `_replica`) and none came free within `tenancy.db_wait_seconds`:
+    fairness back-pressure on one tenant, not an outage and not pool exhaustion."""
+
+    code = "database.tenant_busy"
+    title = "Too many concurrent database requests for this tenant"

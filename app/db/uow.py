@@ -5,6 +5,9 @@ batch), so row-level security is scoped to the transaction. Read-only: no transa
 tenant is set at session level only when the pooled connection last served another tenant (cached
 in the pool's per-connection `info`), so a hot read costs exactly its own query. With
 `pgbouncer: true` server sessions are shared, so read-only work uses a transaction too.
+
+Fairness: a unit of work with a tenant holds one of that tenant's connection slots for the
+node's role (app/db/fairness.py) from before pool checkout until the connection is released.
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ from app.core.errors import DatabaseUnavailable
 from app.db import context
 from app.db.database import Database
 from app.db.errors import is_unavailable
+from app.db.fairness import TenantGate
 from app.db.invalidation import InvalidationRepository
 from app.db.nodes import DatabaseNode
 from app.db.routing import ReadPreference
 from app.events.repository import InboxRepository, OutboxRepository
+from app.flags.repository import FlagRepository
 from app.identity.repository import (
     ApiKeyRepository,
     RefreshTokenRepository,
@@ -35,6 +40,8 @@ from app.identity.repository import (
 )
 from app.orders.repository import IdempotencyRepository, OrderRepository
 from app.reports.repository import SalesRepository
+from app.secrets.repository import TenantSecretRepository
+from app.tenancy.repository import TenantConfigRepository
 from app.tenants.repository import TenantRepository
 
 log = structlog.get_logger(__name__)
@@ -56,6 +63,7 @@ class UnitOfWork:
         database: Database,
         read_only: bool = False,
         strong: bool = False,
+        gate: TenantGate | None = None,
     ) -> None:
         if tenant_id is not None and not isinstance(tenant_id, UUID):
             # It is inlined into SQL (see _begin): only a real UUID is known to be safe.
@@ -69,6 +77,10 @@ class UnitOfWork:
         self._fairy: PoolProxiedConnection | None = None
         self._transactional = not read_only or database.settings.pgbouncer
         self._conn: Any = None
+        # Fairness (app/db/fairness.py): a tenant's unit of work holds one of its slots for the
+        # node's role while it holds a connection; tenant-less work is not capped.
+        self._gate = gate if tenant_id is not None else None
+        self._gated: str | None = None  # the role whose slot this unit of work holds
 
     async def __aenter__(self) -> Self:
         request = context.current()
@@ -77,9 +89,14 @@ class UnitOfWork:
             preference = ReadPreference(strong=True)
         router = self.database.router
         self.node = router.for_read(preference) if self.read_only else router.for_write()
+        if self._gate is not None:
+            assert self.tenant_id is not None
+            await self._gate.acquire(self.tenant_id, self.node.role)  # else tenant_busy
+            self._gated = self.node.role
         try:
             fairy = await self.node.acquire()
         except BaseException as error:
+            self._ungate()
             self._reraise(error)
         self._fairy = fairy
         try:
@@ -141,6 +158,18 @@ class UnitOfWork:
     def tenants(self) -> TenantRepository:
         return TenantRepository(self._conn)
 
+    @cached_property
+    def tenant_config(self) -> TenantConfigRepository:
+        return TenantConfigRepository(self._conn)
+
+    @cached_property
+    def tenant_secrets(self) -> TenantSecretRepository:
+        return TenantSecretRepository(self._conn, self.tenant_id)
+
+    @cached_property
+    def flags(self) -> FlagRepository:
+        return FlagRepository(self._conn)
+
     async def _begin(self, fairy: PoolProxiedConnection) -> None:
         # str(UUID) is hex and dashes only, so inlining it is safe; the batch saves a round trip.
         tenant = str(self.tenant_id) if self.tenant_id else ""
@@ -195,10 +224,18 @@ class UnitOfWork:
 
     async def _release(self, error: BaseException | None) -> None:
         fairy, self._fairy = self._fairy, None
-        if fairy is not None and self.node is not None:
-            await self.node.release(fairy, error)
-            if error is not None and is_unavailable(error):
-                await self.node.mark_unreachable(error)
+        try:
+            if fairy is not None and self.node is not None:
+                await self.node.release(fairy, error)
+                if error is not None and is_unavailable(error):
+                    await self.node.mark_unreachable(error)
+        finally:
+            self._ungate()
+
+    def _ungate(self) -> None:
+        role, self._gated = self._gated, None
+        if role is not None and self._gate is not None and self.tenant_id is not None:
+            self._gate.release(self.tenant_id, role)
 
     def _reraise(self, error: BaseException) -> NoReturn:
         """Unavailability becomes the domain's DatabaseUnavailable; anything else goes as is."""

@@ -30,18 +30,48 @@ class TrustedProxies:
         return _trusted(self._networks, address)
 
     def client(self, peer: str | None, forwarded_for: str | None) -> str | None:
-        """The client's address, given the TCP peer and the X-Forwarded-For header (if any)."""
-        if peer is None or not forwarded_for or not self.trusts(peer):
-            return peer
-        client = peer
+        """The client's address (normalized), given the TCP peer and the X-Forwarded-For header
+        (if any)."""
+        if peer is None:
+            return None
+        client = normalize(peer)
+        if not forwarded_for or not self.trusts(client):
+            return client
         for hop in reversed(forwarded_for.split(",")):
-            hop = hop.strip()
+            hop = normalize(hop.strip())
             if not _valid(hop):
                 break  # garbage in the chain: stop believing it at this point
             client = hop
             if not self.trusts(hop):
                 break
         return client
+
+
+@lru_cache(maxsize=4096)
+def normalize(address: str) -> str:
+    """One spelling per address: an IPv4-mapped IPv6 address is its IPv4 address, an IPv6
+    zone (`%eth0`) is dropped, IPv6 is compressed. Not an address: returned as it is."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+@lru_cache(maxsize=4096)
+def throttle_bucket(address: str) -> str:
+    """What per-address limits count: an IPv4 address, or the /64 an IPv6 address is in (one
+    subscriber usually holds a whole /64, so counting single IPv6 addresses counts nothing)."""
+    address = normalize(address)
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return address
 
 
 @lru_cache(maxsize=4096)

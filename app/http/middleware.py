@@ -50,6 +50,7 @@ class EdgeMiddleware:
         max_body_bytes: int,
         body_timeout: float,
         proxies: TrustedProxies,
+        body_budget: BodyBudget,
     ) -> None:
         self.app = app
         self.metrics = metrics
@@ -57,6 +58,7 @@ class EdgeMiddleware:
         self.door = door
         self.max_body_bytes = max_body_bytes
         self.body_timeout = body_timeout
+        self.body_budget = body_budget
         self.proxies = proxies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -65,7 +67,7 @@ class EdgeMiddleware:
             return
         started = time.perf_counter()
         incoming = _headers(scope)
-        if self.proxies and scope.get("client"):
+        if scope.get("client"):
             peer = scope["client"][0]
             client = self.proxies.client(peer, incoming.get("x-forwarded-for"))
             if client != peer:
@@ -83,6 +85,7 @@ class EdgeMiddleware:
         status = 500
         started_response = False
         close = False  # the body was not read whole: the connection cannot be reused
+        held = 0  # bytes of the process's body budget this request holds
         db = db_context.DbRequestContext()
         db_token = db_context.bind(db)
 
@@ -103,8 +106,8 @@ class EdgeMiddleware:
             db.preference = _read_preference(incoming)
             if "content-length" in incoming or "transfer-encoding" in incoming:
                 try:
-                    receive = await self._read_body(receive, incoming)
-                except (PayloadTooLarge, RequestTimeout):
+                    receive, held = await self._read_body(receive, incoming)
+                except (PayloadTooLarge, RequestTimeout, ServerBusy):
                     close = True
                     raise
             if scope["path"].startswith(_UNGATED):
@@ -127,13 +130,17 @@ class EdgeMiddleware:
             response = await errors.render_unexpected(Request(scope), error)
             await response(scope, receive, send_with_headers)
         finally:
+            if held:
+                self.body_budget.give(held)
             self._finish(scope, status, time.perf_counter() - started)
             db_context.unbind(db_token)
             unbind_request_id(request_id_token)
             structlog.contextvars.clear_contextvars()
 
-    async def _read_body(self, receive: Receive, incoming: dict[str, str]) -> Receive:
-        """The whole body, or 413/408: the app then gets it in one message, at once."""
+    async def _read_body(self, receive: Receive, incoming: dict[str, str]) -> tuple[Receive, int]:
+        """The whole body, or 413/408 (503 when the process already holds its budget of bodies
+        in flight); the app then gets it in one message, at once. Returns the bytes of budget
+        taken, for the caller to give back when the request ends."""
         length = incoming.get("content-length")
         if length is not None:
             if not length.isdigit():
@@ -141,10 +148,13 @@ class EdgeMiddleware:
             if int(length) > self.max_body_bytes:
                 raise BodyTooLarge(f"request bodies are limited to {self.max_body_bytes} bytes")
             if length == "0":
-                return receive
+                return receive, 0
+        held = 0
         chunks: list[bytes] = []
         size = 0
         try:
+            if length is not None:
+                held = self._take(int(length))
             async with asyncio.timeout(self.body_timeout):
                 while True:
                     message = await receive()
@@ -156,13 +166,19 @@ class EdgeMiddleware:
                         raise BodyTooLarge(
                             f"request bodies are limited to {self.max_body_bytes} bytes"
                         )
+                    if length is None:  # chunked: the budget is taken as the body arrives
+                        held += self._take(len(chunk))
                     chunks.append(chunk)
                     if not message.get("more_body", False):
                         break
         except TimeoutError:
+            self.body_budget.give(held)
             raise BodyTimeout(
                 f"the request body did not arrive within {self.body_timeout:g} s"
             ) from None
+        except BaseException:
+            self.body_budget.give(held)
+            raise
         body = b"".join(chunks)
         replayed = False
 
@@ -173,7 +189,12 @@ class EdgeMiddleware:
             replayed = True
             return {"type": "http.request", "body": body, "more_body": False}
 
-        return replay
+        return replay, held
+
+    def _take(self, size: int) -> int:
+        if not self.body_budget.take(size):
+            raise ServerBusy("too many request bodies are being received; retry shortly")
+        return size
 
     def _finish(self, scope: Scope, status: int, seconds: float) -> None:
         route: Any = scope.get("route")
@@ -189,6 +210,24 @@ class EdgeMiddleware:
                 status=status,
                 ms=round(seconds * 1000, 2),
             )
+
+
+class BodyBudget:
+    """Bytes of request bodies being received at once in this process: slow senders can hold
+    at most this much memory between them (each body is also capped by max_body_bytes)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_use = 0
+
+    def take(self, size: int) -> bool:
+        if self.in_use + size > self.limit:
+            return False
+        self.in_use += size
+        return True
+
+    def give(self, size: int) -> None:
+        self.in_use -= size
 
 
 class Door:

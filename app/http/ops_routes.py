@@ -1,4 +1,6 @@
-"""Health, readiness, database status and metrics."""
+"""Health, readiness, database status, tenant traffic configuration and metrics."""
+
+import uuid
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -10,6 +12,8 @@ from app.http.security import Operator
 from app.metrics import Metrics
 from app.ops.schemas import DatabaseStatus, Liveness, Readiness
 from app.ops.service import OpsService
+from app.tenancy.schemas import TenantOpsRead
+from app.tenancy.service import TenancyService
 
 router = APIRouter(tags=["ops"])
 
@@ -40,6 +44,21 @@ async def ready(ops: OpsService = Provide["ops_service"]) -> JSONResponse:
 @inject
 async def database_status(ops: OpsService = Provide["ops_service"]) -> DatabaseStatus:
     return DatabaseStatus.model_validate(ops.database_status())
+
+
+@router.get(
+    "/ops/tenants/{tenant_id}",
+    dependencies=[Operator],
+    response_model=TenantOpsRead,
+    responses=problem_responses(401, 404, 422),
+)
+@inject
+async def tenant_status(
+    tenant_id: uuid.UUID, tenancy: TenancyService = Provide["tenancy_service"]
+) -> TenantOpsRead:
+    """A tenant's plan, overrides and effective policy (with the source of every value) as
+    this process applies it, and the database connections it holds here."""
+    return TenantOpsRead.of(await tenancy.status(tenant_id))
 
 
 @router.get(

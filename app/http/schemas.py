@@ -34,7 +34,10 @@ class Strict(BaseModel):
 
 
 class MoneyIn(Strict):
-    amount: Annotated[int, Field(ge=0, le=10**12, description="Integer minor units (cents).")]
+    # Strict: a JSON integer only; "100" or true (which lax mode turns into 1) is a 422.
+    amount: Annotated[
+        int, Field(strict=True, ge=0, le=10**12, description="Integer minor units (cents).")
+    ]
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code.")]
 
     def to_money(self) -> Money:

@@ -12,6 +12,7 @@ from fastapi import Depends, Header, Request, Security
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 
 from app.core.errors import Unauthenticated
+from app.http.client_address import throttle_bucket
 from app.http.di import Provide, inject
 from app.identity.authenticator import Authenticator
 from app.identity.permissions import Permission
@@ -43,7 +44,9 @@ def require(permission: Permission | None) -> Callable[..., Awaitable[Principal]
         if x_api_key:
             # The edge has made request.client the real client (trusted proxies applied).
             client = request.client
-            principal = await authenticator.api_key(x_api_key, client.host if client else "unknown")
+            principal = await authenticator.api_key(
+                x_api_key, throttle_bucket(client.host) if client else "unknown"
+            )
         elif access_token:
             principal = await authenticator.bearer(access_token)
         else:

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.http.protocol import guarded_protocol
 from app.settings import Settings
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    server = settings.server
     return {
-        "host": settings.server.host,
-        "port": settings.server.port,
+        "host": server.host,
+        "port": server.port,
+        # httptools with a header deadline, a header size cap and a connection cap
+        # (app/http/protocol.py); the body's deadline and cap are EdgeMiddleware's.
+        "http": guarded_protocol(
+            server.header_timeout_seconds, server.max_header_bytes, server.max_connections
+        ),
+        "timeout_keep_alive": server.keep_alive_seconds,
         "access_log": False,  # our middleware logs requests as JSON
         # The client address comes from server.trusted_proxies (app/http/client_address.py):
         # uvicorn's own X-Forwarded-For handling would trust any local client.

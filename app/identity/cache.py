@@ -36,6 +36,8 @@ V = TypeVar("V")
 # How long "changed here lately" makes a read go to the primary: longer than any replica may
 # lag and still serve reads (routing.max_replica_lag_seconds).
 CHANGED_SECONDS = 600.0
+# How long a key that authenticated here is exempt from its address's failed-key throttle.
+RECENT_API_KEY_SECONDS = 3600.0
 
 
 class TtlMap(Generic[K, V]):
@@ -123,6 +125,9 @@ class CredentialCache:
         self, api_key_ttl: float, user_ttl: float, clock: Clock, tombstone_seconds: float
     ) -> None:
         self.api_keys: TtlMap[bytes, Principal] = TtlMap(api_key_ttl)
+        # Keys (by secret hash) that authenticated here within the hour: a client address
+        # blocked for failed keys still gets these looked up (dropped on revocation).
+        self.recent_api_keys: TtlMap[bytes, Principal] = TtlMap(RECENT_API_KEY_SECONDS)
         self.tokens: TtlMap[str, AccessClaims] = TtlMap(float("inf"))
         # (tenant id, user id) -> role name; "": no such user in that tenant.
         self.user_roles: TtlMap[tuple[uuid.UUID, uuid.UUID], str] = TtlMap(user_ttl)
@@ -153,6 +158,7 @@ class CredentialCache:
 
     def _drop(self, doomed: set[uuid.UUID]) -> None:
         self.api_keys.drop_where(doomed, "id")
+        self.recent_api_keys.drop_where(doomed, "id")
         self.tokens.drop_where(doomed, "user_id")
         self.tokens.drop_where(doomed, "family_id")
         self.user_roles.drop_keys(lambda key: key[1] in doomed)

@@ -148,13 +148,15 @@ class UserRepository(TenantScoped):
         self, email: str, tenant_slug: str | None = None, limit: int = 2
     ) -> list[Credentials]:
         """Before the tenant is known (login): the accounts with this email (emails are unique
-        per tenant, so one per tenant), only the named tenant's when `tenant_slug` is given; at
-        most `limit` rows. Through an owner-run function, see migration; tenants has no RLS."""
+        per tenant, so one per tenant), only the named tenant's when `tenant_slug` is given; the
+        `limit` oldest (created_at, id), so accounts registered later under the same address
+        cannot push an older one out. Through an owner-run function, see migration; tenants has
+        no RLS."""
         rows = await self._conn.fetch(
             "SELECT u.id, u.tenant_id, u.password_hash, u.role"
             " FROM storefront_user_by_email($1) AS u"
             " WHERE $2::text IS NULL OR u.tenant_id = (SELECT id FROM tenants WHERE slug = $2)"
-            " ORDER BY u.tenant_id LIMIT $3",
+            " ORDER BY u.created_at, u.id LIMIT $3",
             email,
             tenant_slug,
             limit,
@@ -169,6 +171,18 @@ class UserRepository(TenantScoped):
             user_id,
         )
         return UserRecord(*row) if row else None
+
+    async def lock_password_hash(self, user_id: uuid.UUID) -> str | None:
+        """The user's current password hash, row locked (FOR UPDATE) until the transaction
+        ends; None when the user no longer exists. Login issues its session under this lock,
+        so a concurrent password change or deletion either sees the new session or runs first
+        (and login then sees the change)."""
+        row = await self._conn.fetchrow(
+            "SELECT password_hash FROM users WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+            self._tenant_id,
+            user_id,
+        )
+        return str(row[0]) if row else None
 
     async def page(self, limit: int, after: tuple[datetime, uuid.UUID] | None) -> list[UserRecord]:
         rows = await self._page(_USER_COLUMNS, "users", limit, after)

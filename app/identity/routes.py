@@ -5,6 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, Response, status
 
+from app.http.client_address import throttle_bucket
 from app.http.di import Provide, inject
 from app.http.params import Cursor, Limit
 from app.http.schemas import Page, Text, problem_responses
@@ -64,20 +65,21 @@ async def login(
         str | None,
         Form(
             pattern=r"^[a-z0-9-]{3,40}$",
-            description="The tenant's slug. Needed only when the email has accounts in"
-            " several tenants (emails are unique per tenant); without it such an email gets"
-            " the same 401 as a wrong password.",
+            description="The tenant's slug (emails are unique per tenant). Without it the"
+            " email's two oldest accounts are tried and the password picks one; a third or"
+            " later account of the same email, or two with the same password, must name"
+            " the tenant (else the same 401 as a wrong password).",
             examples=["acme"],
         ),
     ] = None,
     service: AuthService = Provide["auth_service"],
 ) -> TokenResponse:
     """OAuth2 password grant (`username` = email), plus an optional `tenant` field (slug) that
-    picks the account when the same email is registered in several tenants. Unknown emails,
-    wrong passwords and an email of several tenants without `tenant` get the same answer (401
+    names the account when the same email is registered in several tenants. Unknown emails,
+    wrong passwords and an email that `tenant` is needed for get the same answer (401
     `auth.invalid_credentials`) in the same time; repeated failures lock the account and the
     client IP for a while (429)."""
-    client_ip = request.client.host if request.client else "unknown"
+    client_ip = throttle_bucket(request.client.host) if request.client else "unknown"
     return _tokens(await service.login(username, password, client_ip, tenant), response)
 
 
@@ -255,5 +257,6 @@ async def revoke_api_key(
     principal: ApiKeysDeleter,
     service: ApiKeyService = Provide["api_key_service"],
 ) -> None:
-    """Revokes at once."""
-    await service.revoke(principal.tenant_id, key_id)
+    """Revokes at once. A rotated key in its grace period may not revoke keys (403
+    `api_key.rotated`)."""
+    await service.revoke(principal.tenant_id, key_id, principal)

@@ -95,7 +95,7 @@ def _check_grant(granter: Principal | None, scopes: list[str]) -> None:
     if granter is None:
         return
     if granter.rotated:
-        raise RotatedKeyMayNotGrant("a rotated API key may not issue or rotate keys")
+        raise RotatedKeyMayNotGrant("a rotated API key may not issue, rotate or revoke keys")
     beyond = sorted(set(scopes) - grantable_scopes(granter.permissions))
     if beyond:
         raise InsufficientPermission(f"you may not grant: {', '.join(beyond)}")
@@ -195,12 +195,13 @@ class ApiKeyService:
 
     async def authenticate(self, secret: str, client_ip: str | None = None) -> Principal:
         """`client_ip` (None: not over HTTP) is throttled on failed lookups: past
-        `auth.api_key_failures_per_ip` in a window its uncached keys get 429 before any lookup.
-        A cached key costs no throttle check."""
+        `auth.api_key_failures_per_ip` in a window its uncached keys get 429 before any lookup,
+        unless the key authenticated here within the hour (then it is looked up as usual, so
+        revocation still applies). A cached key costs no throttle check."""
         digest = keys.hash_secret(secret)
         principal = self._cache.api_keys.get(digest)  # a hit was well formed when cached
         if principal is None:
-            if client_ip is not None:
+            if client_ip is not None and self._cache.recent_api_keys.get(digest) is None:
                 self._throttle.check(client_ip)
             if not keys.well_formed(secret):  # typos and garbage: no lookup at all
                 raise Unauthenticated("invalid API key")
@@ -224,6 +225,7 @@ class ApiKeyService:
                 rotated=record.rotated_at is not None,
             )
             self._cache.api_keys.put(digest, principal)
+            self._cache.recent_api_keys.put(digest, principal)
         if principal.expires_at is not None and principal.expires_at <= self._clock.now():
             raise Unauthenticated("API key expired")
         self._usage.seen(principal)
@@ -260,7 +262,13 @@ class ApiKeyService:
         self._cache.forget_api_key(key_id)
         return record, secret
 
-    async def revoke(self, tenant_id: uuid.UUID, key_id: uuid.UUID) -> None:
+    async def revoke(
+        self, tenant_id: uuid.UUID, key_id: uuid.UUID, granter: Principal | None = None
+    ) -> None:
+        """A rotated key (still in its grace period) revokes nothing: its leaked secret must
+        not lock out the key that replaced it."""
+        if granter is not None and granter.rotated:
+            raise RotatedKeyMayNotGrant("a rotated API key may not issue, rotate or revoke keys")
         async with self._uow(tenant_id) as uow:
             if not await uow.api_keys.revoke(key_id, self._clock.now()):
                 raise ApiKeyNotFound()
@@ -381,6 +389,11 @@ class TokenPair:
     expires_in: int
 
 
+# Tenant-less logins verify this many candidate accounts (the oldest of the email): a victim's
+# account stays reachable when someone registers the same address in another tenant later.
+TENANTLESS_CANDIDATES = 2
+
+
 class AuthService:
     """Password login, refresh-token rotation with reuse detection, logout."""
 
@@ -407,34 +420,54 @@ class AuthService:
     async def login(
         self, email: str, password: str, client_ip: str, tenant: str | None = None
     ) -> TokenPair:
-        """`tenant` (a slug) picks the account when the email has one in several tenants;
-        without it the email must name exactly one account. No account, several, or a wrong
-        password: the same 401 after the same one password verification."""
+        """`tenant` (a slug) names the account; then one candidate and one verification.
+        Without it, the `TENANTLESS_CANDIDATES` oldest accounts of the email are candidates and
+        exactly that many verifications run (padded with the dummy hash), whatever exists:
+        success iff exactly one candidate's password matches. So a later account under the same
+        address (someone registering the victim's email in a tenant of their own) neither
+        breaks the victim's tenant-less login nor tells its owner, by answer or by time,
+        whether the address exists elsewhere. No match, or several: the same 401.
+
+        A client address over its limit is refused before the credentials lookup."""
         email = normalize_email(email)
-        async with self._uow(read_only=True, strong=True) as uow:
-            matches = await uow.users.credentials(email, tenant)
-        found = matches[0] if len(matches) == 1 else None
-        # Counted per account: the user when one is named, else the (email, tenant) asked for,
-        # which no login can succeed on. Not per email: with an account of their own under the
-        # same address, an attacker's successful logins would clear the victim's count.
-        account = f"user:{found.user_id}" if found else f"email:{email}\0{tenant or ''}"
         try:
-            await self._throttle.attempt(account, client_ip)
+            await self._throttle.attempt_from(client_ip)
         except LoginLocked:
             self._event("login_locked")
             raise
-        # Unknown (or ambiguous) emails are verified against a dummy hash: the same work as a
-        # wrong password.
-        ok, new_hash = await self._hasher.verify(password, found.password_hash if found else None)
-        if found is None or not ok:
+        wanted = 1 if tenant is not None else TENANTLESS_CANDIDATES
+        async with self._uow(read_only=True, strong=True) as uow:
+            candidates = await uow.users.credentials(email, tenant, limit=wanted)
+        # Counted per account (each candidate's; with none, the (email, tenant) asked for).
+        # Not per email: with an account of their own under the same address, an attacker's
+        # successful logins would otherwise clear the victim's count.
+        accounts = [f"user:{c.user_id}" for c in candidates] or [f"email:{email}\0{tenant or ''}"]
+        try:
+            await self._throttle.attempt(accounts)
+        except LoginLocked:
+            self._event("login_locked")
+            raise
+        hashes: list[str | None] = [c.password_hash for c in candidates]
+        hashes += [None] * (wanted - len(hashes))  # dummy verifications: the same work
+        verdicts = await asyncio.gather(*(self._hasher.verify(password, h) for h in hashes))
+        matched = [(c, new) for c, (ok, new) in zip(candidates, verdicts, strict=False) if ok]
+        if len(matched) != 1:
             self._event("login_failed")
             raise InvalidCredentials("wrong email or password")
-        await self._throttle.succeeded(account, client_ip)
+        found, new_hash = matched[0]
         async with self._uow(found.tenant_id) as uow:
+            # Locked, and still the hash that was verified: a password change or deletion that
+            # committed meanwhile wins (the same 401); one that comes later waits for this
+            # transaction and then ends the session it issues.
+            if await uow.users.lock_password_hash(found.user_id) != found.password_hash:
+                self._event("login_failed")
+                raise InvalidCredentials("wrong email or password")
             if new_hash is not None:  # legacy bcrypt (or weaker argon2 params): upgrade now
                 await uow.users.set_password_hash(found.user_id, new_hash)
             pair = await self._issue(uow, found.user_id, found.tenant_id, Role[found.role])
             await uow.commit()
+        others = [account for account in accounts if account != f"user:{found.user_id}"]
+        await self._throttle.succeeded(f"user:{found.user_id}", client_ip, others)
         return pair
 
     async def refresh(self, refresh_token: str) -> TokenPair:
@@ -450,7 +483,11 @@ class AuthService:
             if user is None:
                 raise InvalidRefreshToken("the user no longer exists")
             if not await uow.refresh_tokens.use(token.id, now):
-                if token.revoked_at is not None or token.expires_at <= now:
+                # Read again under the user lock: a logout that committed while this refresh
+                # waited for the lock revoked the token (a plain 401, not a reuse).
+                current = await uow.refresh_tokens.by_hash(hash_refresh(refresh_token))
+                token = current or token
+                if current is None or token.revoked_at is not None or token.expires_at <= now:
                     raise InvalidRefreshToken("this refresh token has expired or was revoked")
                 # Used before: a stolen copy is being replayed (or the owner's client raced
                 # itself). Either way the family is no longer trustworthy.
@@ -474,6 +511,11 @@ class AuthService:
         if token is None:
             return
         async with self._uow(token.tenant_id) as uow:
+            # The user row first, as refresh does: a concurrent refresh of this family then
+            # either committed its new token before (and this UPDATE sees and revokes it) or
+            # waits and finds its token revoked (401). Without the lock, READ COMMITTED let a
+            # token inserted meanwhile survive the logout.
+            await uow.users.get(token.user_id, lock=True)
             await uow.refresh_tokens.revoke_family(token.family_id, self._clock.now())
             await self._revocations.record(uow, [token.family_id])
             await uow.commit()

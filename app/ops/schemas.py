@@ -74,6 +74,21 @@ class RoutingStatus(BaseModel):
     fallbacks: dict[str, int]
 
 
+class TenantConnections(BaseModel):
+    tenant_id: str
+    role: str  # primary | replica
+    in_use: int
+    waiting: int
+    limit: int  # the tenant's db_concurrency_<role>
+    rejected: int  # 503 database.tenant_busy since start
+
+
+class TenantFairness(BaseModel):
+    busy: list[TenantConnections]  # tenants holding or waiting for connections now
+    rejected: dict[str, int]  # per role, every tenant
+
+
 class DatabaseStatus(BaseModel):
     engines: list[EngineStatus]
     routing: RoutingStatus
+    tenants: TenantFairness

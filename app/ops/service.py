@@ -11,6 +11,7 @@ from alembic.script import ScriptDirectory
 
 from app.core.errors import DatabaseBusy, DatabaseUnavailable
 from app.db.database import Database
+from app.db.fairness import TenantGate
 from app.db.nodes import DatabaseNode
 from app.db.routing import format_lsn
 from app.ops.repository import OpsRepository
@@ -56,10 +57,17 @@ class Gate(Protocol):
 
 
 class OpsService:
-    def __init__(self, database: Database, expected_head: str | None, door: Gate) -> None:
+    def __init__(
+        self,
+        database: Database,
+        expected_head: str | None,
+        door: Gate,
+        gate: TenantGate | None = None,
+    ) -> None:
         self._db = database
         self._head = expected_head
         self._door = door
+        self._gate = gate
         self._revision: str | None = None
 
     async def readiness(self) -> Readiness:
@@ -132,7 +140,27 @@ class OpsService:
                 "stale_reads_on_primary_outage": router.settings.stale_reads_on_primary_outage,
                 "fallbacks": dict(router.fallbacks),
             },
+            "tenants": self._tenant_connections(),
         }
+
+    def _tenant_connections(self) -> dict[str, Any]:
+        """Fairness: every tenant holding or waiting for connections now (most held first),
+        and the tenant_busy refusals per role since start."""
+        gate = self._gate
+        if gate is None:
+            return {"busy": [], "rejected": {}}
+        busy = [
+            {
+                "tenant_id": str(u.tenant_id),
+                "role": u.role,
+                "in_use": u.in_use,
+                "waiting": u.waiting,
+                "limit": u.limit,
+                "rejected": u.rejected,
+            }
+            for u in gate.busy()
+        ]
+        return {"busy": busy, "rejected": dict(gate.rejected)}
 
 
 def _node_status(node: DatabaseNode) -> dict[str, Any]:

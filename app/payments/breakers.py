@@ -2,9 +2,17 @@
 
 A failing account (one tenant's credentials, card mix or provider-side account problem) opens
 only its own breaker, so other tenants keep taking payments. The provider-wide breaker is not
-opened by a count of failures but by their spread: when at least `outage.min_accounts` distinct
-accounts saw a counted failure within `outage.window_seconds` (and have not succeeded since), the
-provider itself is taken to be down and every account fails fast until a trial call succeeds.
+opened by a count of failures but by their spread, and only while nobody succeeds: it opens when
+accounts with a counted failure within `outage.window_seconds` weigh at least
+`outage.min_accounts` AND no account succeeded within that window. A success anywhere proves the
+provider is up, so failures while others succeed stay with the failing accounts' own breakers
+(one actor with a few free tenants cannot stop everyone's payments). An account that has never
+succeeded (in this process) weighs one half: a brand-new tenant is cheap to make.
+
+Half-open (after `outage.reset_timeout_seconds`): a call from an account without a failure in the
+window is the trial; a success from any account closes the breaker, a failed trial reopens it.
+Accounts that already failed within the window keep failing fast until it is decided, so they
+cannot keep it open by failing each trial themselves.
 
 Breaker state is per process and in memory (pybreaker, used through `calling()` as the FACTS
 require; never `call()` or `call_async`).
@@ -97,6 +105,8 @@ class PaymentBreakers:
         )
         self._accounts: OrderedDict[str, Any] = OrderedDict()  # LRU: oldest first
         self._failing: OrderedDict[str, float] = OrderedDict()  # account -> last failure
+        self._proven: OrderedDict[str, None] = OrderedDict()  # accounts that once succeeded (LRU)
+        self._last_success: float | None = None  # any account's, monotonic
         self.evicted = 0
 
     def for_account(self, account: ProviderAccount) -> Any:
@@ -123,9 +133,25 @@ class PaymentBreakers:
         del self._accounts[victim]
         self.evicted += 1
 
+    def refuses(self, account: ProviderAccount) -> float:
+        """Seconds the provider-wide breaker makes `account` wait without a call (0: go on).
+
+        Open: everyone waits. Due for its trial (half-open, or open with the timeout elapsed):
+        accounts with a failure within the window wait (their failure may be their own), so the
+        trial is made by an account with no recent failure."""
+        provider = self.provider
+        if provider.current_state == pybreaker.STATE_CLOSED:
+            return 0.0
+        if wait := open_for(provider):
+            return wait
+        failed_at = self._failing.get(account.key)
+        if failed_at is not None and self._monotonic() - failed_at <= self._window:
+            return float(provider.reset_timeout)
+        return 0.0
+
     def failed(self, account: ProviderAccount) -> None:
-        """A counted provider failure on `account`: opens the provider-wide breaker when enough
-        distinct accounts failed within the window."""
+        """A counted provider failure on `account`: opens the provider-wide breaker when the
+        accounts that failed within the window weigh enough and none succeeded in it."""
         now = self._monotonic()
         self._failing[account.key] = now
         self._failing.move_to_end(account.key)
@@ -135,13 +161,24 @@ class PaymentBreakers:
                 break
             del self._failing[key]
         # (Half-open: the failed trial call has already reopened it.)
-        closed = self.provider.current_state == pybreaker.STATE_CLOSED
-        if closed and len(self._failing) >= self._min_accounts:
+        if self.provider.current_state == pybreaker.STATE_CLOSED and self._outage(now):
             self.provider.open()
-            self._failing.clear()  # opening it again needs fresh evidence
+
+    def _outage(self, now: float) -> bool:
+        if self._last_success is not None and now - self._last_success <= self._window:
+            return False  # someone got an answer: the provider is up
+        weight = sum(1.0 if key in self._proven else 0.5 for key in self._failing)
+        return weight >= self._min_accounts
 
     def succeeded(self, account: ProviderAccount) -> None:
-        self._failing.pop(account.key, None)
+        """The provider answered `account` (any answer but a counted failure)."""
+        self._last_success = self._monotonic()
+        key = account.key
+        self._failing.pop(key, None)
+        self._proven[key] = None
+        self._proven.move_to_end(key)
+        if len(self._proven) > self._max_accounts:
+            self._proven.popitem(last=False)
 
     def account_states(self) -> dict[str, int]:
         """How many account breakers are in each state (for metrics: three labels, however

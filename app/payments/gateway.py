@@ -4,8 +4,9 @@ idempotent on the caller's key.
 `HttpPaymentGateway` talks to any provider with the sandbox's HTTP shape (app/payments/sandbox.py)
 through httpx, bounded by `payments.timeout_seconds` and guarded by pybreaker breakers: one per
 provider account (the tenant's account at the provider; see app/payments/breakers.py) and one
-provider-wide, opened only when several accounts fail within a window. Only timeouts, connection
-errors and 5xx count as failures: a decline (402) or another 4xx proves the provider is up.
+provider-wide, opened only when several accounts fail within a window and none succeeds in it.
+Only timeouts, connection errors and 5xx count as failures: a decline (402) or another 4xx proves
+the provider is up.
 """
 
 from __future__ import annotations
@@ -110,8 +111,9 @@ class HttpPaymentGateway:
         # Fail fast on an open breaker before entering either: a refusal by one must not count
         # as a success of the other (pybreaker counts excluded errors as successes). No await
         # separates these checks from the `calling()` blocks, so the states cannot move between.
-        for refusing in (provider, breaker):
-            if wait := open_for(refusing):
+        # The provider-wide check also keeps accounts that failed recently off its trial call.
+        for wait in (self.breakers.refuses(account), open_for(breaker)):
+            if wait:
                 raise PaymentUnavailable(
                     "the payment provider is unavailable", retry_after=_seconds(wait)
                 )

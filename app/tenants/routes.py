@@ -3,6 +3,7 @@ address by auth.signup_limit)."""
 
 from fastapi import APIRouter, Request, Response, status
 
+from app.http.client_address import throttle_bucket
 from app.http.di import Provide, inject
 from app.http.schemas import problem_responses
 from app.identity.schemas import TenantRef, UserRead
@@ -29,7 +30,7 @@ async def sign_up(
     registered in another tenant is no obstacle (emails are unique per tenant), so the answer
     tells nothing about other tenants' users. Attempts are limited per client address
     (`auth.signup_limit`): beyond it 429 `tenant.signup_limited` with `Retry-After`."""
-    client_ip = request.client.host if request.client else "unknown"
+    client_ip = throttle_bucket(request.client.host) if request.client else "unknown"
     tenant, owner = await service.sign_up(
         body.slug, body.name, str(body.owner.email), body.owner.password, client_ip
     )

@@ -221,3 +221,25 @@ async def test_hostile_conditional_and_cursor_values_are_4xx(
         response = await harness.client.get("/v1/products", params={"cursor": cursor})
         assert response.status_code == 400, values
         assert problem(response)["code"] == "pagination.invalid_cursor"
+
+
+async def test_money_amounts_are_strict_integers(harness: Harness, acme: dict[str, Any]) -> None:
+    """A JSON string or boolean is not an amount (lax mode read "100" as 100 and true as 1)."""
+    for amount in ("100", True, False, 12.0, "1e3", None):
+        response = await harness.client.post(
+            "/v1/products",
+            json={**SHIRT, "stock": 1, "price": {"amount": amount, "currency": "EUR"}},
+        )
+        assert response.status_code == 422, (amount, response.text)
+        body = problem(response)
+        assert any(e["loc"][-1] == "amount" for e in body["errors"]), body
+    product = await create(harness, sku="OK-1")
+    patched = await harness.client.patch(
+        f"/v1/products/{product['id']}",
+        json={"price": {"amount": True, "currency": "EUR"}},
+        headers={"If-Match": '"v1"'},
+    )
+    assert patched.status_code == 422, patched.text
+    assert (await create(harness, sku="OK-2", price={"amount": 0, "currency": "EUR"}))["price"][
+        "amount"
+    ] == 0

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.http.client_address import TrustedProxies
+from app.http.client_address import TrustedProxies, normalize, throttle_bucket
 from tests.conftest import Harness, problem
 
 
@@ -29,6 +29,24 @@ def test_client_is_the_right_most_untrusted_hop(
     peer: str, forwarded: str | None, client: str
 ) -> None:
     assert TrustedProxies(["10.0.0.0/8"]).client(peer, forwarded) == client
+
+
+@pytest.mark.parametrize(
+    ("raw", "normal", "bucket"),
+    [
+        ("10.9.9.9", "10.9.9.9", "10.9.9.9"),
+        ("::ffff:10.9.9.9", "10.9.9.9", "10.9.9.9"),  # the same host, one counter
+        ("fe80::1%eth0", "fe80::1", "fe80::/64"),
+        ("2001:DB8:1:2:0:0:0:7", "2001:db8:1:2::7", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff::1", "2001:db8:1:2:ffff::1", "2001:db8:1:2::/64"),
+        ("unknown", "unknown", "unknown"),
+    ],
+)
+def test_addresses_have_one_spelling_and_ipv6_counts_per_64(
+    raw: str, normal: str, bucket: str
+) -> None:
+    assert normalize(raw) == normal
+    assert throttle_bucket(raw) == bucket
 
 
 def test_no_trusted_proxies_means_the_peer() -> None:

@@ -116,6 +116,29 @@ async def test_a_rotated_key_in_its_grace_period_cannot_mint_keys(make_harness: 
     assert minted.status_code == 201, minted.text
 
 
+async def test_a_rotated_key_in_its_grace_period_cannot_revoke_keys(make_harness: Any) -> None:
+    """A leaked old secret must not lock out its replacement (or any other key)."""
+    harness: Harness = await make_harness()
+    tenant, old = await harness.tenant_with_key("acme", scopes=("api_keys:manage", "catalog:read"))
+    other, _ = await harness.container.api_key_service().issue(tenant.id, "other", ["catalog:read"])
+    headers = {"X-API-Key": old}
+    listed = (await harness.client.get("/v1/api-keys", headers=headers)).json()["items"]
+    old_id, other_id = next(k["id"] for k in listed if k["name"] == "test"), str(other.id)
+    rotated = await harness.client.post(f"/v1/api-keys/{old_id}/rotate", headers=headers)
+    assert rotated.status_code == 201, rotated.text
+    new, new_id = rotated.json()["secret"], rotated.json()["id"]
+
+    for target in (new_id, other_id, old_id):
+        refused = await harness.client.delete(f"/v1/api-keys/{target}", headers=headers)
+        assert refused.status_code == 403, refused.text
+        assert problem(refused)["code"] == "api_key.rotated"
+    assert (await harness.client.get("/v1/api-keys", headers={"X-API-Key": new})).status_code == 200
+    # The new key may revoke the old one (and the old one is then refused at once).
+    gone = await harness.client.delete(f"/v1/api-keys/{old_id}", headers={"X-API-Key": new})
+    assert gone.status_code == 204, gone.text
+    assert (await harness.client.get("/v1/api-keys", headers=headers)).status_code == 401
+
+
 LIMITED = {"api_key_failures_per_ip": 3, "api_key_failure_window_seconds": 60}
 
 
@@ -150,6 +173,37 @@ async def test_failed_api_keys_are_throttled_per_client_address(make_harness: An
         harness.clock.advance(seconds=61)  # the window ends: keys are looked up again
         again = await attacker.get("/v1/products", headers={"X-API-Key": new_secret()})
         assert again.status_code == 401
+
+
+async def test_a_key_in_use_behind_a_blocked_address_keeps_working(make_harness: Any) -> None:
+    """Behind one NAT address, guesses must not block the valid keys in use there: a key that
+    authenticated lately is still looked up (the test config caches no key: every request
+    takes the lookup path); a key never seen stays refused until the window passes."""
+    harness: Harness = await make_harness(auth=LIMITED)
+    service = harness.container.api_key_service()
+    tenant, good = await harness.tenant_with_key("acme")
+    _, unseen = await service.issue(tenant.id, "unseen", ["catalog:read"])
+    doomed, doomed_secret = await service.issue(tenant.id, "doomed", ["catalog:read"])
+    async with _client_from(harness, "203.0.113.7") as office:
+        for key in (good, doomed_secret):
+            assert (await office.get("/v1/products", headers={"X-API-Key": key})).status_code == 200
+        for _ in range(3):
+            guess = await office.get("/v1/products", headers={"X-API-Key": new_secret()})
+            assert guess.status_code == 401, guess.text
+        refused = await office.get("/v1/products", headers={"X-API-Key": new_secret()})
+        assert refused.status_code == 429, refused.text
+        for _ in range(3):  # looked up each time, still fine
+            used = await office.get("/v1/products", headers={"X-API-Key": good})
+            assert used.status_code == 200, used.text
+        never_seen = await office.get("/v1/products", headers={"X-API-Key": unseen})
+        assert never_seen.status_code == 429, never_seen.text
+        assert problem(never_seen)["code"] == "auth.api_key_attempts"
+        # A revoked key leaves the set: from the blocked address it is refused before lookup.
+        await service.revoke(tenant.id, doomed.id)
+        revoked = await office.get("/v1/products", headers={"X-API-Key": doomed_secret})
+        assert revoked.status_code == 429, revoked.text
+        harness.clock.advance(seconds=61)
+        assert (await office.get("/v1/products", headers={"X-API-Key": unseen})).status_code == 200
 
 
 def test_failed_api_keys_are_counted_across_processes_with_redis(

@@ -10,6 +10,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from app.identity.repository import UserRepository
 from tests.api.identity_helpers import PASSWORD, log_in, sign_up
 from tests.conftest import OPERATOR_TOKEN, Harness, problem
 
@@ -66,6 +67,32 @@ async def test_failures_per_ip_lock_every_account_from_it(make_harness: Any) -> 
         assert (await _attempt(harness, "wrong-password-123", f"u{n}@x.example")).status_code == 401
     response = await _attempt(harness, PASSWORD)
     assert response.status_code == 429
+
+
+async def test_an_address_over_its_limit_is_refused_before_any_lookup(
+    make_harness: Any, monkeypatch: Any
+) -> None:
+    """Once the client address is over its limit, refused attempts cost no database read."""
+    harness = await make_harness(
+        auth={"lockout": {"max_failures_per_ip": 3, "max_failures_per_account": 100}}
+    )
+    await sign_up(harness.client, "acme")
+    for n in range(3):
+        assert (await _attempt(harness, "wrong-password-123", f"u{n}@x.example")).status_code == 401
+    lookups = 0
+    original = UserRepository.credentials
+
+    async def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal lookups
+        lookups += 1
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(UserRepository, "credentials", counted)
+    for _ in range(5):
+        refused = await _attempt(harness, PASSWORD)
+        assert refused.status_code == 429, refused.text
+        assert problem(refused)["code"] == "auth.too_many_attempts"
+    assert lookups == 0
 
 
 async def test_lockout_in_redis_is_shared_by_processes(make_harness: Any, redis_url: str) -> None:

@@ -88,9 +88,13 @@ async def test_one_tenants_provider_failures_open_only_its_own_breaker(make_harn
 
 async def test_failures_across_tenants_open_the_provider_wide_breaker(make_harness: Any) -> None:
     harness = await make_harness(payments=BREAKERS)
-    shops = [await _shop(harness, slug) for slug in ("one", "two", "three", "four")]
-    for shop in shops[:3]:  # one failure each: no tenant's own breaker opens
+    # Seven new tenants (no success yet: each weighs one half, so 3 accounts need 6 of them).
+    shops = [await _shop(harness, f"shop-{n}") for n in range(7)]
+    failing, latecomer = shops[:6], shops[6]
+    for shop in failing[:5]:  # one failure each: no tenant's own breaker opens
         _unavailable(await shop.order("tok_error"))
+    assert await _metric(harness, "storefront_payment_breaker_state") == 0  # weight 2.5
+    _unavailable(await failing[5].order("tok_error"))  # nobody succeeded: the provider is down
     assert await _metric(harness, "storefront_payment_breaker_state") == 2
     assert await _metric(harness, 'storefront_payment_account_breakers{state="open"}') == 0
     # Every tenant, including one that never failed, now gets a fast 503 (no provider call).
@@ -103,9 +107,32 @@ async def test_failures_across_tenants_open_the_provider_wide_breaker(make_harne
     assert len(sandbox.authorizations) == before
 
     await asyncio.sleep(RESET + 0.1)
-    placed = await shops[3].order("tok_ok")  # the trial call succeeds: closed again
+    # The trial is not left to the tenants that just failed (their failures may be their own)...
+    _unavailable(await failing[0].order("tok_ok"))
+    assert len(sandbox.authorizations) == before
+    placed = await latecomer.order("tok_ok")  # ...another's trial succeeds: closed again
     assert placed.status_code == 201, placed.text
     assert await _metric(harness, "storefront_payment_breaker_state") == 0
-    for shop in shops[:3]:
+    for shop in failing:
         again = await shop.order("tok_ok")
         assert again.status_code == 201, again.text
+
+
+async def test_one_actors_tenants_failing_cannot_stop_other_tenants_payments(
+    make_harness: Any,
+) -> None:
+    """The reviewer's attack: three free sign-ups each send `tok_error` while a victim keeps
+    selling; a success anywhere proves the provider is up, so only the attackers are refused."""
+    harness = await make_harness(payments=BREAKERS)
+    victim = await _shop(harness, "victim")
+    attackers = [await _shop(harness, f"attacker-{n}") for n in range(3)]
+    placed = await victim.order("tok_ok")
+    assert placed.status_code == 201, placed.text
+    for _ in range(4):  # past the attackers' own fail_max: their breakers open
+        for attacker in attackers:
+            _unavailable(await attacker.order("tok_error"))
+            placed = await victim.order("tok_ok")
+            assert placed.status_code == 201, placed.text
+            assert await _metric(harness, "storefront_payment_breaker_state") == 0
+    assert await _metric(harness, 'storefront_payment_account_breakers{state="open"}') == 3
+    assert await _metric(harness, 'storefront_payment_account_breakers{state="closed"}') == 1

@@ -43,6 +43,7 @@ def role(name: str) -> tuple[Permission, ...]:
 PRODUCT = {"sku": "NEW-1", "name": "New", "price": {"amount": 1, "currency": "EUR"}}
 CASES = [
     _case("GET", "/v1/me"),
+    _case("GET", "/v1/features"),
     _case("GET", "/v1/products", P.CATALOG_READ),
     _case("POST", "/v1/products", P.CATALOG_WRITE, body=PRODUCT),
     _case("GET", "/v1/products/{product}", P.CATALOG_READ),
@@ -89,6 +90,8 @@ CASES = [
     ),
     _case("POST", "/v1/api-keys/{key}/rotate", P.API_KEYS_MANAGE, P.CATALOG_READ, body={}),
     _case("DELETE", "/v1/api-keys/{key}", P.API_KEYS_DELETE),
+    _case("GET", "/v1/webhook-secret", P.API_KEYS_READ),
+    _case("POST", "/v1/webhook-secret", P.API_KEYS_MANAGE),
     _case("GET", "/v1/orders", P.ORDERS_READ),
     _case("GET", "/v1/orders/{order}", P.ORDERS_READ),
     _case(
@@ -157,6 +160,7 @@ async def test_route_allows_exactly_what_the_table_says(
         tenant.id, "SKU-1", "Thing", None, Money(100, "EUR"), 5
     )
     key, _ = await container.api_key_service().issue(tenant.id, "target", ["catalog:read"])
+    await container.webhook_secrets().generate(tenant.id)
     sold = await container.catalog_service().create(  # orders leave `product` untouched
         tenant.id, "SKU-2", "Other", None, Money(100, "EUR"), 5
     )

@@ -16,7 +16,11 @@ from tests.api.identity_helpers import PASSWORD, bearer, sign_up
 from tests.conftest import Harness, StorefrontClient, problem
 
 SHARED = "shared@example.com"
+TWICE = "twice@example.com"
+VICTIM = "victim@example.com"
+FRESH = "fresh@example.com"
 OTHER_PASSWORD = "another-horse-battery"
+THIRD_PASSWORD = "a-third-horse-battery"
 
 
 def _signup_body(slug: str, email: str | None = None, password: str = PASSWORD) -> dict[str, Any]:
@@ -127,25 +131,39 @@ async def test_login_picks_the_tenant_and_an_ambiguous_email_fails_like_a_wrong_
     client = harness.client
     await client.post("/v1/tenants", json=_signup_body("acme", SHARED))
     await client.post("/v1/tenants", json=_signup_body("globex", SHARED, OTHER_PASSWORD))
+    await client.post("/v1/tenants", json=_signup_body("hooli", SHARED, THIRD_PASSWORD))
     await sign_up(client, "initech")
 
-    for slug, password in (("acme", PASSWORD), ("globex", OTHER_PASSWORD)):
-        response = await _token(client, SHARED.upper(), password, tenant=slug)
+    # With `tenant` the account is named; without it, the password picks one of the email's
+    # two oldest accounts (acme, globex).
+    for slug, password, tenant in (
+        ("acme", PASSWORD, "acme"),
+        ("globex", OTHER_PASSWORD, "globex"),
+        ("hooli", THIRD_PASSWORD, "hooli"),
+        ("acme", PASSWORD, None),
+        ("globex", OTHER_PASSWORD, None),
+    ):
+        response = await _token(client, SHARED.upper(), password, tenant=tenant)
         assert response.status_code == 200, response.text
         me = await client.get("/v1/me", headers=bearer(response.json()))
         assert me.json()["tenant"]["slug"] == slug
         assert me.json()["email"] == SHARED
 
+    # Two accounts with one password: which one? The same 401 as a wrong password.
+    await client.post("/v1/tenants", json=_signup_body("twin-a", TWICE))
+    await client.post("/v1/tenants", json=_signup_body("twin-b", TWICE))
     wrong = await _token(client, "owner@initech.example", "wrong-password-123")
     assert problem(wrong)["code"] == "auth.invalid_credentials"
     for response in (
-        await _token(client, SHARED, PASSWORD),  # two accounts, no tenant: which one?
-        await _token(client, SHARED, OTHER_PASSWORD),
+        await _token(client, TWICE, PASSWORD),
+        await _token(client, SHARED, THIRD_PASSWORD),  # a third account names its tenant
+        await _token(client, SHARED, "wrong-password-123"),
         await _token(client, SHARED, OTHER_PASSWORD, tenant="acme"),  # the other's password
         await _token(client, SHARED, PASSWORD, tenant="nowhere"),
         await _token(client, "owner@initech.example", PASSWORD, tenant="acme"),
     ):
         assert _comparable(response) == _comparable(wrong), response.text
+    assert (await _token(client, TWICE, PASSWORD, tenant="twin-b")).status_code == 200
     # An email with one account needs no tenant (and may name it).
     assert (await _token(client, "owner@initech.example", PASSWORD)).status_code == 200
     assert (await _token(client, "owner@initech.example", PASSWORD, "initech")).status_code == 200
@@ -153,11 +171,41 @@ async def test_login_picks_the_tenant_and_an_ambiguous_email_fails_like_a_wrong_
     assert bad.status_code == 422
 
 
-async def test_an_ambiguous_email_costs_as_much_as_a_wrong_password(
+async def test_registering_someone_elses_email_neither_locks_them_out_nor_tells(
+    harness: Harness,
+) -> None:
+    """The attacker signs up the victim's address in a tenant of their own: the victim's
+    tenant-less login keeps working, and the attacker's own tenant-less login answers 200
+    whether or not the address exists elsewhere (so it reveals nothing)."""
+    client = harness.client
+    await client.post("/v1/tenants", json=_signup_body("victim", SHARED))
+    assert (await _token(client, SHARED, PASSWORD)).status_code == 200
+    await client.post("/v1/tenants", json=_signup_body("attacker", SHARED, OTHER_PASSWORD))
+    fresh = "nobody-else@example.com"
+    await client.post("/v1/tenants", json=_signup_body("attacker-2", fresh, OTHER_PASSWORD))
+
+    for email, slug, password in (
+        (SHARED, "victim", PASSWORD),
+        (SHARED, "attacker", OTHER_PASSWORD),  # exists elsewhere
+        (fresh, "attacker-2", OTHER_PASSWORD),  # does not
+    ):
+        response = await _token(client, email, password)
+        assert response.status_code == 200, response.text
+        me = await client.get("/v1/me", headers=bearer(response.json()))
+        assert me.json()["tenant"]["slug"] == slug
+    # The victim's lockout is untouched by the attacker's logins in between.
+    for _ in range(8):
+        assert (await _token(client, SHARED, OTHER_PASSWORD)).status_code == 200
+    assert (await _token(client, SHARED, PASSWORD)).status_code == 200
+
+
+async def test_an_ambiguous_or_registered_elsewhere_email_costs_the_same(
     make_harness: Callable[..., Any],
 ) -> None:
     """Medians compared with each other, production hashing parameters (as the unknown-user
-    timing test): several accounts without a tenant get one dummy verification."""
+    timing test). Tenant-less logins always verify two candidates, so the attacker's own login
+    takes as long whether the address exists in another tenant or not, and an ambiguous email
+    as long as a wrong password."""
     harness: Harness = await make_harness(
         auth={
             "password": {"argon2_memory_kib": 19456, "argon2_time_cost": 2},
@@ -167,19 +215,30 @@ async def test_an_ambiguous_email_costs_as_much_as_a_wrong_password(
     client = harness.client
     await client.post("/v1/tenants", json=_signup_body("acme", SHARED))
     await client.post("/v1/tenants", json=_signup_body("globex", SHARED))
+    await client.post("/v1/tenants", json=_signup_body("victim", VICTIM))
+    await client.post("/v1/tenants", json=_signup_body("attacker", VICTIM, OTHER_PASSWORD))
+    await client.post("/v1/tenants", json=_signup_body("attacker-2", FRESH, OTHER_PASSWORD))
     await sign_up(client, "initech")
-    cases: list[tuple[str, list[float]]] = [("owner@initech.example", []), (SHARED, [])]
+    cases: list[tuple[str, str, int, list[float]]] = [
+        ("owner@initech.example", "wrong-1234", 401, []),  # wrong password
+        (SHARED, PASSWORD, 401, []),  # ambiguous: both accounts match
+        (VICTIM, OTHER_PASSWORD, 200, []),  # the attacker's: exists elsewhere
+        (FRESH, OTHER_PASSWORD, 200, []),  # the attacker's: exists nowhere else
+    ]
     for _ in range(3):  # warm up
-        for email, _samples in cases:
-            await _token(client, email, "wrong-password-123")
-    for _ in range(30):  # interleaved, so drifts of the machine hit both alike
-        for email, samples in cases:
+        for email, password, _status, _samples in cases:
+            await _token(client, email, password)
+    for _ in range(25):  # interleaved, so drifts of the machine hit all alike
+        for email, password, status, samples in cases:
             started = time.perf_counter()
-            response = await _token(client, email, PASSWORD if email == SHARED else "wrong-1234")
+            response = await _token(client, email, password)
             samples.append(time.perf_counter() - started)
-            assert response.status_code == 401
-    ratio = statistics.median(cases[1][1]) / statistics.median(cases[0][1])
-    assert 0.7 <= ratio <= 1.4, f"ambiguous/wrong median ratio {ratio:.2f}"
+            assert response.status_code == status, response.text
+    medians = [statistics.median(samples) for *_, samples in cases]
+    ambiguous = medians[1] / medians[0]
+    elsewhere = medians[2] / medians[3]
+    assert 0.7 <= ambiguous <= 1.4, f"ambiguous/wrong median ratio {ambiguous:.2f}"
+    assert 0.7 <= elsewhere <= 1.4, f"exists-elsewhere/nowhere median ratio {elsewhere:.2f}"
 
 
 async def test_a_success_in_one_tenant_does_not_clear_anothers_lockout(harness: Harness) -> None:

@@ -33,8 +33,9 @@ DOOR = 8  # slots in the served process: far fewer than the attacking connection
 BODY_TIMEOUT = 2.0
 
 
-@pytest.fixture(scope="module")
-def served(cluster: LocalCluster) -> Iterator[str]:
+@contextlib.contextmanager
+def _serve(cluster: LocalCluster, **server: str) -> Iterator[str]:
+    """`storefront serve` on a free port with these `server.*` settings."""
     port = free_port()
     env = {
         **os.environ,
@@ -42,10 +43,7 @@ def served(cluster: LocalCluster) -> Iterator[str]:
         "STOREFRONT_DATABASE__REPLICAS": f'[{{"url": "{app_url(cluster, "replica")}"}}]',
         "STOREFRONT_DATABASE__CONNECT__SSL": "disable",
         "STOREFRONT_OPS__OPERATOR_TOKEN": OPERATOR_TOKEN,
-        "STOREFRONT_SERVER__MAX_CONCURRENT_REQUESTS": str(DOOR),
-        "STOREFRONT_SERVER__QUEUE_TIMEOUT_SECONDS": "0.5",
-        "STOREFRONT_SERVER__BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT),
-        "STOREFRONT_SERVER__MAX_BODY_BYTES": "200000",
+        **{f"STOREFRONT_SERVER__{name.upper()}": value for name, value in server.items()},
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
@@ -68,6 +66,37 @@ def served(cluster: LocalCluster) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def served(cluster: LocalCluster) -> Iterator[str]:
+    with _serve(
+        cluster,
+        max_concurrent_requests=str(DOOR),
+        queue_timeout_seconds="0.5",
+        body_timeout_seconds=str(BODY_TIMEOUT),
+        max_body_bytes="200000",
+    ) as base:
+        yield base
+
+
+HEADER_TIMEOUT = 1.0
+CONNECTIONS = 20
+
+
+@pytest.fixture(scope="module")
+def guarded(cluster: LocalCluster) -> Iterator[str]:
+    """Tight connection-level limits, to attack them cheaply."""
+    with _serve(
+        cluster,
+        header_timeout_seconds=str(HEADER_TIMEOUT),
+        max_header_bytes="32768",
+        max_connections=str(CONNECTIONS),
+        body_timeout_seconds=str(BODY_TIMEOUT),
+        max_body_bytes="200000",
+        max_buffered_body_bytes="300000",
+    ) as base:
+        yield base
 
 
 @pytest.fixture
@@ -219,3 +248,84 @@ def test_no_server_banner_and_security_headers(served: str, api_key: str) -> Non
     assert "server" not in response.headers
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["cache-control"] == "no-store"
+
+
+def _connect(base: str) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", _port(base)), timeout=10)
+
+
+def test_a_connection_that_sends_nothing_is_closed(guarded: str) -> None:
+    sock = _connect(guarded)
+    started = time.monotonic()
+    assert _read_all(sock) == b""  # closed by the server, without an answer
+    sock.close()
+    assert time.monotonic() - started < HEADER_TIMEOUT + 5
+
+
+def test_headers_sent_one_byte_at_a_time_get_a_408(guarded: str) -> None:
+    sock = _connect(guarded)
+    closed_after = None
+    started = time.monotonic()
+    with contextlib.suppress(OSError):  # the server may close while we still send
+        for byte in b"GET /v1/products HTTP/1.1\r\nHost: storefront\r\nX-Slow: " + b"a" * 100:
+            sock.sendall(bytes([byte]))
+            time.sleep(0.05)
+    raw = _read_all(sock)
+    closed_after = time.monotonic() - started
+    sock.close()
+    status, headers, body = _status_and_body(raw)
+    assert status == 408
+    assert headers["content-type"] == "application/problem+json"
+    assert json.loads(body)["code"] == "request.header_timeout"
+    assert closed_after < HEADER_TIMEOUT + 5
+
+
+def test_oversized_headers_get_a_431(guarded: str) -> None:
+    sock = _connect(guarded)
+    with contextlib.suppress(OSError):
+        sock.sendall(b"GET /health/live HTTP/1.1\r\nHost: storefront\r\nX-Big: " + b"a" * 40000)
+    status, _, body = _status_and_body(_read_all(sock))
+    sock.close()
+    assert status == 431
+    assert json.loads(body)["code"] == "request.headers_too_large"
+
+
+def test_connections_past_the_cap_are_closed_and_capacity_comes_back(guarded: str) -> None:
+    idle = [_connect(guarded) for _ in range(CONNECTIONS)]
+    try:
+        time.sleep(0.2)
+        extra = _connect(guarded)
+        extra.settimeout(HEADER_TIMEOUT / 2)  # closed at once, well before any header timeout
+        with contextlib.suppress(ConnectionResetError):  # an abort may arrive as a reset
+            assert extra.recv(1) == b""
+        extra.close()
+    finally:
+        for sock in idle:  # (the server closes them after the header timeout anyway)
+            sock.close()
+    time.sleep(0.2)
+    with httpx.Client(base_url=guarded, timeout=10) as client:
+        assert client.get("/health/live").status_code == 200
+
+
+def test_bodies_in_flight_share_one_memory_budget(guarded: str, api_key: str) -> None:
+    holders = [_open_slow_body(guarded, api_key, length=150_000) for _ in range(2)]
+    try:
+        time.sleep(0.3)  # both bodies are being received: the 300 kB budget is taken
+        third = _open_slow_body(guarded, api_key, length=150_000)
+        status, headers, body = _status_and_body(_read_all(third))
+        third.close()
+        assert status == 503
+        assert headers["connection"] == "close"
+        assert json.loads(body)["code"] == "server.busy"
+        assert int(headers["retry-after"]) >= 1
+    finally:
+        for sock in holders:
+            sock.close()
+    time.sleep(0.3)  # the holders' budget is given back when their requests end
+    with httpx.Client(base_url=guarded, timeout=10) as client:
+        response = client.post(
+            "/v1/products",
+            json={"sku": "after", "name": "After", "price": {"amount": 1, "currency": "EUR"}},
+            headers={"X-API-Key": api_key},
+        )
+    assert response.status_code == 201, response.text

@@ -43,7 +43,9 @@ class FakeProducts:
     async def get(self, product_id: uuid.UUID) -> ProductRecord | None:
         return self._mine().get(product_id)
 
-    async def page(self, limit: int, after: Any, query: str | None) -> list[ProductRecord]:
+    async def page(
+        self, limit: int, after: Any, query: str | None, *, prefix: bool = False
+    ) -> list[ProductRecord]:
         rows = sorted(self._mine().values(), key=lambda r: (r.created_at, r.id))
         if after:
             rows = [r for r in rows if (r.created_at, r.id) > after]

@@ -121,14 +121,83 @@ def test_memory_throttle_counts_in_windows() -> None:
 
     async def scenario() -> None:
         for _ in range(2):  # two failed attempts are allowed
-            await throttle.attempt("a@x", "1.1.1.1")
+            await throttle.attempt_from("1.1.1.1")
+            await throttle.attempt(["a@x"])
         with pytest.raises(LoginLocked) as locked:
-            await throttle.attempt("a@x", "1.1.1.1")
+            await throttle.attempt(["a@x"])
         assert locked.value.retry_after == 60
-        await throttle.attempt("b@x", "1.1.1.1")  # other accounts are not locked
+        await throttle.attempt(["b@x"])  # other accounts are not locked
         await throttle.succeeded("b@x", "1.1.1.1")
+        with pytest.raises(LoginLocked):  # one locked candidate refuses the attempt
+            await throttle.attempt(["b@x", "a@x"])
         clock.at = NOW + timedelta(seconds=61)
-        await throttle.attempt("a@x", "1.1.1.1")
+        await throttle.attempt(["a@x"])
+
+    asyncio.run(scenario())
+
+
+def test_an_address_over_its_limit_is_refused_on_its_own() -> None:
+    """`attempt_from` decides before any account is known (no credentials lookup)."""
+    throttle = LoginThrottle(
+        MemoryThrottleStore(FixedClock(NOW)),
+        LockoutSettings(max_failures_per_account=100, max_failures_per_ip=2, window_seconds=60),
+    )
+
+    async def scenario() -> None:
+        for _ in range(2):
+            await throttle.attempt_from("1.1.1.1")
+        with pytest.raises(LoginLocked):
+            await throttle.attempt_from("1.1.1.1")
+        await throttle.attempt_from("2.2.2.2")
+
+    asyncio.run(scenario())
+
+
+def test_a_success_gives_the_other_candidates_their_attempt_back() -> None:
+    store = MemoryThrottleStore(FixedClock(NOW))
+    throttle = LoginThrottle(
+        store,
+        LockoutSettings(max_failures_per_account=2, max_failures_per_ip=100, window_seconds=60),
+    )
+
+    async def scenario() -> None:
+        await throttle.attempt(["victim", "attacker"])  # a failed guess counts on both
+        for _ in range(5):  # the attacker's own successes cost the victim nothing...
+            await throttle.attempt(["victim", "attacker"])
+            await throttle.succeeded("attacker", "1.1.1.1", others=["victim"])
+        await throttle.attempt(["victim"])  # ...and clear nothing of the victim's count
+        with pytest.raises(LoginLocked):
+            await throttle.attempt(["victim"])
+
+    asyncio.run(scenario())
+
+
+def test_memory_throttle_store_stays_bounded_without_a_rebuild_per_hit() -> None:
+    """Full of live windows, every hit of a new key evicts the oldest (O(1)); the O(n) sweep
+    of expired windows runs at most once per max_entries // 2 new keys."""
+    clock = FixedClock(NOW)
+    store = MemoryThrottleStore(clock, max_entries=100)
+
+    async def scenario() -> None:
+        for n in range(1_000):  # none expires: the attacker's flood of fresh keys
+            await store.hit([f"k{n}"], 60)
+            assert len(store) <= 100
+        assert store.sweeps <= 1_000 // 50
+        # The newest windows survived with their counts; the oldest were evicted.
+        assert (await store.hit(["k999"], 60))[0][0] == 2
+        assert (await store.hit(["k0"], 60))[0][0] == 1
+        # A live key hit again keeps counting in place, however many hits it takes.
+        sweeps = store.sweeps
+        for _ in range(10_000):
+            await store.hit(["k999"], 60)
+        assert store.sweeps == sweeps
+        assert (await store.hit(["k999"], 60))[0][0] == 10_003
+        # Expired windows are what a sweep frees first.
+        clock.at = NOW + timedelta(seconds=61)
+        for n in range(200):
+            await store.hit([f"fresh{n}"], 60)
+            assert len(store) <= 100
+        assert (await store.hit(["fresh199"], 60))[0][0] == 2
 
     asyncio.run(scenario())
 

@@ -1,0 +1,1 @@
+"""Feature flags: per-tenant targeting and stable percentage rollout (see rules.py)."""

@@ -1,0 +1,1 @@
+"""Per-tenant traffic policy: plans, overrides, emergency overrides (issue 9)."""
