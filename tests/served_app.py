@@ -15,6 +15,7 @@ such processes against the test cluster and stops them after the test:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 import subprocess
@@ -160,16 +161,43 @@ def start_app(
     app = ServedApp(f"http://127.0.0.1:{port}", port, process, clock_file, log_file)
     if clock_offset:
         app.move_clock(clock_offset)
-    deadline = time.monotonic() + ready_within
+    if not _wait_live(app.url, process, ready_within):
+        app.stop()
+        raise RuntimeError(f"served app did not start:\n{app.log()[-4000:]}")
+    return app
+
+
+def _wait_live(url: str, process: subprocess.Popen[bytes], within: float) -> bool:
+    """Until /health/live answers (True), the process exits or `within` passes (False)."""
+    deadline = time.monotonic() + within
     while True:
         try:
-            with urllib.request.urlopen(f"{app.url}/health/live", timeout=1):
-                return app
+            with urllib.request.urlopen(f"{url}/health/live", timeout=1):
+                return True
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
-                app.stop()
-                raise RuntimeError(f"served app did not start:\n{app.log()[-4000:]}") from None
+                return False
             time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def serve_cli(cluster: Any, env: dict[str, str] | None = None) -> Iterator[str]:
+    """The real `storefront serve` (not this launcher) on a free port; yields its base URL."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+        env={**served_env(cluster), **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        if not _wait_live(base, process, 30.0):
+            raise RuntimeError(f"storefront serve did not start on port {port}")
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 @pytest.fixture

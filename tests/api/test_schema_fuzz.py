@@ -5,11 +5,6 @@ arrives, the answer is never a 5xx, its status is documented, and its body match
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -28,40 +23,14 @@ from schemathesis.specs.openapi.checks import (
 from app.devcluster import LocalCluster
 from app.identity.keys import hash_secret, new_secret
 from app.identity.permissions import SCOPES
-from tests.conftest import OPERATOR_TOKEN, app_url, free_port
+from tests.conftest import OPERATOR_TOKEN
+from tests.served_app import serve_cli
 
 
 @pytest.fixture(scope="session")
 def served(cluster: LocalCluster) -> Iterator[str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "STOREFRONT_DATABASE__PRIMARY__URL": app_url(cluster, "primary"),
-        "STOREFRONT_DATABASE__REPLICAS": f'[{{"url": "{app_url(cluster, "replica")}"}}]',
-        "STOREFRONT_DATABASE__CONNECT__SSL": "disable",
-        "STOREFRONT_OPS__OPERATOR_TOKEN": OPERATOR_TOKEN,
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health/live", timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.1)
+    with serve_cli(cluster) as base:
         yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.fixture

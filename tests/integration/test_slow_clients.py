@@ -11,13 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +23,7 @@ import pytest
 
 from app.devcluster import LocalCluster
 from app.identity.keys import hash_secret, new_secret
-from tests.conftest import OPERATOR_TOKEN, app_url, free_port
+from tests.served_app import serve_cli
 
 DOOR = 8  # slots in the served process: far fewer than the attacking connections
 BODY_TIMEOUT = 2.0
@@ -36,36 +32,9 @@ BODY_TIMEOUT = 2.0
 @contextlib.contextmanager
 def _serve(cluster: LocalCluster, **server: str) -> Iterator[str]:
     """`storefront serve` on a free port with these `server.*` settings."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "STOREFRONT_DATABASE__PRIMARY__URL": app_url(cluster, "primary"),
-        "STOREFRONT_DATABASE__REPLICAS": f'[{{"url": "{app_url(cluster, "replica")}"}}]',
-        "STOREFRONT_DATABASE__CONNECT__SSL": "disable",
-        "STOREFRONT_OPS__OPERATOR_TOKEN": OPERATOR_TOKEN,
-        **{f"STOREFRONT_SERVER__{name.upper()}": value for name, value in server.items()},
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health/live", timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.1)
+    env = {f"STOREFRONT_SERVER__{name.upper()}": value for name, value in server.items()}
+    with serve_cli(cluster, env) as base:
         yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
