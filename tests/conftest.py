@@ -34,9 +34,11 @@ from app.main import create_app
 from app.ops.service import ALEMBIC_INI
 from app.settings import Settings
 from containers import Container
-from tests.served_app import served_apps  # noqa: F401  (fixture: real app processes)
-
-OPERATOR_TOKEN = "test-operator-token-0123456789"
+from tests.served_app import (
+    OPERATOR_TOKEN,
+    free_port,
+    served_apps,  # noqa: F401  (fixture: real app processes)
+)
 
 
 @pytest.fixture(scope="session")
@@ -53,13 +55,6 @@ def cluster() -> Iterator[LocalCluster]:
     finally:
         local.destroy()
         shutil.rmtree(base, ignore_errors=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def poll(ready: Callable[[], bool], within: float, interval: float = 0.1) -> bool:

@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 
 CLOCK_FILE_ENV = "STOREFRONT_TEST_CLOCK_FILE"
-OPERATOR_TOKEN = "test-operator-token-0123456789"  # the same as tests/conftest.py's
+OPERATOR_TOKEN = "test-operator-token-0123456789"  # tests/conftest.py re-exports it
 
 
 class FileClock:
@@ -82,7 +82,7 @@ def main() -> None:
 # -- the pytest side -------------------------------------------------------------------------
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -146,7 +146,7 @@ def start_app(
     ready_within: float = 30.0,
 ) -> ServedApp:
     """Start one app process and wait until /health/live answers."""
-    port = _free_port()
+    port = free_port()
     clock_file = workdir / f"clock-{port}"
     log_file = workdir / f"app-{port}.log"
     full_env = {**served_env(cluster), CLOCK_FILE_ENV: str(clock_file), **(env or {})}
@@ -183,7 +183,7 @@ def _wait_live(url: str, process: subprocess.Popen[bytes], within: float) -> boo
 @contextlib.contextmanager
 def serve_cli(cluster: Any, env: dict[str, str] | None = None) -> Iterator[str]:
     """The real `storefront serve` (not this launcher) on a free port; yields its base URL."""
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
         env={**served_env(cluster), **(env or {})},
