@@ -39,6 +39,8 @@ from app.ops.service import OpsService, migration_head
 from app.orders.service import OrderService
 from app.payments.gateway import HttpPaymentGateway, open_payment_client, payment_client_lifecycle
 from app.payments.sandbox import SandboxProvider
+from app.ratelimit.limiter import rate_limit_storage, rate_limiter
+from app.ratelimit.quotas import AddressQuotas, TenantQuotas
 from app.redis import open_redis, redis_lifecycle
 from app.reports.service import ReportService, SalesProjector
 from app.secrets.box import SecretBox
@@ -55,6 +57,7 @@ class Container(containers.DeclarativeContainer):
     wiring_config = containers.WiringConfiguration(
         modules=[
             "app.http.security",
+            "app.http.ratelimit",
             "app.http.ops_routes",
             "app.catalog.routes",
             "app.identity.routes",
@@ -97,6 +100,32 @@ class Container(containers.DeclarativeContainer):
     # -- infrastructure clients ---------------------------------------------------------------
     redis = providers.Singleton(open_redis, url=settings.provided.redis.url)
     redis_lifecycle = providers.Resource(redis_lifecycle, redis=redis)
+
+    # -- rate limits: the `limits` library on Redis (shared) or memory (app/ratelimit/) --------
+    rate_limit_settings = settings.provided.rate_limits
+    rate_limit_storage = providers.Singleton(
+        rate_limit_storage,
+        redis_url=settings.provided.redis.url,
+        timeout_seconds=rate_limit_settings.redis_timeout_seconds,
+    )
+    rate_limiter = providers.Singleton(
+        rate_limiter,
+        storage=rate_limit_storage,
+        settings=rate_limit_settings,
+        on_fail_open=metrics.provided.rate_limit_fail_open,
+    )
+    tenant_quotas = providers.Singleton(
+        TenantQuotas,
+        limiter=rate_limiter,
+        policies=tenant_policies,
+        enabled=rate_limit_settings.enabled,
+    )
+    address_quotas = providers.Singleton(
+        AddressQuotas,
+        limiter=rate_limiter,
+        settings=rate_limit_settings.anonymous,
+        enabled=rate_limit_settings.enabled,
+    )
 
     # -- identity: passwords, tokens, login throttling, credential caches ----------------------
     auth_settings = settings.provided.auth

@@ -57,10 +57,18 @@ class Metrics:
             ["topic"],
             registry=self.registry,
         )
+        self.rate_limit_fail_opens = Counter(
+            "storefront_rate_limit_fail_open_total",
+            "Requests admitted unchecked because the rate-limit store (Redis) did not answer.",
+            registry=self.registry,
+        )
         self._http_children: dict[tuple[str, str, int], Any] = {}
 
     def invalidation_state(self, listening: bool) -> None:
         self.invalidation_listening.set(1 if listening else 0)
+
+    def rate_limit_fail_open(self) -> None:
+        self.rate_limit_fail_opens.inc()
 
     def outbox_result(self, result: str, count: int) -> None:
         self.outbox_events.labels(result).inc(count)

@@ -196,7 +196,48 @@ class AuthSettings(_Section):
 
 class RedisSettings(_Section):
     url: str | None = Field(
-        None, description="redis:// URL for shared login throttling; null: in-process memory."
+        None,
+        description="redis:// URL shared by every process for rate limits and login lockout;"
+        " null: each process counts in its own memory.",
+    )
+
+
+class AddressQuotaSettings(_Section):
+    """Requests per client address to the endpoints that take no credential (sign-up, token,
+    refresh), together."""
+
+    requests_per_window: int = Field(
+        60, ge=0, description="Requests one client address may make per window (0: none)."
+    )
+    window_seconds: int = Field(60, ge=1, description="Length of the window.")
+
+
+class RateLimitSettings(_Section):
+    """Per-tenant quotas (the tenant's policy: tenancy.defaults < plans < overrides) and
+    per-address quotas, counted with the `limits` library's sliding-window counter: in Redis when
+    redis.url is set (shared by every process), in process memory otherwise."""
+
+    enabled: bool = Field(True, description="false: no quota is counted and no 429 is sent.")
+    anonymous: AddressQuotaSettings = AddressQuotaSettings()
+    max_lease: int = Field(
+        50,
+        ge=1,
+        description="Redis: most requests a process admits per round trip (it leases an eighth"
+        " of the remaining quota, at most this many; 1 = a round trip per request).",
+    )
+    lease_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="Unused leased quota lapses after this long (and after a tenth of the window).",
+    )
+    redis_timeout_seconds: float = Field(
+        0.25, gt=0, description="Limiter's Redis connect/read timeout; past it: fail open."
+    )
+    outage_seconds: float = Field(
+        2.0,
+        ge=0,
+        description="After a Redis error the limiter admits without asking Redis for this long"
+        " (fail open, counted in storefront_rate_limit_fail_open_total), then tries again.",
     )
 
 
@@ -400,10 +441,16 @@ class PolicyDefaults(_Section):
     )
     window_seconds: int = Field(60, ge=1, description="Length of the rate-limit window.")
     burst: int = Field(
-        0, ge=0, description="Extra requests a short spike may take above the window's quota."
+        0,
+        ge=0,
+        description="Requests the tenant may make in any one second (a second, 1 s sliding"
+        " window beside the main one, so a spike cannot spend the window's quota at once);"
+        " 0: no per-second cap.",
     )
     per_api_key: bool = Field(
-        False, description="Also limit each API key of the tenant on its own (same quota)."
+        False,
+        description="Count the window's quota per API key (each key gets requests_per_window;"
+        " user tokens share the tenant's) instead of per tenant.",
     )
     db_concurrency_primary: int = Field(
         10,
@@ -484,6 +531,7 @@ class Settings(BaseSettings):
     ops: OpsSettings = OpsSettings()
     auth: AuthSettings = AuthSettings()
     redis: RedisSettings = RedisSettings()
+    rate_limits: RateLimitSettings = RateLimitSettings()
     payments: PaymentSettings = PaymentSettings()
     orders: OrderSettings = OrderSettings()
     outbox: OutboxSettings = OutboxSettings()

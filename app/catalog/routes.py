@@ -17,7 +17,7 @@ from app.catalog.service import CatalogService, ProductChanges
 from app.http.di import Provide, inject
 from app.http.etags import etag, not_modified, required_versions
 from app.http.params import Cursor, Limit
-from app.http.schemas import Page, Text, problem_responses
+from app.http.schemas import AUTHENTICATED, Page, Text, problem_responses
 from app.http.security import CatalogReader, CatalogWriter
 
 
@@ -51,7 +51,7 @@ _READ_HEADERS = {
         },
     ]
 }
-_AUTH = (400, 401, 403, 503)  # 400: malformed body or X-Consistency-Token
+_AUTH = AUTHENTICATED
 
 
 @router.post(

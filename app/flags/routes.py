@@ -11,7 +11,7 @@ from app.http.security import Authenticated
 router = APIRouter(prefix="/v1/features", tags=["features"])
 
 
-@router.get("", response_model=FeaturesRead, responses=problem_responses(400, 401, 503))
+@router.get("", response_model=FeaturesRead, responses=problem_responses(400, 401, 429, 503))
 @inject
 async def list_features(principal: Authenticated, flags: Flags = Provide["flags"]) -> FeaturesRead:
     """Every feature flag, evaluated for the caller's tenant (from memory: no database read).

@@ -34,6 +34,7 @@ from app.core.errors import (
 )
 from app.db.errors import is_unavailable
 from app.http.request_id import current_request_id
+from app.ratelimit.errors import QuotaExceeded
 
 log = structlog.get_logger(__name__)
 
@@ -59,9 +60,10 @@ def problem(
     *,
     headers: Mapping[str, str] | None = None,
     errors: list[dict[str, Any]] | None = None,
+    type_uri: str | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
-        "type": f"https://storefront.dev/problems/{code}",
+        "type": type_uri or f"https://storefront.dev/problems/{code}",
         "title": title,
         "status": status,
         "detail": detail,
@@ -92,6 +94,12 @@ _STATUS: tuple[tuple[type[DomainError], int], ...] = (
 )
 
 
+# Registered problem types (IANA HTTP Problem Types) used instead of our own URI.
+_REGISTERED_TYPES: tuple[tuple[type[DomainError], str], ...] = (
+    (QuotaExceeded, "https://iana.org/assignments/http-problem-types#quota-exceeded"),
+)
+
+
 def status_of(error: DomainError) -> int:
     return next((status for kind, status in _STATUS if isinstance(error, kind)), 400)
 
@@ -104,7 +112,16 @@ async def render_domain(request: Request, error: Exception) -> JSONResponse:
         headers["Retry-After"] = str(error.retry_after)
     if status == 401:
         headers["WWW-Authenticate"] = 'ApiKey header="X-API-Key", Bearer'
-    return problem(request, status, error.code, error.title, error.detail, headers=headers or None)
+    registered = next((uri for kind, uri in _REGISTERED_TYPES if isinstance(error, kind)), None)
+    return problem(
+        request,
+        status,
+        error.code,
+        error.title,
+        error.detail,
+        headers=headers or None,
+        type_uri=registered,
+    )
 
 
 async def _validation(request: Request, error: Exception) -> JSONResponse:

@@ -5,7 +5,8 @@ Per request it: assigns `X-Request-ID`; takes the client address from trusted pr
 `server.max_body_bytes`, *before* the request takes a door slot (a client that sends one byte every
 few seconds holds a socket, never a slot, and gets a 408); turns `X-Consistency-Token` /
 `X-Read-Consistency` into the database read preference and a commit's WAL position back into
-`X-Consistency-Token`; adds the security headers; renders any unhandled exception as a problem (so
+`X-Consistency-Token`; adds the security headers and the rate-limit headers of the quotas the
+request was counted on (app/http/ratelimit.py); renders any unhandled exception as a problem (so
 even a 500 carries the request id); logs and measures.
 """
 
@@ -31,7 +32,7 @@ from app.core.errors import (
 )
 from app.db import context as db_context
 from app.db.routing import ReadPreference, format_lsn, parse_lsn
-from app.http import errors
+from app.http import errors, ratelimit
 from app.http.client_address import TrustedProxies
 from app.http.request_id import bind_request_id, unbind_request_id
 from app.metrics import Metrics
@@ -98,6 +99,9 @@ class EdgeMiddleware:
                 if db.commit_lsn is not None and status < 400:
                     raw.append((b"x-consistency-token", format_lsn(db.commit_lsn).encode()))
                 _secure(raw, authenticated)
+                verdicts = scope.get(ratelimit.SCOPE_KEY)
+                if verdicts:
+                    raw.extend(ratelimit.response_headers(verdicts))
                 if close:
                     raw.append((b"connection", b"close"))
             await send(message)

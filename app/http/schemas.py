@@ -83,3 +83,8 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         status: {"model": Problem, "content": {"application/problem+json": {}}}
         for status in statuses
     }
+
+
+# What any route behind a tenant credential can answer besides its own errors: 400 (malformed
+# request or consistency token), 401, 403, 429 (the tenant's quota), 503 (database, door).
+AUTHENTICATED = (400, 401, 403, 429, 503)

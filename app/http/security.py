@@ -1,5 +1,6 @@
 """Who is calling: `X-API-Key` or `Authorization: Bearer <access token>` for tenants, a bearer
-operator token for ops endpoints. Routes declare the permission they need
+operator token for ops endpoints. An authenticated tenant request is then counted on its
+tenant's quota (app/http/ratelimit.py). Routes declare the permission they need
 (`Annotated[Principal, Depends(require(Permission.CATALOG_READ))]`); the rules themselves live in
 app/identity/permissions.py."""
 
@@ -14,9 +15,11 @@ from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from app.core.errors import Unauthenticated
 from app.http.client_address import throttle_bucket
 from app.http.di import Provide, inject
+from app.http.ratelimit import admit_tenant
 from app.identity.authenticator import Authenticator
 from app.identity.permissions import Permission
 from app.identity.principal import Principal
+from app.ratelimit.quotas import TenantQuotas
 from app.settings import Settings
 
 # Declared as security schemes so /docs offers "Authorize" with either credential.
@@ -40,6 +43,7 @@ def require(permission: Permission | None) -> Callable[..., Awaitable[Principal]
         x_api_key: Annotated[str | None, Security(_API_KEY)] = None,
         access_token: Annotated[str | None, Security(_BEARER)] = None,
         authenticator: Authenticator = Provide["authenticator"],
+        quotas: TenantQuotas = Provide["tenant_quotas"],
     ) -> Principal:
         if x_api_key:
             # The edge has made request.client the real client (trusted proxies applied).
@@ -52,6 +56,9 @@ def require(permission: Permission | None) -> Callable[..., Awaitable[Principal]
         else:
             raise Unauthenticated("send an API key (X-API-Key) or a bearer access token")
         structlog.contextvars.bind_contextvars(tenant=str(principal.tenant_id))
+        # The tenant's quota (per API key where its policy says so): 429 past it.
+        key_id = principal.id if principal.kind == "api_key" else None
+        await admit_tenant(request, quotas, principal.tenant_id, key_id)
         if permission is not None:
             principal.require(permission)
         return principal

@@ -3,12 +3,13 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request, Response, status
+from fastapi import APIRouter, Depends, Form, Request, Response, status
 
 from app.http.client_address import throttle_bucket
 from app.http.di import Provide, inject
 from app.http.params import Cursor, Limit
-from app.http.schemas import Page, Text, problem_responses
+from app.http.ratelimit import limited_by_address
+from app.http.schemas import AUTHENTICATED, Page, Text, problem_responses
 from app.http.security import (
     ApiKeysDeleter,
     ApiKeysManager,
@@ -35,7 +36,9 @@ from app.identity.service import ApiKeyService, AuthService, TokenPair, UserServ
 from app.tenants.service import TenantService
 
 router = APIRouter(prefix="/v1", tags=["identity"])
-_AUTH = (400, 401, 403, 503)
+_AUTH = AUTHENTICATED
+# The endpoints that take no credential are counted per client address (rate_limits.anonymous).
+_BY_ADDRESS = [Depends(limited_by_address)]
 # RFC 6749 5.1: token responses must not be cached.
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -53,6 +56,7 @@ def _tokens(pair: TokenPair, response: Response) -> TokenResponse:
     "/auth/token",
     response_model=TokenResponse,
     responses=problem_responses(400, 401, 422, 429, 503),
+    dependencies=_BY_ADDRESS,
 )
 @inject
 async def login(
@@ -84,7 +88,10 @@ async def login(
 
 
 @router.post(
-    "/auth/refresh", response_model=TokenResponse, responses=problem_responses(400, 401, 422, 503)
+    "/auth/refresh",
+    response_model=TokenResponse,
+    responses=problem_responses(400, 401, 422, 429, 503),
+    dependencies=_BY_ADDRESS,
 )
 @inject
 async def refresh(
@@ -98,7 +105,8 @@ async def refresh(
 @router.post(
     "/auth/logout",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(400, 422, 503),
+    responses=problem_responses(400, 422, 429, 503),
+    dependencies=_BY_ADDRESS,
 )
 @inject
 async def logout(body: RefreshRequest, service: AuthService = Provide["auth_service"]) -> None:

@@ -10,13 +10,13 @@ from app.core.errors import InvalidRequest
 from app.http.di import Provide, inject
 from app.http.errors import problem
 from app.http.params import Cursor, Limit
-from app.http.schemas import Page, problem_responses
+from app.http.schemas import AUTHENTICATED, Page, problem_responses
 from app.http.security import OrdersReader, OrdersWriter
 from app.orders.schemas import OrderCreate, OrderRead
 from app.orders.service import OrderService, fingerprint
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
-_AUTH = (400, 401, 403, 503)
+_AUTH = AUTHENTICATED
 
 
 class IdempotencyKeyRequired(InvalidRequest):

@@ -15,7 +15,7 @@ router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
 
 @router.get(
-    "/sales", response_model=SalesReport, responses=problem_responses(400, 401, 403, 422, 503)
+    "/sales", response_model=SalesReport, responses=problem_responses(400, 401, 403, 422, 429, 503)
 )
 @inject
 async def sales_report(

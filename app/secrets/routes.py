@@ -3,13 +3,13 @@
 from fastapi import APIRouter, Response, status
 
 from app.http.di import Provide, inject
-from app.http.schemas import problem_responses
+from app.http.schemas import AUTHENTICATED, problem_responses
 from app.http.security import ApiKeysManager, ApiKeysReader
 from app.secrets.schemas import WebhookSecretCreated, WebhookSecretRead
 from app.secrets.service import WebhookSecrets
 
 router = APIRouter(prefix="/v1", tags=["webhooks"])
-_AUTH = (400, 401, 403, 503)
+_AUTH = AUTHENTICATED
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 

@@ -1,10 +1,11 @@
 """Public sign-up: POST /v1/tenants (404 when auth.signup_enabled is false; limited per client
 address by auth.signup_limit)."""
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 
 from app.http.client_address import throttle_bucket
 from app.http.di import Provide, inject
+from app.http.ratelimit import limited_by_address
 from app.http.schemas import problem_responses
 from app.identity.schemas import TenantRef, UserRead
 from app.tenants.schemas import SignupRead, TenantSignup
@@ -18,6 +19,7 @@ router = APIRouter(prefix="/v1/tenants", tags=["identity"])
     status_code=status.HTTP_201_CREATED,
     response_model=SignupRead,
     responses=problem_responses(400, 404, 409, 422, 429, 503),
+    dependencies=[Depends(limited_by_address)],
 )
 @inject
 async def sign_up(

@@ -1,0 +1,74 @@
+"""The quotas the API enforces, on one `RateLimiter`.
+
+- **Tenants** (`TenantQuotas`): from the tenant's effective policy (app/tenancy: defaults <
+  plan < override < emergency): `requests_per_window` per `window_seconds`, counted per tenant
+  (policy name "tenant") or, when the policy says `per_api_key`, per API key ("api-key"; user
+  tokens still count on the tenant). When `burst` > 0, also `burst` per second ("burst"), so a
+  spike cannot spend the whole window at once. A quota of 0 refuses every request.
+- **Client addresses** (`AddressQuotas`): sign-up, token and refresh together, per address
+  (IPv6 per /64: app/http/client_address.py), `rate_limits.anonymous` ("address").
+
+A refused request has still counted on the quotas checked before the one that refused it.
+The verdicts go back to the HTTP edge, which turns them into `RateLimit-Policy`/`RateLimit`
+headers; a refusal raises QuotaExceeded carrying them.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from app.ratelimit.errors import QuotaExceeded
+from app.ratelimit.limiter import Quota, RateLimiter, Verdict
+from app.settings import AddressQuotaSettings
+from app.tenancy.policies import TenantPolicies
+
+
+async def _all(limiter: RateLimiter, checks: list[tuple[str, Quota]]) -> tuple[Verdict, ...]:
+    verdicts: list[Verdict] = []
+    for key, quota in checks:
+        verdict = await limiter.acquire(key, quota)
+        verdicts.append(verdict)
+        if not verdict.allowed:
+            raise QuotaExceeded(tuple(verdicts))
+    return tuple(verdicts)
+
+
+class TenantQuotas:
+    def __init__(self, limiter: RateLimiter, policies: TenantPolicies, enabled: bool) -> None:
+        self._limiter = limiter
+        self._policies = policies
+        self.enabled = enabled
+
+    async def admit(
+        self, tenant_id: uuid.UUID, api_key_id: uuid.UUID | None
+    ) -> tuple[Verdict, ...]:
+        """Count one request of the tenant; QuotaExceeded when over a quota."""
+        if not self.enabled:
+            return ()
+        policy = self._policies.cached(tenant_id) or await self._policies.policy_for(tenant_id)
+        if policy.per_api_key and api_key_id is not None:
+            key, name = f"key:{api_key_id}", "api-key"
+        else:
+            key, name = f"tenant:{tenant_id}", "tenant"
+        checks = [(key, Quota(name, policy.requests_per_window, policy.window_seconds))]
+        if policy.burst > 0:
+            checks.append((f"tenant:{tenant_id}", Quota("burst", policy.burst, 1)))
+        return await _all(self._limiter, checks)
+
+    async def usage(self, tenant_id: uuid.UUID) -> list[Verdict]:
+        """This process's view of the tenant's quotas (no request counted): for operators."""
+        policy = await self._policies.policy_for(tenant_id)
+        quota = Quota("tenant", policy.requests_per_window, policy.window_seconds)
+        return [await self._limiter.peek(f"tenant:{tenant_id}", quota)]
+
+
+class AddressQuotas:
+    def __init__(self, limiter: RateLimiter, settings: AddressQuotaSettings, enabled: bool) -> None:
+        self._limiter = limiter
+        self._quota = Quota("address", settings.requests_per_window, settings.window_seconds)
+        self.enabled = enabled
+
+    async def admit(self, address: str) -> tuple[Verdict, ...]:
+        if not self.enabled:
+            return ()
+        return await _all(self._limiter, [(f"address:{address}", self._quota)])
