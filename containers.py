@@ -32,7 +32,7 @@ from app.identity.service import (
     UserService,
     api_key_usage_flusher,
 )
-from app.identity.throttle import ApiKeyThrottle, LoginThrottle, throttle_store
+from app.identity.throttle import ApiKeyThrottle, LoginThrottle
 from app.identity.tokens import TokenService
 from app.metrics import Metrics
 from app.ops.service import OpsService, migration_head
@@ -41,7 +41,6 @@ from app.payments.gateway import HttpPaymentGateway, open_payment_client, paymen
 from app.payments.sandbox import SandboxProvider
 from app.ratelimit.limiter import rate_limit_storage, rate_limiter
 from app.ratelimit.quotas import AddressQuotas, TenantQuotas
-from app.redis import open_redis, redis_lifecycle
 from app.reports.service import ReportService, SalesProjector
 from app.secrets.box import SecretBox
 from app.secrets.service import SecretKeyRotation, WebhookSecrets
@@ -97,10 +96,6 @@ class Container(containers.DeclarativeContainer):
     )
     uow_factory = providers.Factory(UnitOfWork, database=database, gate=tenant_gate)
 
-    # -- infrastructure clients ---------------------------------------------------------------
-    redis = providers.Singleton(open_redis, url=settings.provided.redis.url)
-    redis_lifecycle = providers.Resource(redis_lifecycle, redis=redis)
-
     # -- rate limits: the `limits` library on Redis (shared) or memory (app/ratelimit/) --------
     rate_limit_settings = settings.provided.rate_limits
     rate_limit_storage = providers.Singleton(
@@ -131,9 +126,8 @@ class Container(containers.DeclarativeContainer):
     auth_settings = settings.provided.auth
     password_hasher = providers.Singleton(PasswordHasher, settings=auth_settings.password)
     token_service = providers.Singleton(TokenService, settings=auth_settings.tokens, clock=clock)
-    throttle_store = providers.Singleton(throttle_store, redis=redis, clock=clock)
     login_throttle = providers.Singleton(
-        LoginThrottle, store=throttle_store, settings=auth_settings.lockout
+        LoginThrottle, limiter=rate_limiter, settings=auth_settings.lockout
     )
     credential_cache = providers.Singleton(
         CredentialCache,
@@ -155,7 +149,7 @@ class Container(containers.DeclarativeContainer):
     )
     api_key_throttle = providers.Singleton(
         ApiKeyThrottle,
-        store=throttle_store,
+        limiter=rate_limiter,
         clock=clock,
         max_failures=auth_settings.api_key_failures_per_ip,
         window_seconds=auth_settings.api_key_failure_window_seconds,
@@ -229,7 +223,7 @@ class Container(containers.DeclarativeContainer):
         cache=credential_cache,
     )
     signup_limit = providers.Singleton(
-        SignupLimit, store=throttle_store, settings=auth_settings.signup_limit
+        SignupLimit, limiter=rate_limiter, settings=auth_settings.signup_limit
     )
     tenant_service = providers.Singleton(
         TenantService,
@@ -324,4 +318,6 @@ class Container(containers.DeclarativeContainer):
         uow_factory=uow_factory.provider,
         policies=tenant_policies,
         gate=tenant_gate,
+        quotas=tenant_quotas,
+        flags=flags,
     )

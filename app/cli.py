@@ -279,29 +279,43 @@ def tenants_list() -> None:
         typer.echo(f"{tenant.slug}\t{tenant.id}\t{tenant.name}")
 
 
-def _print_policy(explained: Any, as_json: bool = False) -> None:
-    """The effective policy, value by value, with the layer each value comes from."""
+def _print_policy(
+    explained: Any,
+    as_json: bool = False,
+    usage: dict[str, Any] | None = None,
+    with_usage: bool = False,
+) -> None:
+    """The effective policy, value by value, with the layer each value comes from; with
+    `with_usage` (limits show) also `usage`, the tenant's quota windows now (None: they are
+    not shared between processes, so this process has nothing to show)."""
     config = explained.config
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "tenant": {"id": str(config.id), "slug": config.slug, "plan": config.plan},
-                    "plan_known": explained.policy.plan_known,
-                    "overrides": config.overrides,
-                    "emergency": config.emergency,
-                    "effective": {
-                        name: {"value": value, "source": source}
-                        for name, value, source in explained.lines()
-                    },
-                }
-            )
-        )
+        document: dict[str, Any] = {
+            "tenant": {"id": str(config.id), "slug": config.slug, "plan": config.plan},
+            "plan_known": explained.policy.plan_known,
+            "overrides": config.overrides,
+            "emergency": config.emergency,
+            "effective": {
+                name: {"value": value, "source": source}
+                for name, value, source in explained.lines()
+            },
+        }
+        if with_usage:
+            document["usage"] = usage
+        typer.echo(json.dumps(document))
         return
     known = "" if explained.policy.plan_known else " (not in settings: tenancy.defaults apply)"
     typer.echo(f"tenant {config.slug} ({config.id}) plan={config.plan}{known}")
     for name, value, source in explained.lines():
         typer.echo(f"  {name:<24}{json.dumps(value):<10}{source}")
+    if with_usage and usage is None:
+        typer.echo("  usage: not shared (no redis.url): see /ops/tenants/{id} of each process")
+    for quota in usage["quotas"] if usage else []:
+        left = "unknown (store down)" if quota["remaining"] is None else quota["remaining"]
+        typer.echo(
+            f"  usage {quota['name']}: {left} of {quota['limit']} left in"
+            f" {quota['window_seconds']} s (frees in {quota['reset_seconds']} s)"
+        )
 
 
 @tenants_cli.command("set-plan")
@@ -354,8 +368,17 @@ def limits_show(
     tenant: Annotated[str, typer.Option("--tenant", help="Tenant slug.")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """A tenant's effective policy and where each value comes from (read from the database)."""
-    _print_policy(run(lambda c: c.tenancy_service().explain(tenant)), as_json)
+    """A tenant's effective policy and where each value comes from (read from the database),
+    and its current usage: the windows as the limiter's store sees them (Redis, shared by every
+    process, when redis.url is set; without it only each process knows its own)."""
+
+    async def work(container: Any) -> tuple[Any, dict[str, Any] | None]:
+        explained = await container.tenancy_service().explain(tenant)
+        usage = await container.tenancy_service().rate_limit_usage(explained.config.id)
+        return explained, usage if usage and usage["shared"] else None
+
+    explained, usage = run(work)
+    _print_policy(explained, as_json, usage=usage, with_usage=True)
 
 
 def _with_tenant(slug: str, work: Callable[[Any, Any], Awaitable[T]]) -> T:

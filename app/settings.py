@@ -152,7 +152,9 @@ class TokenSettings(_Section):
 class LockoutSettings(_Section):
     max_failures_per_account: int = Field(5, ge=1, description="Failed logins, then 429.")
     max_failures_per_ip: int = Field(20, ge=1, description="Failed logins per client IP.")
-    window_seconds: int = Field(900, ge=1, description="Counting window and lockout length.")
+    window_seconds: int = Field(
+        900, ge=1, description="Sliding counting window; a lockout lifts as it slides."
+    )
 
 
 class SignupLimitSettings(_Section):

@@ -29,7 +29,7 @@ from alembic import command
 
 os.environ["STOREFRONT_ENV"] = "test"
 
-from app.devcluster import LocalCluster
+from app.devcluster import ClusterError, LocalCluster
 from app.main import create_app
 from app.ops.service import ALEMBIC_INI
 from app.settings import Settings
@@ -67,36 +67,55 @@ def poll(ready: Callable[[], bool], within: float, interval: float = 0.1) -> boo
     return True
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    """A Redis server of the test session's own, on a free port (the machine's binary)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("redis-server not found: install Redis (apt-get install redis-server)")
-    port = free_port()
-    workdir = tempfile.mkdtemp(prefix="storefront-redis-")
-    server = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        cwd=workdir,
-        stdout=subprocess.DEVNULL,
-    )
+class RedisServer:
+    """A Redis server of the test's own, on a free port (the machine's binary)."""
 
-    def pong() -> bool:
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError(
+                "redis-server not found: install Redis (apt-get install redis-server)"
+            )
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._workdir = tempfile.mkdtemp(prefix="storefront-redis-")
+        self._process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""],
+            cwd=self._workdir,
+            stdout=subprocess.DEVNULL,
+        )
+        if not poll(self._pong, within=10) or self._process.poll() is not None:
+            self.stop()
+            raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def _pong(self) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
                 conn.sendall(b"PING\r\n")
                 return conn.recv(16).startswith(b"+PONG")
         except OSError:
-            return server.poll() is not None  # exited: stop waiting, fail below
+            return self._process.poll() is not None  # exited: stop waiting, fail in __init__
 
+    def kill(self) -> None:
+        """Gone at once, as in a crash: connections reset, the port refuses."""
+        self._process.kill()
+        self._process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self._process.poll() is None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+        shutil.rmtree(self._workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """The session's Redis (tests that kill a server start their own `RedisServer`)."""
+    server = RedisServer()
     try:
-        if not poll(pong, within=10) or server.poll() is not None:
-            raise RuntimeError(f"redis-server did not start on port {port}")
-        yield f"redis://127.0.0.1:{port}/0"
+        yield server.url
     finally:
-        server.terminate()
-        server.wait(timeout=10)
-        shutil.rmtree(workdir, ignore_errors=True)
+        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -148,13 +167,32 @@ def make_settings(cluster: LocalCluster, **overrides: Any) -> Settings:
     return Settings(**{"ops": {"operator_token": OPERATOR_TOKEN}, **sections, "database": section})
 
 
+async def at_window_start(window_seconds: float) -> None:
+    """Sleep until just after a window edge of the rate limiter. `limits`' sliding-window
+    counter weighs fixed windows aligned to multiples of their length in Unix time; a test that
+    must fill one quickly (a lockout: 5 failures) starts here, so they all land in one window
+    and none is discounted by the previous window's weight."""
+    await asyncio.sleep(window_seconds - time.time() % window_seconds + 0.02)
+
+
 @pytest.fixture(autouse=True)
 def clean_database(request: pytest.FixtureRequest) -> None:
     """Every test starts from empty tables (unit tests do not touch the cluster)."""
     if "cluster" not in request.fixturenames:
         return
     local: LocalCluster = request.getfixturevalue("cluster")
-    local.psql("primary", "TRUNCATE tenants, revocations, feature_flags CASCADE")
+    try:
+        local.psql(
+            "primary",
+            "SET lock_timeout = '20s'; TRUNCATE tenants, revocations, feature_flags CASCADE",
+        )
+    except ClusterError as error:  # a session a test left in a transaction: name it
+        holders = local.psql(
+            "primary",
+            "SELECT pid, application_name, state, now() - xact_start, left(query, 200)"
+            " FROM pg_stat_activity WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid()",
+        )
+        raise ClusterError(f"{error}\nsessions in a transaction:\n{holders}") from None
 
 
 class MovableClock:

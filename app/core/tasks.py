@@ -18,3 +18,26 @@ async def in_background(work: Coroutine[Any, Any, Any], name: str) -> AsyncItera
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+class TaskSet:
+    """Background tasks started on demand (a reload a message asked for), kept until done;
+    `cancel_all` stops them and waits, so none outlives the database it reads (a task left
+    running when the loop closes would leave its connection inside a transaction)."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def cancel_all(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -47,6 +47,10 @@ class Subscriber(Protocol):
         """Re-read from the database what may have changed (messages can be missed)."""
         ...
 
+    async def close(self) -> None:
+        """Stop any work the handlers started (the listener closes before the database)."""
+        ...
+
 
 def encode(topic: str, ids: Sequence[str]) -> list[str]:
     """The NOTIFY payloads for one invalidation (several when there are many ids)."""
@@ -146,6 +150,8 @@ class InvalidationListener:
             connection.remove_termination_listener(self._on_lost)
             with contextlib.suppress(Exception):
                 await connection.close(timeout=2)
+        for subscriber in self._subscribers:
+            await subscriber.close()
 
     def _connected(self) -> bool:
         return self._connection is not None and not self._connection.is_closed()

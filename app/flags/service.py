@@ -17,6 +17,7 @@ from collections.abc import Mapping
 import structlog
 
 from app.core.clock import Clock
+from app.core.tasks import TaskSet
 from app.db.invalidation import Handler
 from app.db.uow import UnitOfWorkFactory
 from app.flags.errors import FlagNotFound, InvalidFlag
@@ -103,7 +104,7 @@ class FlagStore:
         self.loaded = False
         self._lock = asyncio.Lock()
         self._queued = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet()
 
     @property
     def topics(self) -> Mapping[str, Handler]:
@@ -126,9 +127,11 @@ class FlagStore:
         if self._queued:
             return
         self._queued = True
-        task = asyncio.get_running_loop().create_task(self._reload_logged())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._reload_logged())
+
+    async def close(self) -> None:
+        """Stop the reloads messages started (before the database closes)."""
+        await self._tasks.cancel_all()
 
     async def _reload_logged(self) -> None:
         try:

@@ -90,6 +90,9 @@ class Revocations:
             API_KEY_CHANGED: lambda ids: self._cache.forget_api_key(*_uuids(ids)),
         }
 
+    async def close(self) -> None:
+        """Nothing to stop: messages update the cache in place."""
+
     async def resync(self) -> None:
         now = self._clock.now()
         if self._cursor is None:

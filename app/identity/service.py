@@ -442,18 +442,21 @@ class AuthService:
         # Not per email: with an account of their own under the same address, an attacker's
         # successful logins would otherwise clear the victim's count.
         accounts = [f"user:{c.user_id}" for c in candidates] or [f"email:{email}\0{tenant or ''}"]
-        try:
-            await self._throttle.attempt(accounts)
-        except LoginLocked:
-            self._event("login_locked")
-            raise
-        hashes: list[str | None] = [c.password_hash for c in candidates]
-        hashes += [None] * (wanted - len(hashes))  # dummy verifications: the same work
-        verdicts = await asyncio.gather(*(self._hasher.verify(password, h) for h in hashes))
-        matched = [(c, new) for c, (ok, new) in zip(candidates, verdicts, strict=False) if ok]
-        if len(matched) != 1:
-            self._event("login_failed")
-            raise InvalidCredentials("wrong email or password")
+        async with self._throttle.serialized(accounts):
+            try:
+                await self._throttle.check(accounts)
+            except LoginLocked:
+                self._event("login_locked")
+                raise
+            hashes: list[str | None] = [c.password_hash for c in candidates]
+            hashes += [None] * (wanted - len(hashes))  # dummy verifications: the same work
+            verdicts = await asyncio.gather(*(self._hasher.verify(password, h) for h in hashes))
+            matched = [(c, new) for c, (ok, new) in zip(candidates, verdicts, strict=False) if ok]
+            if len(matched) != 1:
+                self._event("login_failed")
+                await self._throttle.failed(client_ip, accounts)
+                raise InvalidCredentials("wrong email or password")
+            await self._throttle.succeeded(f"user:{matched[0][0].user_id}")
         found, new_hash = matched[0]
         async with self._uow(found.tenant_id) as uow:
             # Locked, and still the hash that was verified: a password change or deletion that
@@ -466,8 +469,6 @@ class AuthService:
                 await uow.users.set_password_hash(found.user_id, new_hash)
             pair = await self._issue(uow, found.user_id, found.tenant_id, Role[found.role])
             await uow.commit()
-        others = [account for account in accounts if account != f"user:{found.user_id}"]
-        await self._throttle.succeeded(f"user:{found.user_id}", client_ip, others)
         return pair
 
     async def refresh(self, refresh_token: str) -> TokenPair:

@@ -156,11 +156,11 @@ class RateLimiter:
     async def _lease(self, lease: _Lease, key: str, quota: Quota, now: float) -> Verdict:
         item = quota.item()
         size = max(1, min(self._max_lease, lease.estimate // 8))
-        admitted = await self._strategy.hit(item, key, cost=size)
+        admitted = await self._strategy.hit(item, quota.name, key, cost=size)
         if not admitted and size > 1:
             size = 1
-            admitted = await self._strategy.hit(item, key)
-        stats = await self._strategy.get_window_stats(item, key)
+            admitted = await self._strategy.hit(item, quota.name, key)
+        stats = await self._strategy.get_window_stats(item, quota.name, key)
         self._recovered()
         lease.remaining = lease.estimate = stats.remaining
         lease.reset_at = stats.reset_time
@@ -199,7 +199,7 @@ class RateLimiter:
     async def peek(self, key: str, quota: Quota) -> Verdict:
         """The window as the store sees it now (counts nothing): for operators."""
         try:
-            stats = await self._strategy.get_window_stats(quota.item(), key)
+            stats = await self._strategy.get_window_stats(quota.item(), quota.name, key)
         except _STORE_DOWN as error:
             return self._store_down(error, quota)
         return Verdict(
@@ -212,8 +212,8 @@ class RateLimiter:
         """Count one attempt; refused when the window already holds `limit`."""
 
         async def hit(item: RateLimitItemPerSecond) -> Verdict:
-            admitted = await self._strategy.hit(item, key)
-            stats = await self._strategy.get_window_stats(item, key)
+            admitted = await self._strategy.hit(item, quota.name, key)
+            stats = await self._strategy.get_window_stats(item, quota.name, key)
             return Verdict(quota, admitted, stats.remaining, self._reset_in(stats.reset_time))
 
         return await self._exactly(quota, hit)
@@ -222,9 +222,9 @@ class RateLimiter:
         """Would one more attempt be admitted? Counts nothing."""
 
         async def test(item: RateLimitItemPerSecond) -> Verdict:
-            if await self._strategy.test(item, key):
+            if await self._strategy.test(item, quota.name, key):
                 return Verdict(quota, True, None, quota.window_seconds)
-            stats = await self._strategy.get_window_stats(item, key)
+            stats = await self._strategy.get_window_stats(item, quota.name, key)
             return Verdict(quota, False, 0, self._reset_in(stats.reset_time))
 
         return await self._exactly(quota, test)
@@ -246,7 +246,7 @@ class RateLimiter:
 
     async def clear(self, key: str, quota: Quota) -> None:
         try:
-            await self._strategy.clear(quota.item(), key)
+            await self._strategy.clear(quota.item(), quota.name, key)
         except _STORE_DOWN as error:
             self._store_down(error, quota)
 

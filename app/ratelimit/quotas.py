@@ -39,6 +39,11 @@ class TenantQuotas:
         self._policies = policies
         self.enabled = enabled
 
+    @property
+    def shared(self) -> bool:
+        """True when every process counts in the same store (Redis)."""
+        return self._limiter.shared
+
     async def admit(
         self, tenant_id: uuid.UUID, api_key_id: uuid.UUID | None
     ) -> tuple[Verdict, ...]:
@@ -56,10 +61,13 @@ class TenantQuotas:
         return await _all(self._limiter, checks)
 
     async def usage(self, tenant_id: uuid.UUID) -> list[Verdict]:
-        """This process's view of the tenant's quotas (no request counted): for operators."""
+        """The tenant's windows as the store sees them (no request counted): for operators. With
+        `per_api_key` the tenant window counts the users' tokens only (keys count on their own)."""
         policy = await self._policies.policy_for(tenant_id)
-        quota = Quota("tenant", policy.requests_per_window, policy.window_seconds)
-        return [await self._limiter.peek(f"tenant:{tenant_id}", quota)]
+        quotas = [Quota("tenant", policy.requests_per_window, policy.window_seconds)]
+        if policy.burst > 0:
+            quotas.append(Quota("burst", policy.burst, 1))
+        return [await self._limiter.peek(f"tenant:{tenant_id}", quota) for quota in quotas]
 
 
 class AddressQuotas:

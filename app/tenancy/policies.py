@@ -19,7 +19,6 @@ concurrent re-reads cannot put an older one back.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Coroutine, Mapping
 from datetime import datetime, timedelta
@@ -27,6 +26,7 @@ from typing import Any
 
 import structlog
 
+from app.core.tasks import TaskSet
 from app.db.invalidation import Handler
 from app.db.uow import UnitOfWorkFactory
 from app.settings import PlanSettings, TenancySettings
@@ -52,7 +52,7 @@ class TenantPolicies:
         self._policies: dict[uuid.UUID, TenantPolicy] = {}
         self._stamps: dict[uuid.UUID, datetime] = {}
         self._cursor: datetime | None = None  # database time of the last full/partial read
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet()
         self._warned_plans: set[str] = set()
         self.loaded_at: datetime | None = None  # database time of the last successful read
 
@@ -139,6 +139,8 @@ class TenantPolicies:
             self._policies[row.id] = self.resolve(row)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(work)
+
+    async def close(self) -> None:
+        """Stop the re-reads messages started (before the database closes)."""
+        await self._tasks.cancel_all()

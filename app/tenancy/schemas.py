@@ -25,6 +25,22 @@ class StoredConfig(BaseModel):
     config_updated_at: datetime
 
 
+class QuotaUsage(BaseModel):
+    name: str = Field(description='The policy name in the RateLimit headers ("tenant", "burst").')
+    limit: int
+    window_seconds: int
+    remaining: int | None = Field(description="Requests left in the window; null: store down.")
+    reset_seconds: int
+
+
+class RateLimitUsage(BaseModel):
+    enabled: bool = Field(description="rate_limits.enabled: false means nothing is refused.")
+    shared: bool = Field(
+        description="True: counted in Redis, shared by every process; false: this process only."
+    )
+    quotas: list[QuotaUsage]
+
+
 class RoleUsage(BaseModel):
     in_use: int
     waiting: int
@@ -46,12 +62,11 @@ class TenantOpsRead(BaseModel):
     database: dict[str, RoleUsage] = Field(
         description="This process's connections held by the tenant, per role (fairness)."
     )
-    # Filled by the other parts of issue 9; null until then.
-    rate_limit: dict[str, Any] | None = Field(
-        None, description="Rate-limit usage (issue 9 item 2; null until the limiter lands)."
+    rate_limit: RateLimitUsage | None = Field(
+        None, description="The tenant's quota windows as the limiter sees them (none counted)."
     )
-    flags: dict[str, Any] | None = Field(
-        None, description="Evaluated feature flags (issue 9 item 4; null until wired here)."
+    flags: dict[str, bool] | None = Field(
+        None, description="Every feature flag, evaluated for the tenant."
     )
 
     @classmethod
@@ -73,6 +88,8 @@ class TenantOpsRead(BaseModel):
             },
             policy_current=policy == status.stored and policy.sources == status.stored.sources,
             database={role: RoleUsage(**figures) for role, figures in status.database.items()},
-            rate_limit=status.rate_limit,
+            rate_limit=RateLimitUsage.model_validate(status.rate_limit)
+            if status.rate_limit is not None
+            else None,
             flags=status.flags,
         )

@@ -14,6 +14,8 @@ from typing import Any
 
 from app.db.fairness import TenantGate
 from app.db.uow import UnitOfWorkFactory
+from app.flags.rules import Flags
+from app.ratelimit.quotas import TenantQuotas
 from app.tenancy.policies import CHANGED, TenantPolicies
 from app.tenancy.policy import (
     POLICY_FIELDS,
@@ -45,9 +47,9 @@ class TenantOpsStatus:
     policy: TenantPolicy  # this process's cached policy (what requests get right now)
     stored: TenantPolicy  # what the database says now (differs only while a change travels)
     database: dict[str, dict[str, int]]  # role -> in_use, waiting, limit, rejected
-    # Left for the other parts of issue 9 to fill (None until they do):
-    rate_limit: dict[str, Any] | None = field(default=None)  # item 2: the limiter's usage
-    flags: dict[str, Any] | None = field(default=None)  # item 4: the tenant's evaluated flags
+    # The limiter's view of the tenant's window (None: the service was built without quotas).
+    rate_limit: dict[str, Any] | None = field(default=None)
+    flags: dict[str, bool] | None = field(default=None)  # the tenant's evaluated flags
 
 
 class TenancyService:
@@ -56,10 +58,14 @@ class TenancyService:
         uow_factory: UnitOfWorkFactory,
         policies: TenantPolicies,
         gate: TenantGate | None = None,
+        quotas: TenantQuotas | None = None,
+        flags: Flags | None = None,
     ) -> None:
         self._uow = uow_factory
         self._policies = policies
         self._gate = gate
+        self._quotas = quotas
+        self._flags = flags
 
     async def set_plan(self, slug: str, plan: str) -> PolicyExplained:
         if plan not in self._policies.plans:
@@ -136,7 +142,30 @@ class TenancyService:
             policy=policy,
             stored=self._policies.resolve(record),
             database=database,
+            rate_limit=await self.rate_limit_usage(tenant_id),
+            flags=await self._flags.evaluate_all(tenant_id) if self._flags else None,
         )
+
+    async def rate_limit_usage(self, tenant_id: uuid.UUID) -> dict[str, Any] | None:
+        """The tenant's quota windows as the limiter's store sees them (nothing counted):
+        shared by every process with Redis, this process's own without."""
+        if self._quotas is None:
+            return None
+        verdicts = await self._quotas.usage(tenant_id)
+        return {
+            "enabled": self._quotas.enabled,
+            "shared": self._quotas.shared,
+            "quotas": [
+                {
+                    "name": verdict.quota.name,
+                    "limit": verdict.quota.limit,
+                    "window_seconds": verdict.quota.window_seconds,
+                    "remaining": verdict.remaining,  # None: the store did not answer
+                    "reset_seconds": verdict.reset_seconds,
+                }
+                for verdict in verdicts
+            ],
+        }
 
     def _explained(self, record: TenantConfigRecord) -> PolicyExplained:
         return PolicyExplained(record, self._policies.resolve(record))

@@ -3,7 +3,6 @@ address) and operator commands."""
 
 from __future__ import annotations
 
-import math
 import re
 import uuid
 
@@ -13,7 +12,7 @@ from app.identity.passwords import PasswordHasher, check_password_policy
 from app.identity.permissions import Role
 from app.identity.repository import UserRecord
 from app.identity.service import normalize_email
-from app.identity.throttle import ThrottleStore
+from app.ratelimit.limiter import Quota, RateLimiter
 from app.settings import SignupLimitSettings
 from app.tenants.repository import TenantRecord
 
@@ -48,24 +47,22 @@ class SignupLimited(TooManyRequests):
 
 
 class SignupLimit:
-    """Sign-up attempts per client address in a fixed window (`auth.signup_limit`), counted in
-    the login throttle's store: Redis when `redis.url` is set (one count for every process),
-    this process's memory otherwise. Every attempt counts, successful or not: each one is
-    a new tenant, or a probe."""
+    """Sign-up attempts per client address in a sliding window (`auth.signup_limit`), counted on
+    the rate limiter: in Redis when `redis.url` is set (one count for every process), this
+    process's memory otherwise. Every attempt counts, successful or not: each one is a new
+    tenant, or a probe."""
 
-    def __init__(self, store: ThrottleStore, settings: SignupLimitSettings) -> None:
-        self._store = store
-        self._settings = settings
+    def __init__(self, limiter: RateLimiter, settings: SignupLimitSettings) -> None:
+        self._limiter = limiter
+        self._quota = Quota("signup", settings.max_per_ip, settings.window_seconds)
 
     async def attempt(self, client_ip: str) -> None:
         """Count this attempt; refuse it (429) when it goes past the limit."""
-        [(count, left)] = await self._store.hit(
-            [f"storefront:signup:ip:{client_ip}"], self._settings.window_seconds
-        )
-        if count > self._settings.max_per_ip:
+        verdict = await self._limiter.count(client_ip, self._quota)
+        if not verdict.allowed:
             raise SignupLimited(
                 "too many sign-ups from this address; try again later",
-                retry_after=max(1, math.ceil(left)),
+                retry_after=verdict.reset_seconds,
             )
 
 

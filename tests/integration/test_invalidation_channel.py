@@ -28,6 +28,9 @@ class Recorder:
     async def resync(self) -> None:
         self.resyncs += 1
 
+    async def close(self) -> None:
+        pass
+
 
 async def _eventually(condition: Any, within: float = 5.0) -> bool:
     deadline = asyncio.get_running_loop().time() + within

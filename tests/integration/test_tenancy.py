@@ -36,8 +36,18 @@ async def test_a_plan_change_from_the_cli_reaches_a_running_process_within_2_s(
     before = _ops_tenant(app, tenant.id)
     assert before["stored"]["plan"] == "free"
     assert before["policy"]["db_concurrency_primary"] == {"value": 10, "source": "plan:free"}
-    assert before["rate_limit"] is None
-    assert before["flags"] is None
+    # Quotas are off in config/test.yaml and this app counts in memory; the window is shown.
+    assert before["rate_limit"] == {
+        "enabled": False,
+        "shared": False,
+        "quotas": [
+            {"name": "tenant", "limit": 600, "window_seconds": 60, "remaining": 600}
+            | {"reset_seconds": before["rate_limit"]["quotas"][0]["reset_seconds"]},
+            {"name": "burst", "limit": 60, "window_seconds": 1, "remaining": 60}
+            | {"reset_seconds": before["rate_limit"]["quotas"][1]["reset_seconds"]},
+        ],
+    }
+    assert isinstance(before["flags"], dict)
 
     changed = storefront(harness, "tenants", "set-plan", "noisy", "pro")
     assert changed.returncode == 0, changed.stderr

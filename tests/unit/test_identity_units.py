@@ -12,6 +12,7 @@ import jwt
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from limits.aio.storage import MemoryStorage
 
 from app.core.clock import FixedClock
 from app.identity import keys
@@ -19,8 +20,9 @@ from app.identity.passwords import WeakPassword, check_password_policy
 from app.identity.permissions import SCOPES, Permission, Role, grantable_scopes, role_permissions
 from app.identity.principal import InsufficientPermission, Principal
 from app.identity.schemas import Scope
-from app.identity.throttle import LoginLocked, LoginThrottle, MemoryThrottleStore
+from app.identity.throttle import LoginLocked, LoginThrottle
 from app.identity.tokens import InvalidToken, TokenService, generate_signing_key
+from app.ratelimit.limiter import RateLimiter
 from app.settings import LockoutSettings, SigningKey, TokenSettings
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -112,40 +114,47 @@ def test_bad_key_configuration_fails_at_start_up() -> None:
         _tokens({"kid": "pub", "algorithm": "EdDSA", "key": pem})
 
 
-def test_memory_throttle_counts_in_windows() -> None:
-    clock = FixedClock(NOW)
-    throttle = LoginThrottle(
-        MemoryThrottleStore(clock),
-        LockoutSettings(max_failures_per_account=2, max_failures_per_ip=10, window_seconds=60),
+def _throttle(per_account: int, per_ip: int, window: int = 60) -> LoginThrottle:
+    """The login throttle on the limiter it uses in production, counting in memory."""
+    limiter = RateLimiter(MemoryStorage(), max_lease=1, lease_seconds=1.0, outage_seconds=1.0)
+    return LoginThrottle(
+        limiter,
+        LockoutSettings(
+            max_failures_per_account=per_account, max_failures_per_ip=per_ip, window_seconds=window
+        ),
     )
 
+
+def test_the_login_throttle_counts_failures_per_account_in_a_sliding_window() -> None:
+    throttle = _throttle(per_account=2, per_ip=10, window=1)
+
     async def scenario() -> None:
-        for _ in range(2):  # two failed attempts are allowed
-            await throttle.attempt_from("1.1.1.1")
-            await throttle.attempt(["a@x"])
+        for _ in range(2):  # two failures are allowed
+            await throttle.check(["a@x"])
+            await throttle.failed("1.1.1.1", ["a@x"])
         with pytest.raises(LoginLocked) as locked:
-            await throttle.attempt(["a@x"])
-        assert locked.value.retry_after == 60
-        await throttle.attempt(["b@x"])  # other accounts are not locked
-        await throttle.succeeded("b@x", "1.1.1.1")
+            await throttle.check(["a@x"])
+        assert locked.value.retry_after == 1
+        await throttle.check(["b@x"])  # other accounts are not locked
         with pytest.raises(LoginLocked):  # one locked candidate refuses the attempt
-            await throttle.attempt(["b@x", "a@x"])
-        clock.at = NOW + timedelta(seconds=61)
-        await throttle.attempt(["a@x"])
+            await throttle.check(["b@x", "a@x"])
+        await asyncio.sleep(2.05)  # past both windows the sliding counter weighs
+        await throttle.check(["a@x"])
 
     asyncio.run(scenario())
 
 
 def test_an_address_over_its_limit_is_refused_on_its_own() -> None:
-    """`attempt_from` decides before any account is known (no credentials lookup)."""
-    throttle = LoginThrottle(
-        MemoryThrottleStore(FixedClock(NOW)),
-        LockoutSettings(max_failures_per_account=100, max_failures_per_ip=2, window_seconds=60),
-    )
+    """`attempt_from` decides before any account is known (no credentials lookup), on the
+    failures counted from the address; checking counts nothing."""
+    throttle = _throttle(per_account=100, per_ip=2)
 
     async def scenario() -> None:
-        for _ in range(2):
+        for _ in range(5):  # successful logins from an office's NAT address cost nothing
             await throttle.attempt_from("1.1.1.1")
+        for n in range(2):
+            await throttle.attempt_from("1.1.1.1")
+            await throttle.failed("1.1.1.1", [f"u{n}@x"])
         with pytest.raises(LoginLocked):
             await throttle.attempt_from("1.1.1.1")
         await throttle.attempt_from("2.2.2.2")
@@ -153,53 +162,43 @@ def test_an_address_over_its_limit_is_refused_on_its_own() -> None:
     asyncio.run(scenario())
 
 
-def test_a_success_gives_the_other_candidates_their_attempt_back() -> None:
-    store = MemoryThrottleStore(FixedClock(NOW))
-    throttle = LoginThrottle(
-        store,
-        LockoutSettings(max_failures_per_account=2, max_failures_per_ip=100, window_seconds=60),
-    )
+def test_a_success_clears_only_its_own_account() -> None:
+    throttle = _throttle(per_account=2, per_ip=100)
 
     async def scenario() -> None:
-        await throttle.attempt(["victim", "attacker"])  # a failed guess counts on both
-        for _ in range(5):  # the attacker's own successes cost the victim nothing...
-            await throttle.attempt(["victim", "attacker"])
-            await throttle.succeeded("attacker", "1.1.1.1", others=["victim"])
-        await throttle.attempt(["victim"])  # ...and clear nothing of the victim's count
-        with pytest.raises(LoginLocked):
-            await throttle.attempt(["victim"])
+        for _ in range(2):  # failed tenant-less guesses count on both candidates
+            await throttle.failed("1.1.1.1", ["victim", "attacker"])
+        await throttle.succeeded("attacker")  # the attacker's own login...
+        await throttle.check(["attacker"])
+        with pytest.raises(LoginLocked):  # ...clears nothing of the victim's count
+            await throttle.check(["victim"])
 
     asyncio.run(scenario())
 
 
-def test_memory_throttle_store_stays_bounded_without_a_rebuild_per_hit() -> None:
-    """Full of live windows, every hit of a new key evicts the oldest (O(1)); the O(n) sweep
-    of expired windows runs at most once per max_entries // 2 new keys."""
-    clock = FixedClock(NOW)
-    store = MemoryThrottleStore(clock, max_entries=100)
+def test_attempts_at_one_account_run_one_at_a_time_in_a_process() -> None:
+    """So that concurrent guesses cannot pass the check before the first failures count."""
+    throttle = _throttle(per_account=3, per_ip=1000)
+    verdicts: list[str] = []
+
+    async def guess() -> None:
+        async with throttle.serialized(["victim", "other"]):
+            try:
+                await throttle.check(["victim"])
+            except LoginLocked:
+                verdicts.append("locked")
+                return
+            await asyncio.sleep(0.01)  # the password hash
+            verdicts.append("verified")
+            await throttle.failed("1.1.1.1", ["victim"])
 
     async def scenario() -> None:
-        for n in range(1_000):  # none expires: the attacker's flood of fresh keys
-            await store.hit([f"k{n}"], 60)
-            assert len(store) <= 100
-        assert store.sweeps <= 1_000 // 50
-        # The newest windows survived with their counts; the oldest were evicted.
-        assert (await store.hit(["k999"], 60))[0][0] == 2
-        assert (await store.hit(["k0"], 60))[0][0] == 1
-        # A live key hit again keeps counting in place, however many hits it takes.
-        sweeps = store.sweeps
-        for _ in range(10_000):
-            await store.hit(["k999"], 60)
-        assert store.sweeps == sweeps
-        assert (await store.hit(["k999"], 60))[0][0] == 10_003
-        # Expired windows are what a sweep frees first.
-        clock.at = NOW + timedelta(seconds=61)
-        for n in range(200):
-            await store.hit([f"fresh{n}"], 60)
-            assert len(store) <= 100
-        assert (await store.hit(["fresh199"], 60))[0][0] == 2
+        await asyncio.gather(*(guess() for _ in range(20)))
+        assert throttle._in_flight._locks == {}  # nothing kept once nobody waits
 
     asyncio.run(scenario())
+    assert verdicts.count("verified") == 3
+    assert verdicts.count("locked") == 17
 
 
 @pytest.mark.parametrize("password", ["short", "x" * 129, "Password1234", "QWERTY123456"])
