@@ -85,6 +85,12 @@ class _Lease:
         self.lock = asyncio.Lock()
 
 
+def _seconds(left: float, quota: Quota) -> int:
+    """Whole seconds until the quota frees a unit: at least 1, at most the window (the store's
+    key lives longer than the window it counts)."""
+    return min(quota.window_seconds, max(1, math.ceil(left)))
+
+
 # The exceptions a storage raises when it cannot answer (StorageError: wrap_exceptions=True).
 _STORE_DOWN = (StorageError, OSError, TimeoutError)
 
@@ -146,10 +152,10 @@ class RateLimiter:
 
     def _from_memory(self, lease: _Lease, quota: Quota, now: float) -> Verdict | None:
         if lease.blocked_until > now:
-            return Verdict(quota, False, 0, max(1, math.ceil(lease.blocked_until - now)))
+            return Verdict(quota, False, 0, _seconds(lease.blocked_until - now, quota))
         if lease.units > 0 and lease.valid_until > now:
             lease.units -= 1
-            reset = max(1, math.ceil(lease.reset_at - now))
+            reset = _seconds(lease.reset_at - now, quota)
             return Verdict(quota, True, lease.remaining + lease.units, reset)
         return None
 
@@ -168,10 +174,10 @@ class RateLimiter:
         if not admitted:
             lease.units = 0
             lease.blocked_until = now + min(max(reset, 0.05), quota.window_seconds)
-            return Verdict(quota, False, 0, max(1, math.ceil(reset)))
+            return Verdict(quota, False, 0, _seconds(reset, quota))
         lease.units = size - 1
         lease.valid_until = now + min(self._lease_seconds, quota.window_seconds / 10)
-        return Verdict(quota, True, lease.remaining + lease.units, max(1, math.ceil(reset)))
+        return Verdict(quota, True, lease.remaining + lease.units, _seconds(reset, quota))
 
     def _new_lease(self, key: str, quota: Quota) -> _Lease:
         lease = _Lease(estimate=quota.limit)
@@ -203,7 +209,10 @@ class RateLimiter:
         except _STORE_DOWN as error:
             return self._store_down(error, quota)
         return Verdict(
-            quota, stats.remaining > 0, stats.remaining, self._reset_in(stats.reset_time)
+            quota,
+            stats.remaining > 0,
+            stats.remaining,
+            _seconds(stats.reset_time - self._now(), quota),
         )
 
     # -- exact operations (no lease): the login lockout ----------------------------------------
@@ -214,7 +223,9 @@ class RateLimiter:
         async def hit(item: RateLimitItemPerSecond) -> Verdict:
             admitted = await self._strategy.hit(item, quota.name, key)
             stats = await self._strategy.get_window_stats(item, quota.name, key)
-            return Verdict(quota, admitted, stats.remaining, self._reset_in(stats.reset_time))
+            return Verdict(
+                quota, admitted, stats.remaining, _seconds(stats.reset_time - self._now(), quota)
+            )
 
         return await self._exactly(quota, hit)
 
@@ -225,7 +236,7 @@ class RateLimiter:
             if await self._strategy.test(item, quota.name, key):
                 return Verdict(quota, True, None, quota.window_seconds)
             stats = await self._strategy.get_window_stats(item, quota.name, key)
-            return Verdict(quota, False, 0, self._reset_in(stats.reset_time))
+            return Verdict(quota, False, 0, _seconds(stats.reset_time - self._now(), quota))
 
         return await self._exactly(quota, test)
 
@@ -240,9 +251,6 @@ class RateLimiter:
             return self._store_down(error, quota)
         self._recovered()
         return verdict
-
-    def _reset_in(self, reset_time: float) -> int:
-        return max(1, math.ceil(reset_time - self._now()))
 
     async def clear(self, key: str, quota: Quota) -> None:
         try:

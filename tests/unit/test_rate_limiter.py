@@ -1,0 +1,111 @@
+"""The rate limiter on the `limits` library's memory storage: leasing, refusals, failing open
+(a storage that raises, standing in for Redis down; its own time moved by the test)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from limits.aio.storage import MemoryStorage
+from limits.errors import StorageError
+
+from app.ratelimit.limiter import Quota, RateLimiter
+
+QUOTA = Quota("tenant", 100, 3600)
+
+
+class DownStorage(MemoryStorage):
+    """The library's storage with its sliding-window operations failing as a dead Redis does
+    (wrap_exceptions=True); counts how often it was asked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    async def acquire_sliding_window_entry(self, *args: Any, **kwargs: Any) -> bool:
+        self.calls += 1
+        raise StorageError(ConnectionRefusedError("connection refused"))
+
+    async def get_sliding_window(self, *args: Any, **kwargs: Any) -> tuple[int, float, int, float]:
+        self.calls += 1
+        raise StorageError(ConnectionRefusedError("connection refused"))
+
+
+def _limiter(storage: MemoryStorage, **options: Any) -> RateLimiter:
+    defaults: dict[str, Any] = {"max_lease": 50, "lease_seconds": 1.0, "outage_seconds": 2.0}
+    return RateLimiter(storage, **{**defaults, **options})
+
+
+def test_leased_quota_admits_at_most_the_limit_under_concurrency() -> None:
+    limiter = _limiter(MemoryStorage())
+
+    async def scenario() -> list[Any]:
+        return await asyncio.gather(*(limiter.acquire("tenant:a", QUOTA) for _ in range(500)))
+
+    verdicts = asyncio.run(scenario())
+    admitted = [v for v in verdicts if v.allowed]
+    assert 90 <= len(admitted) <= 100
+    assert all(v.remaining == 0 and v.reset_seconds >= 1 for v in verdicts if not v.allowed)
+
+
+def test_remaining_never_increases_within_a_window() -> None:
+    limiter = _limiter(MemoryStorage())
+
+    async def scenario() -> list[int | None]:
+        return [(await limiter.acquire("tenant:a", QUOTA)).remaining for _ in range(150)]
+
+    remaining = asyncio.run(scenario())
+    assert remaining == sorted(remaining, reverse=True)  # type: ignore[type-var]
+    assert remaining[0] is not None
+    assert remaining[0] < 100
+    assert remaining[-1] == 0
+
+
+def test_keys_and_quota_names_count_apart() -> None:
+    limiter = _limiter(MemoryStorage(), max_lease=1)
+    small = Quota("tenant", 1, 3600)
+
+    async def scenario() -> list[bool]:
+        return [
+            (await limiter.acquire("tenant:a", small)).allowed,
+            (await limiter.acquire("tenant:a", small)).allowed,
+            (await limiter.acquire("tenant:b", small)).allowed,  # another key
+            (await limiter.count("tenant:a", Quota("signup", 1, 3600))).allowed,  # another quota
+        ]
+
+    assert asyncio.run(scenario()) == [True, False, True, True]
+
+
+def test_a_quota_of_zero_refuses_without_asking_the_store() -> None:
+    storage = DownStorage()
+    limiter = _limiter(storage)
+    verdict = asyncio.run(limiter.acquire("tenant:a", Quota("tenant", 0, 60)))
+    assert not verdict.allowed
+    assert storage.calls == 0
+
+
+def test_a_failing_store_fails_open_counted_and_is_skipped_for_the_outage() -> None:
+    storage = DownStorage()
+    clock = [1_000.0]
+    opened: list[int] = []
+    limiter = _limiter(
+        storage, now=lambda: clock[0], outage_seconds=2.0, on_fail_open=lambda: opened.append(1)
+    )
+
+    async def scenario() -> None:
+        first = await limiter.acquire("tenant:a", QUOTA)
+        assert first.allowed
+        assert first.remaining is None  # no verdict: no RateLimit header for it
+        asked = storage.calls
+        for _ in range(10):  # within the outage: admitted without asking the store
+            assert (await limiter.acquire("tenant:a", QUOTA)).allowed
+            assert (await limiter.count("ip", Quota("login-ip", 5, 60))).allowed
+            assert (await limiter.check("ip", Quota("login-ip", 5, 60))).allowed
+        assert storage.calls == asked
+        clock[0] += 2.5  # the outage has passed: the store is asked again
+        assert (await limiter.acquire("tenant:a", QUOTA)).allowed
+        assert storage.calls > asked
+
+    asyncio.run(scenario())
+    assert len(opened) == 32
+    assert limiter.fail_opens == 32
