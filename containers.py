@@ -39,7 +39,7 @@ from app.ops.service import OpsService, migration_head
 from app.orders.service import OrderService
 from app.payments.gateway import HttpPaymentGateway, open_payment_client, payment_client_lifecycle
 from app.payments.sandbox import SandboxProvider
-from app.ratelimit.limiter import rate_limit_storage, rate_limiter
+from app.ratelimit.limiter import rate_limit_storage, rate_limiter, rate_limiter_lifecycle
 from app.ratelimit.quotas import AddressQuotas, TenantQuotas
 from app.reports.service import ReportService, SalesProjector
 from app.secrets.box import SecretBox
@@ -109,6 +109,7 @@ class Container(containers.DeclarativeContainer):
         settings=rate_limit_settings,
         on_fail_open=metrics.provided.rate_limit_fail_open,
     )
+    rate_limiter_lifecycle = providers.Resource(rate_limiter_lifecycle, limiter=rate_limiter)
     tenant_quotas = providers.Singleton(
         TenantQuotas,
         limiter=rate_limiter,

@@ -204,14 +204,22 @@ class RedisSettings(_Section):
     )
 
 
+# Quotas and windows end up as integers in the RateLimit headers: Structured Fields allow 15
+# digits; a trillion is far past any real quota.
+MAX_QUOTA = 10**12
+
+
 class AddressQuotaSettings(_Section):
     """Requests per client address to the endpoints that take no credential (sign-up, token,
     refresh), together."""
 
     requests_per_window: int = Field(
-        60, ge=0, description="Requests one client address may make per window (0: none)."
+        60,
+        ge=0,
+        le=MAX_QUOTA,
+        description="Requests one client address may make per window (0: none).",
     )
-    window_seconds: int = Field(60, ge=1, description="Length of the window.")
+    window_seconds: int = Field(60, ge=1, le=MAX_QUOTA, description="Length of the window.")
 
 
 class RateLimitSettings(_Section):
@@ -222,10 +230,11 @@ class RateLimitSettings(_Section):
     enabled: bool = Field(True, description="false: no quota is counted and no 429 is sent.")
     anonymous: AddressQuotaSettings = AddressQuotaSettings()
     max_lease: int = Field(
-        50,
+        500,
         ge=1,
-        description="Redis: most requests a process admits per round trip (it leases an eighth"
-        " of the remaining quota, at most this many; 1 = a round trip per request).",
+        description="Most requests a process admits per hit on the store (a lease is half a"
+        " lease's life at the process's rate, at most an eighth of the quota left and this;"
+        " 1 = a hit per request).",
     )
     lease_seconds: float = Field(
         1.0,
@@ -439,12 +448,18 @@ class PolicyDefaults(_Section):
     bottom layer of defaults < plan < tenant override < emergency override)."""
 
     requests_per_window: int = Field(
-        300, ge=0, description="Requests a tenant may make per window (the rate limit's quota)."
+        300,
+        ge=0,
+        le=MAX_QUOTA,
+        description="Requests a tenant may make per window (the rate limit's quota).",
     )
-    window_seconds: int = Field(60, ge=1, description="Length of the rate-limit window.")
+    window_seconds: int = Field(
+        60, ge=1, le=MAX_QUOTA, description="Length of the rate-limit window."
+    )
     burst: int = Field(
         0,
         ge=0,
+        le=MAX_QUOTA,
         description="Requests the tenant may make in any one second (a second, 1 s sliding"
         " window beside the main one, so a spike cannot spend the window's quota at once);"
         " 0: no per-second cap.",
@@ -469,9 +484,9 @@ class PolicyDefaults(_Section):
 class PlanSettings(_Section):
     """One plan: any field left out (null) is taken from tenancy.defaults."""
 
-    requests_per_window: int | None = Field(None, ge=0)
-    window_seconds: int | None = Field(None, ge=1)
-    burst: int | None = Field(None, ge=0)
+    requests_per_window: int | None = Field(None, ge=0, le=MAX_QUOTA)
+    window_seconds: int | None = Field(None, ge=1, le=MAX_QUOTA)
+    burst: int | None = Field(None, ge=0, le=MAX_QUOTA)
     per_api_key: bool | None = None
     db_concurrency_primary: int | None = Field(None, ge=0)
     db_concurrency_replica: int | None = Field(None, ge=0)

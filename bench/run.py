@@ -103,9 +103,18 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "read-64",
             64,
-            ("storefront", "bare", "tutorial", "storefront-list", "storefront-jwt"),
-            about="GET by id at 64 clients on all three apps, plus Storefront's list endpoint"
-            " and GET by id with a bearer access token instead of an API key",
+            (
+                "storefront",
+                "bare",
+                "tutorial",
+                "storefront-list",
+                "storefront-jwt",
+                "storefront-nolimit",
+                "storefront-redis",
+            ),
+            about="GET by id at 64 clients on all three apps, plus Storefront's list endpoint,"
+            " GET by id with a bearer access token instead of an API key, and GET by id with"
+            " rate limiting off and with it counted in Redis (the default counts in memory)",
         ),
         Scenario(
             "read-200",
@@ -159,8 +168,20 @@ SCENARIOS: dict[str, Scenario] = {
     )
 }
 STOREFRONT_TARGETS = frozenset(
-    {"storefront", "storefront-list", "storefront-jwt", "storefront-orders"}
+    {
+        "storefront",
+        "storefront-list",
+        "storefront-jwt",
+        "storefront-orders",
+        "storefront-nolimit",
+        "storefront-redis",
+    }
 )
+# Targets served by a Storefront with settings of their own (the server restarts for them).
+LIMITER_VARIANTS = {
+    "storefront-nolimit": {"STOREFRONT_RATE_LIMITS__ENABLED": "false"},
+    "storefront-redis": {"STOREFRONT_REDIS__URL": "<redis>"},  # the bench's own Redis
+}
 BENCH_USER = "bench-user@bench.example"
 BENCH_PASSWORD = "bench-user-password-1"  # the bench's own throwaway cluster
 
@@ -504,6 +525,7 @@ class Storefront:
         }
         self.port = port
         self.pools: PoolConfig | None = None
+        self.extra: dict[str, str] = {}
         self.server: Server | None = None
         self.api_key = ""
 
@@ -535,6 +557,12 @@ class Storefront:
     def prepare(self) -> None:
         self.cli("migrate")
         self.cli("tenants", "create", "--slug", "bench", "--name", "Bench", tolerate="exists")
+        # Rate limiting stays on (counted on every request, as in production) with a quota the
+        # load never reaches, so the rows measure the limiter's cost, not its refusals.
+        self.cli(
+            *("tenants", "override", "bench"),
+            *("requests_per_window=1000000000", "window_seconds=60", "burst=1000000000"),
+        )
         out = self.cli(
             *("api-keys", "create", "--tenant", "bench", "--scopes"),
             "catalog:read,catalog:write,orders:read,orders:write",
@@ -561,20 +589,23 @@ class Storefront:
         token: str = json.loads(body)["access_token"]
         return token
 
-    def serve(self, pools: PoolConfig) -> None:
-        """(Re)starts the server when the pool settings differ from the running one's."""
-        if self.server is not None and self.pools == pools:
+    def serve(self, pools: PoolConfig, extra: Mapping[str, str] | None = None) -> None:
+        """(Re)starts the server when the pool settings or the extra settings differ from the
+        running one's."""
+        wanted = dict(extra or {})
+        if self.server is not None and self.pools == pools and self.extra == wanted:
             return
         self.stop()
         argv = [str(BIN / "storefront"), "serve", "--host", HOST, "--port", str(self.port)]
-        self.server = Server("storefront", argv, {**self.env, **pools.env()}, self.port)
-        self.pools = pools
+        env = {**self.env, **pools.env(), **wanted}
+        self.server = Server("storefront", argv, env, self.port)
+        self.pools, self.extra = pools, wanted
         self.server.start("/health/ready", 200)
 
     def stop(self) -> None:
         if self.server is not None:
             self.server.stop()
-        self.server, self.pools = None, None
+        self.server, self.pools, self.extra = None, None, {}
 
     def seed(self, count: int, stock: int = 100, prefix: str = "bench") -> list[str]:
         """Creates `<prefix>-1`..`<prefix>-N`; returns the ids it created, the first's first."""
@@ -623,6 +654,39 @@ def terminate_on_sigterm() -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def variant_env(target: str, redis_url: str) -> dict[str, str]:
+    """The settings a target's Storefront runs with beyond the defaults."""
+    return {
+        key: redis_url if value == "<redis>" else value
+        for key, value in LIMITER_VARIANTS.get(target, {}).items()
+    }
+
+
+def start_redis() -> tuple[subprocess.Popen[bytes], str]:
+    """A Redis of the bench's own on a free port (the machine's redis-server), no persistence."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise BenchError("redis-server not found (apt-get install redis-server)")
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with socket.create_connection((HOST, port), timeout=0.2) as conn:
+                conn.sendall(b"PING\r\n")
+                if conn.recv(16).startswith(b"+PONG"):
+                    return process, f"redis://{HOST}:{port}/0"
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise BenchError(f"redis-server did not start on port {port}")
+        time.sleep(0.1)
 
 
 def check_target(target: Target) -> None:
@@ -685,10 +749,21 @@ def report(rows: Sequence[Row], *, command: str, wrk_label: str, duration: int) 
         bare = by_key.get((scenario, "bare"))
         if bare is None or bare.requests_per_sec == 0:
             continue
-        for other in ("storefront", "tutorial"):
+        for other in ("storefront", "tutorial", *LIMITER_VARIANTS):
             if (result := by_key.get((scenario, other))) is not None:
                 ratio = result.requests_per_sec / bare.requests_per_sec
                 lines.append(f"- {scenario}: {other}/bare req/s = {ratio:.2f}")
+        off = by_key.get((scenario, "storefront-nolimit"))
+        for limited in ("storefront", "storefront-redis"):
+            on = by_key.get((scenario, limited))
+            if off and on and off.requests_per_sec and on.requests_per_sec:
+                # Per request: the limited row's time per request minus the unlimited one's,
+                # at the same concurrency (one worker: wall time per request = 1 / req/s).
+                cost = 1e6 / on.requests_per_sec - 1e6 / off.requests_per_sec
+                lines.append(
+                    f"- {scenario}: rate limiting ({limited}) costs {cost:.0f} us of the"
+                    " worker per request against storefront-nolimit"
+                )
     for row in rows:
         if row.result.missing_retry_after is not None:
             counts = ", ".join(f"{s}: {n}" for s, n in sorted(row.result.statuses.items()))
@@ -772,8 +847,12 @@ def run(scenarios: Sequence[Scenario], *, wrk: str, duration: int, only_ref: boo
     servers: list[Server] = []
     storefront: Storefront | None = None
     cluster: LocalCluster | None = None
+    redis: subprocess.Popen[bytes] | None = None
+    redis_url = ""
     rows: list[Row] = []
     try:
+        if "storefront-redis" in wanted:
+            redis, redis_url = start_redis()
         print("starting PostgreSQL primary + replica ...", flush=True)
         cluster = LocalCluster(REFERENCE_CLUSTER_DIR if only_ref else CLUSTER_DIR)
         cluster.up()
@@ -796,6 +875,10 @@ def run(scenarios: Sequence[Scenario], *, wrk: str, duration: int, only_ref: boo
             targets["storefront-orders"] = Target(
                 "storefront-orders", f"{storefront.base_url}/v1/orders", auth
             )
+            for variant in LIMITER_VARIANTS:
+                targets[variant] = Target(
+                    variant, f"{storefront.base_url}/v1/products/{ids[0]}", auth
+                )
             targets["storefront-jwt"] = Target(
                 "storefront-jwt",
                 f"{storefront.base_url}/v1/products/{ids[0]}",
@@ -829,7 +912,7 @@ def run(scenarios: Sequence[Scenario], *, wrk: str, duration: int, only_ref: boo
                 if name not in wanted:
                     continue
                 if storefront is not None and name in STOREFRONT_TARGETS:
-                    storefront.serve(scenario.pools)
+                    storefront.serve(scenario.pools, variant_env(name, redis_url))
                 target = targets[name]
                 check_target(target)
                 options: dict[str, Any] = {
@@ -856,6 +939,9 @@ def run(scenarios: Sequence[Scenario], *, wrk: str, duration: int, only_ref: boo
             storefront.stop()
         for server in reversed(servers):
             server.stop()
+        if redis is not None:
+            redis.terminate()
+            redis.wait(timeout=10)
         if cluster is not None:
             print("stopping PostgreSQL ...", flush=True)
             cluster.down()

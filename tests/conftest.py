@@ -168,8 +168,9 @@ def make_settings(cluster: LocalCluster, **overrides: Any) -> Settings:
 
 
 async def at_window_start(window_seconds: float) -> None:
-    """Sleep until just after a window edge of the rate limiter. `limits`' sliding-window
-    counter weighs fixed windows aligned to multiples of their length in Unix time; a test that
+    """Sleep until just after a window edge of the rate limiter's memory storage. `limits`'
+    sliding-window counter weighs fixed windows; in memory they are aligned to multiples of
+    their length in Unix time (in Redis a key's window starts with its first hit). A test that
     must fill one quickly (a lockout: 5 failures) starts here, so they all land in one window
     and none is discounted by the previous window's weight."""
     await asyncio.sleep(window_seconds - time.time() % window_seconds + 0.02)

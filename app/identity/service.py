@@ -442,12 +442,12 @@ class AuthService:
         # Not per email: with an account of their own under the same address, an attacker's
         # successful logins would otherwise clear the victim's count.
         accounts = [f"user:{c.user_id}" for c in candidates] or [f"email:{email}\0{tenant or ''}"]
-        async with self._throttle.serialized(accounts):
-            try:
-                await self._throttle.check(accounts)
-            except LoginLocked:
-                self._event("login_locked")
-                raise
+        try:
+            await self._throttle.reserve(accounts)
+        except LoginLocked:
+            self._event("login_locked")
+            raise
+        try:
             hashes: list[str | None] = [c.password_hash for c in candidates]
             hashes += [None] * (wanted - len(hashes))  # dummy verifications: the same work
             verdicts = await asyncio.gather(*(self._hasher.verify(password, h) for h in hashes))
@@ -457,6 +457,8 @@ class AuthService:
                 await self._throttle.failed(client_ip, accounts)
                 raise InvalidCredentials("wrong email or password")
             await self._throttle.succeeded(f"user:{matched[0][0].user_id}")
+        finally:
+            self._throttle.release(accounts)
         found, new_hash = matched[0]
         async with self._uow(found.tenant_id) as uow:
             # Locked, and still the hash that was verified: a password change or deletion that

@@ -4,9 +4,11 @@
 
 Only failures count: a wrong password counts once on each candidate account and on the client
 address; a success clears the account that logged in and costs nobody anything. So that
-concurrent guesses cannot all slip past the check while the first ones are still hashing, a
-process runs one attempt per account at a time (`serialized`: check, verify, count); across N
-processes at most N - 1 guesses beyond the limit can be in flight (docs/decisions.md).
+concurrent guesses cannot all pass the check while the first ones are still hashing, each
+attempt reserves one of its accounts' remaining attempts in this process before its password
+is verified (`reserve`, given back by `release`): at the limit the next one is refused at
+once instead of waiting. Across N processes at most N x the remaining attempts can be in
+flight together (docs/decisions.md).
 
 Past a limit every attempt (even a correct one) is refused until the sliding window frees a
 unit: the lockout lifts gradually as the window slides.
@@ -14,12 +16,10 @@ unit: the lockout lifts gradually as the window slides.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import math
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from collections.abc import Iterable
 
 from app.core.clock import Clock
 from app.core.errors import TooManyRequests
@@ -32,41 +32,19 @@ class LoginLocked(TooManyRequests):
     title = "Too many failed logins"
 
 
-class _KeyedLocks:
-    """One asyncio.Lock per key, kept only while someone holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @asynccontextmanager
-    async def hold(self, keys: Iterable[str]) -> AsyncIterator[None]:
-        async with AsyncExitStack() as stack:
-            for key in sorted(set(keys)):  # one order for everyone: no deadlock
-                lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-                self._locks[key] = (lock, users + 1)
-                stack.callback(self._release, key)
-                await stack.enter_async_context(lock)
-            yield
-
-    def _release(self, key: str) -> None:
-        lock, users = self._locks[key]
-        if users == 1:
-            del self._locks[key]
-        else:
-            self._locks[key] = (lock, users - 1)
-
-
 class LoginThrottle:
     """`attempt_from` refuses a client address over its limit before the credentials lookup
-    (no database read); `serialized` + `check` refuse a locked account before its password is
-    verified; `failed` / `succeeded` record the outcome inside `serialized`."""
+    (no database read); `reserve` refuses a locked account, or one whose remaining attempts
+    are all being verified right now, before its password is verified; `failed` /
+    `succeeded` record the outcome, `release` gives the reservation back."""
 
     def __init__(self, limiter: RateLimiter, settings: LockoutSettings) -> None:
         self._limiter = limiter
         window = settings.window_seconds
         self._per_account = Quota("login-account", settings.max_failures_per_account, window)
         self._per_ip = Quota("login-ip", settings.max_failures_per_ip, window)
-        self._in_flight = _KeyedLocks()
+        # account key -> attempts of this process being verified now (no entry: none)
+        self._in_flight: dict[str, int] = {}
 
     @staticmethod
     def _account_key(account: str) -> str:
@@ -81,19 +59,39 @@ class LoginThrottle:
                 "too many failed logins; try again later", retry_after=verdict.reset_seconds
             )
 
-    def serialized(self, accounts: Iterable[str]) -> AbstractAsyncContextManager[None]:
-        """This process's attempts at any of `accounts` run one at a time."""
-        return self._in_flight.hold(accounts)
+    async def reserve(self, accounts: Iterable[str]) -> None:
+        """Take one of each account's remaining attempts for this attempt, or refuse it (429)
+        when an account has none left: its failures fill the window, or the attempts already
+        being verified would fill it. Call `release` with the same accounts afterwards."""
+        keys = list(dict.fromkeys(self._account_key(account) for account in accounts))
+        # Places in the queue are taken before any await, so concurrent attempts cannot all
+        # see the same count.
+        places = []
+        for key in keys:
+            self._in_flight[key] = place = self._in_flight.get(key, 0) + 1
+            places.append(place)
+        try:
+            waits = []
+            for key, place in zip(keys, places, strict=True):
+                verdict = await self._limiter.peek(key, self._per_account)
+                if verdict.remaining is not None and place > verdict.remaining:
+                    waits.append(verdict.reset_seconds)
+            if waits:
+                raise LoginLocked("too many failed logins; try again later", retry_after=max(waits))
+        except BaseException:
+            self._give_back(keys)
+            raise
 
-    async def check(self, accounts: Iterable[str]) -> None:
-        """Refuse (429) when any account's failures fill its window."""
-        waits = []
-        for account in accounts:
-            verdict = await self._limiter.check(self._account_key(account), self._per_account)
-            if not verdict.allowed:
-                waits.append(verdict.reset_seconds)
-        if waits:
-            raise LoginLocked("too many failed logins; try again later", retry_after=max(waits))
+    def release(self, accounts: Iterable[str]) -> None:
+        self._give_back(list(dict.fromkeys(self._account_key(a) for a in accounts)))
+
+    def _give_back(self, keys: list[str]) -> None:
+        for key in keys:
+            left = self._in_flight.get(key, 0) - 1
+            if left > 0:
+                self._in_flight[key] = left
+            else:
+                self._in_flight.pop(key, None)
 
     async def failed(self, ip: str, accounts: Iterable[str]) -> None:
         """A wrong password (or no such account): one failure on each account and the address."""
@@ -123,8 +121,9 @@ class ApiKeyThrottle:
 
     Only failures touch the store; the refusal itself is decided from this process's memory
     (the IP's window end, learnt from its failure count), so a check costs a dict lookup and a
-    valid key from a blocked IP still works once cached. With several processes an attacker gets
-    at most the limit plus one lookup per process per window.
+    valid key from a blocked IP still works once cached. Lookups already in flight when the
+    limit is reached still finish: an attacker gets the limit plus the lookups it had in flight
+    (at most the request door's size, `server.max_concurrent_requests`) per process per window.
     """
 
     def __init__(

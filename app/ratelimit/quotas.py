@@ -21,6 +21,7 @@ from app.ratelimit.errors import QuotaExceeded
 from app.ratelimit.limiter import Quota, RateLimiter, Verdict
 from app.settings import AddressQuotaSettings
 from app.tenancy.policies import TenantPolicies
+from app.tenancy.policy import TenantPolicy
 
 
 async def _all(limiter: RateLimiter, checks: list[tuple[str, Quota]]) -> tuple[Verdict, ...]:
@@ -38,6 +39,9 @@ class TenantQuotas:
         self._limiter = limiter
         self._policies = policies
         self.enabled = enabled
+        self._checks_cache: dict[
+            tuple[uuid.UUID, uuid.UUID | None], tuple[TenantPolicy, list[tuple[str, Quota]]]
+        ] = {}
 
     @property
     def shared(self) -> bool:
@@ -51,14 +55,30 @@ class TenantQuotas:
         if not self.enabled:
             return ()
         policy = self._policies.cached(tenant_id) or await self._policies.policy_for(tenant_id)
-        if policy.per_api_key and api_key_id is not None:
+        per_key = policy.per_api_key and api_key_id is not None
+        checks = self._checks(tenant_id, policy, api_key_id if per_key else None)
+        return await _all(self._limiter, checks)
+
+    def _checks(
+        self, tenant_id: uuid.UUID, policy: TenantPolicy, api_key_id: uuid.UUID | None
+    ) -> list[tuple[str, Quota]]:
+        """The (key, quota) pairs of one request, built once per tenant policy (a policy object
+        is replaced when it changes) and API key: the hot path allocates nothing."""
+        cache_key = (tenant_id, api_key_id)
+        cached = self._checks_cache.get(cache_key)
+        if cached is not None and cached[0] is policy:
+            return cached[1]
+        if api_key_id is not None:
             key, name = f"key:{api_key_id}", "api-key"
         else:
             key, name = f"tenant:{tenant_id}", "tenant"
         checks = [(key, Quota(name, policy.requests_per_window, policy.window_seconds))]
         if policy.burst > 0:
             checks.append((f"tenant:{tenant_id}", Quota("burst", policy.burst, 1)))
-        return await _all(self._limiter, checks)
+        if len(self._checks_cache) >= 50_000:  # bounded: tenants x keys in use
+            self._checks_cache.clear()
+        self._checks_cache[cache_key] = (policy, checks)
+        return checks
 
     async def usage(self, tenant_id: uuid.UUID) -> list[Verdict]:
         """The tenant's windows as the store sees them (no request counted): for operators. With

@@ -20,7 +20,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.core.errors import Unprocessable
-from app.settings import PlanSettings, PolicyDefaults
+from app.settings import MAX_QUOTA, PlanSettings, PolicyDefaults
 
 log = structlog.get_logger(__name__)
 
@@ -43,9 +43,9 @@ class PolicyOverride(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    requests_per_window: int | None = Field(None, ge=0)
-    window_seconds: int | None = Field(None, ge=1)
-    burst: int | None = Field(None, ge=0)
+    requests_per_window: int | None = Field(None, ge=0, le=MAX_QUOTA)
+    window_seconds: int | None = Field(None, ge=1, le=MAX_QUOTA)
+    burst: int | None = Field(None, ge=0, le=MAX_QUOTA)
     per_api_key: bool | None = None
     db_concurrency_primary: int | None = Field(None, ge=0)
     db_concurrency_replica: int | None = Field(None, ge=0)

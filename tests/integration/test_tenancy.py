@@ -89,6 +89,10 @@ async def test_invalid_overrides_and_plans_are_refused_and_nothing_is_stored(
     negative = storefront(harness, "tenants", "override", "careful", "burst=-3")
     assert negative.returncode == 1
     assert "burst" in negative.stderr
+    # Past what a RateLimit header can carry (Structured Field integers have 15 digits).
+    huge = storefront(harness, "tenants", "override", "careful", f"requests_per_window={10**13}")
+    assert huge.returncode == 1
+    assert "requests_per_window" in huge.stderr
     plan = storefront(harness, "tenants", "set-plan", "careful", "platinum")
     assert plan.returncode == 1
     assert plan.stderr.strip().startswith("error: tenancy.unknown_plan")

@@ -125,21 +125,27 @@ def _throttle(per_account: int, per_ip: int, window: int = 60) -> LoginThrottle:
     )
 
 
+async def _try(throttle: LoginThrottle, accounts: list[str]) -> None:
+    """An attempt that reserves and gives back at once (raises LoginLocked when refused)."""
+    await throttle.reserve(accounts)
+    throttle.release(accounts)
+
+
 def test_the_login_throttle_counts_failures_per_account_in_a_sliding_window() -> None:
     throttle = _throttle(per_account=2, per_ip=10, window=1)
 
     async def scenario() -> None:
         for _ in range(2):  # two failures are allowed
-            await throttle.check(["a@x"])
+            await _try(throttle, ["a@x"])
             await throttle.failed("1.1.1.1", ["a@x"])
         with pytest.raises(LoginLocked) as locked:
-            await throttle.check(["a@x"])
+            await _try(throttle, ["a@x"])
         assert locked.value.retry_after == 1
-        await throttle.check(["b@x"])  # other accounts are not locked
+        await _try(throttle, ["b@x"])  # other accounts are not locked
         with pytest.raises(LoginLocked):  # one locked candidate refuses the attempt
-            await throttle.check(["b@x", "a@x"])
+            await _try(throttle, ["b@x", "a@x"])
         await asyncio.sleep(2.05)  # past both windows the sliding counter weighs
-        await throttle.check(["a@x"])
+        await _try(throttle, ["a@x"])
 
     asyncio.run(scenario())
 
@@ -169,32 +175,37 @@ def test_a_success_clears_only_its_own_account() -> None:
         for _ in range(2):  # failed tenant-less guesses count on both candidates
             await throttle.failed("1.1.1.1", ["victim", "attacker"])
         await throttle.succeeded("attacker")  # the attacker's own login...
-        await throttle.check(["attacker"])
+        await _try(throttle, ["attacker"])
         with pytest.raises(LoginLocked):  # ...clears nothing of the victim's count
-            await throttle.check(["victim"])
+            await _try(throttle, ["victim"])
 
     asyncio.run(scenario())
 
 
-def test_attempts_at_one_account_run_one_at_a_time_in_a_process() -> None:
-    """So that concurrent guesses cannot pass the check before the first failures count."""
+def test_concurrent_attempts_get_at_most_the_remaining_verifications_and_none_waits() -> None:
+    """Each attempt in flight holds one of the account's remaining attempts: past them the
+    next is refused at once, so concurrent guesses cannot pass the check before the first
+    failures count, and nobody queues behind them."""
     throttle = _throttle(per_account=3, per_ip=1000)
     verdicts: list[str] = []
 
     async def guess() -> None:
-        async with throttle.serialized(["victim", "other"]):
-            try:
-                await throttle.check(["victim"])
-            except LoginLocked:
-                verdicts.append("locked")
-                return
+        try:
+            await throttle.reserve(["victim", "other"])
+        except LoginLocked:
+            verdicts.append("locked")
+            return
+        try:
             await asyncio.sleep(0.01)  # the password hash
             verdicts.append("verified")
             await throttle.failed("1.1.1.1", ["victim"])
+        finally:
+            throttle.release(["victim", "other"])
 
     async def scenario() -> None:
         await asyncio.gather(*(guess() for _ in range(20)))
-        assert throttle._in_flight._locks == {}  # nothing kept once nobody waits
+        assert throttle._in_flight == {}  # every reservation was given back
+        await throttle.reserve(["other"])  # its failures were not counted: still open
 
     asyncio.run(scenario())
     assert verdicts.count("verified") == 3

@@ -31,6 +31,30 @@ class DownStorage(MemoryStorage):
         raise StorageError(ConnectionRefusedError("connection refused"))
 
 
+class SlowStorage(MemoryStorage):
+    """The library's storage answering after a round trip's pause (as Redis does), so that
+    concurrent requests really overlap; `fail` makes it fail after the pause (a Redis past its
+    timeout). Counts its round trips."""
+
+    def __init__(self, delay: float = 0.002, fail: bool = False) -> None:
+        super().__init__()
+        self.delay, self.fail, self.calls = delay, fail, 0
+
+    async def _round_trip(self) -> None:
+        self.calls += 1
+        await asyncio.sleep(self.delay)
+        if self.fail:
+            raise StorageError(TimeoutError("timed out"))
+
+    async def acquire_sliding_window_entry(self, *args: Any, **kwargs: Any) -> bool:
+        await self._round_trip()
+        return await super().acquire_sliding_window_entry(*args, **kwargs)
+
+    async def get_sliding_window(self, *args: Any, **kwargs: Any) -> tuple[int, float, int, float]:
+        await self._round_trip()
+        return await super().get_sliding_window(*args, **kwargs)
+
+
 def _limiter(storage: MemoryStorage, **options: Any) -> RateLimiter:
     defaults: dict[str, Any] = {"max_lease": 50, "lease_seconds": 1.0, "outage_seconds": 2.0}
     return RateLimiter(storage, **{**defaults, **options})
@@ -109,3 +133,61 @@ def test_a_failing_store_fails_open_counted_and_is_skipped_for_the_outage() -> N
     asyncio.run(scenario())
     assert len(opened) == 32
     assert limiter.fail_opens == 32
+
+
+def test_overlapping_requests_share_leases_and_never_exceed_the_quota() -> None:
+    """With round trips that take time, requests wait for the hit under way (or the
+    background prefetch) instead of each asking the store."""
+    storage = SlowStorage()
+    limiter = _limiter(storage)
+
+    async def client() -> list[Any]:
+        verdicts = []
+        for _ in range(20):
+            verdicts.append(await limiter.acquire("tenant:a", QUOTA))
+            await asyncio.sleep(0.001)  # the request's own work
+        return verdicts
+
+    async def scenario() -> list[list[Any]]:
+        runs = await asyncio.gather(*(client() for _ in range(25)))  # 500 requests, quota 100
+        await limiter.close()
+        return runs
+
+    runs = asyncio.run(scenario())
+    admitted = sum(v.allowed for run in runs for v in run)
+    assert 90 <= admitted <= 100, admitted
+    assert storage.calls < 200  # two round trips per lease, not per request
+    for run in runs:
+        remaining = [v.remaining for v in run]
+        assert remaining == sorted(remaining, reverse=True)  # type: ignore[type-var]
+
+
+def test_a_trickle_does_not_lease_away_the_quota_it_does_not_use() -> None:
+    """Leases follow the process's rate: one request every so often takes one unit, so a
+    burst after a trickle still finds the rest of the quota."""
+    clock = [1_000.0]
+    limiter = _limiter(MemoryStorage(), now=lambda: clock[0])
+    quota = Quota("tenant", 100, 3600)
+
+    async def scenario() -> int:
+        for _ in range(10):
+            assert (await limiter.acquire("tenant:a", quota)).allowed
+            clock[0] += 2.0  # past the lease's life: unused units would lapse
+        burst = [await limiter.acquire("tenant:a", quota) for _ in range(200)]
+        return sum(v.allowed for v in burst)
+
+    assert asyncio.run(scenario()) >= 85
+
+
+def test_requests_waiting_on_a_failing_store_fail_open_after_one_timeout() -> None:
+    """A store that times out: the first request waits its timeout, the ones that queued
+    behind it do not each wait another."""
+    storage = SlowStorage(delay=0.05, fail=True)
+    limiter = _limiter(storage)
+
+    async def scenario() -> list[Any]:
+        return await asyncio.gather(*(limiter.acquire("tenant:a", QUOTA) for _ in range(12)))
+
+    verdicts = asyncio.run(scenario())
+    assert all(v.allowed and v.remaining is None for v in verdicts)
+    assert storage.calls == 1
