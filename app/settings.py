@@ -239,7 +239,8 @@ class RateLimitSettings(_Section):
     lease_seconds: float = Field(
         1.0,
         gt=0,
-        description="Unused leased quota lapses after this long (and after a tenth of the window).",
+        description="Unused leased quota lapses after this long (and after a quarter of the"
+        " window).",
     )
     redis_timeout_seconds: float = Field(
         0.25, gt=0, description="Limiter's Redis connect/read timeout; past it: fail open."

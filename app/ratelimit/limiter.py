@@ -12,7 +12,7 @@ its caller:
   an idle one takes one unit at a time; and at most an eighth of what the window still had at
   the last look (and `max_lease`), so it shrinks as the quota runs out and the last units go
   one at a time: what the processes hold unused when a quota runs out is a few units. A lease
-  lapses after `lease_seconds` (at most a tenth of the window), so an idle process does not
+  lapses after `lease_seconds` (at most a quarter of the window), so an idle process does not
   sit on quota; lapsed units stay spent (the library has no give-back), at most half a lease's
   life of the process's traffic. When half a lease is used, the next is taken in the
   background (and the leftover units stay good until it arrives), so requests do not queue
@@ -207,7 +207,7 @@ class RateLimiter:
         )
 
     def _validity(self, quota: Quota) -> float:
-        return min(self._lease_seconds, quota.window_seconds / 10)
+        return min(self._lease_seconds, quota.window_seconds / 4)
 
     def _next_size(self, lease: _Lease, quota: Quota, now: float) -> int:
         """What this process admitted per second since the last hit, times half the lease's
