@@ -170,6 +170,7 @@ class RateLimiter:
             if verdict is not None:
                 return verdict
         lease.pending = asyncio.get_running_loop().create_future()
+        lease.units = 0  # a lapsed lease's units stay spent: nobody takes them while this hits
         try:
             return await self._lease(lease, key, quota, now)
         except _STORE_DOWN as error:
@@ -235,6 +236,8 @@ class RateLimiter:
                 lease.units += size
                 lease.size, lease.taken, lease.taken_at = size, 0, now
                 lease.valid_until = now + self._validity(quota)
+            else:
+                lease.size = 0  # no more prefetches: the request that finds it empty asks
         except _STORE_DOWN as error:  # no request waits on it: the next one fails open
             self._mark_down(error)
         finally:
