@@ -11,7 +11,7 @@ Response carry them too).
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Awaitable, MutableMapping, Sequence
 from typing import Any
 
 from fastapi import Request
@@ -65,12 +65,7 @@ def response_headers(verdicts: Sequence[Verdict]) -> list[tuple[bytes, bytes]]:
 async def admit_tenant(
     request: Request, quotas: TenantQuotas, tenant_id: Any, api_key_id: Any
 ) -> None:
-    try:
-        verdicts = await quotas.admit(tenant_id, api_key_id)
-    except QuotaExceeded as refused:
-        record(request.scope, refused.verdicts)
-        raise
-    record(request.scope, verdicts)
+    await _counted(request, quotas.admit(tenant_id, api_key_id))
 
 
 @inject
@@ -80,9 +75,13 @@ async def limited_by_address(
     """Sign-up, token and refresh: counted per client address (the edge has applied trusted
     proxies to request.client)."""
     client = request.client
-    address = throttle_bucket(client.host) if client else "unknown"
+    await _counted(request, quotas.admit(throttle_bucket(client.host) if client else "unknown"))
+
+
+async def _counted(request: Request, admit: Awaitable[tuple[Verdict, ...]]) -> None:
+    """Await the quota check and record its verdicts for the headers, the refusal's too."""
     try:
-        verdicts = await quotas.admit(address)
+        verdicts = await admit
     except QuotaExceeded as refused:
         record(request.scope, refused.verdicts)
         raise

@@ -224,18 +224,12 @@ class RateLimiter:
         """The next lease, added to what is left of this one. A refusal takes nothing: the
         request that finds the lease empty asks the store itself (and is refused there)."""
         try:
-            item = quota.item()
-            size = self._next_size(lease, quota, self._now())
-            admitted = await self._strategy.hit(item, quota.name, key, cost=size)
-            stats = await self._strategy.get_window_stats(item, quota.name, key)
-            self._recovered()
-            lease.remaining = lease.estimate = stats.remaining
-            lease.reset_at = stats.reset_time
-            if admitted:
-                now = self._now()
+            size = await self._take(
+                lease, key, quota, (self._next_size(lease, quota, self._now()),)
+            )
+            if size:
                 lease.units += size
-                lease.size, lease.taken, lease.taken_at = size, 0, now
-                lease.valid_until = now + self._validity(quota)
+                self._granted(lease, quota, size, taken=0, now=self._now())
             else:
                 lease.size = 0  # no more prefetches: the request that finds it empty asks
         except _STORE_DOWN as error:  # no request waits on it: the next one fails open
@@ -250,25 +244,35 @@ class RateLimiter:
             self._settle(lease)
 
     async def _lease(self, lease: _Lease, key: str, quota: Quota, now: float) -> Verdict:
-        item = quota.item()
         size = self._next_size(lease, quota, now)
-        admitted = await self._strategy.hit(item, quota.name, key, cost=size)
-        if not admitted and size > 1:
-            size = 1
-            admitted = await self._strategy.hit(item, quota.name, key)
+        size = await self._take(lease, key, quota, (size, 1) if size > 1 else (1,))
+        reset = max(0.0, lease.reset_at - now)
+        if not size:
+            lease.units = lease.size = 0
+            lease.blocked_until = now + min(max(reset, 0.05), quota.window_seconds)
+            return Verdict(quota, False, 0, _seconds(reset, quota))
+        lease.units = size - 1  # this request has the first unit
+        self._granted(lease, quota, size, taken=1, now=now)
+        return Verdict(quota, True, lease.remaining + lease.units, _seconds(reset, quota))
+
+    async def _take(self, lease: _Lease, key: str, quota: Quota, sizes: tuple[int, ...]) -> int:
+        """Hit the store for the first of `sizes` it admits (0: none was) and note the window's
+        state on the lease."""
+        item = quota.item()
+        taken = 0
+        for size in sizes:
+            if await self._strategy.hit(item, quota.name, key, cost=size):
+                taken = size
+                break
         stats = await self._strategy.get_window_stats(item, quota.name, key)
         self._recovered()
         lease.remaining = lease.estimate = stats.remaining
         lease.reset_at = stats.reset_time
-        reset = max(0.0, stats.reset_time - now)
-        if not admitted:
-            lease.units = lease.size = 0
-            lease.blocked_until = now + min(max(reset, 0.05), quota.window_seconds)
-            return Verdict(quota, False, 0, _seconds(reset, quota))
-        lease.units = size - 1
-        lease.size, lease.taken, lease.taken_at = size, 1, now
+        return taken
+
+    def _granted(self, lease: _Lease, quota: Quota, size: int, *, taken: int, now: float) -> None:
+        lease.size, lease.taken, lease.taken_at = size, taken, now
         lease.valid_until = now + self._validity(quota)
-        return Verdict(quota, True, lease.remaining + lease.units, _seconds(reset, quota))
 
     def _new_lease(self, key: str, quota: Quota) -> _Lease:
         lease = _Lease(estimate=quota.limit)

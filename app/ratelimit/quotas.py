@@ -84,10 +84,8 @@ class TenantQuotas:
         """The tenant's windows as the store sees them (no request counted): for operators. With
         `per_api_key` the tenant window counts the users' tokens only (keys count on their own)."""
         policy = await self._policies.policy_for(tenant_id)
-        quotas = [Quota("tenant", policy.requests_per_window, policy.window_seconds)]
-        if policy.burst > 0:
-            quotas.append(Quota("burst", policy.burst, 1))
-        return [await self._limiter.peek(f"tenant:{tenant_id}", quota) for quota in quotas]
+        checks = self._checks(tenant_id, policy, None)
+        return [await self._limiter.peek(key, quota) for key, quota in checks]
 
 
 class AddressQuotas:
