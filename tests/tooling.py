@@ -1,0 +1,81 @@
+"""Third-party tools the suite runs (Chromium, promtool, Spectral, ...), installed by the test
+set-up when missing: Debian packages with apt-get, npm packages into `.cache/tools/npm`.
+
+An install that cannot happen (no root, no registry) skips the test that needs the tool, with
+the reason; on CI (root, registries reachable) the tool is always there.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NPM_PREFIX = ROOT / ".cache" / "tools" / "npm"
+_LOCK = Path("/tmp/storefront-tool-install.lock")
+
+
+@contextmanager
+def _installing() -> Iterator[None]:
+    """One install at a time on the machine (two checkouts' suites share dpkg's lock)."""
+    with _LOCK.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _run(*command: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def debian_tool(binary: str, package: str) -> str:
+    """The path of `binary`, installing Debian's `package` when it is missing."""
+    found = shutil.which(binary)
+    if found:
+        return found
+    if os.geteuid() != 0:
+        pytest.skip(f"{binary} missing and not root: apt-get install {package}")
+    with _installing():
+        if not shutil.which(binary):
+            install = ("apt-get", "install", "-y", "--no-install-recommends", package)
+            done = _run(*install)
+            if done.returncode != 0:  # stale package lists: refresh once, then retry
+                _run("apt-get", "update")
+                done = _run(*install)
+            if done.returncode != 0:
+                pytest.skip(f"apt-get install {package} failed: {done.stderr.strip()[-300:]}")
+    found = shutil.which(binary)
+    if not found:
+        pytest.skip(f"{package} installed no {binary}")
+    return found
+
+
+def npm_tool(binary: str, *packages: str) -> str:
+    """The path of an npm package's `binary` under .cache/tools/npm, installing when missing."""
+    path = NPM_PREFIX / "node_modules" / ".bin" / binary
+    if path.exists():
+        return str(path)
+    if not shutil.which("npm"):
+        pytest.skip(f"npm missing: cannot install {' '.join(packages)}")
+    with _installing():
+        if not path.exists():
+            NPM_PREFIX.mkdir(parents=True, exist_ok=True)
+            done = _run(
+                "npm",
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                str(NPM_PREFIX),
+                *packages,
+            )
+            if done.returncode != 0:
+                pytest.skip(f"npm install {' '.join(packages)} failed: {done.stderr[-300:]}")
+    return str(path)
