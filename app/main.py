@@ -17,6 +17,7 @@ from app.http.client_address import TrustedProxies
 from app.http.docs import install_docs
 from app.http.errors import install_error_handlers
 from app.http.middleware import EdgeMiddleware
+from app.http.openapi import TAGS, install_openapi, operation_id
 from app.http.ops_routes import router as ops_router
 from app.identity.routes import router as identity_router
 from app.logging import configure_logging
@@ -72,7 +73,12 @@ def create_app(container: Any) -> FastAPI:
         openapi_url="/openapi.json" if settings.server.docs_enabled else None,
         docs_url=None,  # served by install_docs, with a Content-Security-Policy
         redoc_url=None,
+        generate_unique_id_function=operation_id,
+        openapi_tags=TAGS,
+        servers=[{"url": "/", "description": "The server that serves this document."}],
+        contact={"name": "Storefront maintainers", "email": "api@storefront.dev"},
     )
+    install_openapi(app)
     app.state.container = container
     install_error_handlers(app)
     if settings.server.docs_enabled:

@@ -11,6 +11,7 @@ import fcntl
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -78,4 +79,25 @@ def npm_tool(binary: str, *packages: str) -> str:
             )
             if done.returncode != 0:
                 pytest.skip(f"npm install {' '.join(packages)} failed: {done.stderr[-300:]}")
+    return str(path)
+
+
+PY_TOOLS = ROOT / ".cache" / "tools" / "py"
+
+
+def python_tool(binary: str, requirement: str) -> str:
+    """A PyPI tool in its own virtual environment under .cache/tools/py (its pins, such as
+    openapi-python-client's typer, must not move the project's own)."""
+    venv = PY_TOOLS / binary
+    path = venv / "bin" / binary
+    if path.exists():
+        return str(path)
+    with _installing():
+        if not path.exists():
+            created = _run(sys.executable, "-m", "venv", str(venv))
+            if created.returncode != 0:
+                pytest.skip(f"cannot create a venv for {requirement}: {created.stderr[-300:]}")
+            done = _run(str(venv / "bin" / "pip"), "install", "--quiet", requirement)
+            if done.returncode != 0:
+                pytest.skip(f"pip install {requirement} failed: {done.stderr[-300:]}")
     return str(path)

@@ -30,27 +30,6 @@ def json_response(body: BaseModel, headers: dict[str, str] | None = None) -> Res
 
 router = APIRouter(prefix="/v1/products", tags=["catalog"])
 
-# Read-routing headers are handled by the edge middleware (no per-request parameter cost);
-# declared here so /docs shows them.
-_READ_HEADERS = {
-    "parameters": [
-        {
-            "name": "X-Consistency-Token",
-            "in": "header",
-            "required": False,
-            "description": "Read your writes: the token a write returned; the read is served by a"
-            " server that has applied it.",
-            "schema": {"type": "string", "example": "0/3000060"},
-        },
-        {
-            "name": "X-Read-Consistency",
-            "in": "header",
-            "required": False,
-            "description": "`strong` reads from the primary.",
-            "schema": {"type": "string", "enum": ["strong"]},
-        },
-    ]
-}
 _AUTH = AUTHENTICATED
 
 
@@ -84,7 +63,6 @@ async def create_product(
     "",
     response_model=Page[ProductRead],
     responses=problem_responses(*_AUTH, 422),
-    openapi_extra=_READ_HEADERS,
 )
 @inject
 async def list_products(
@@ -102,7 +80,6 @@ async def list_products(
     "/{product_id}",
     response_model=ProductRead,
     responses={304: {"description": "Not modified"}, **problem_responses(*_AUTH, 404, 422)},
-    openapi_extra=_READ_HEADERS,
 )
 @inject
 async def get_product(

@@ -6,7 +6,8 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from app.catalog.errors import MAX_STOCK
 from app.catalog.repository import ProductRecord
@@ -19,6 +20,20 @@ Description = Annotated[Text, Field(max_length=5000)]
 
 
 class ProductCreate(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "sku": "TSHIRT-M",
+                    "name": "T-shirt, medium",
+                    "description": "Organic cotton.",
+                    "price": {"amount": 1999, "currency": "EUR"},
+                    "stock": 25,
+                }
+            ]
+        },
+    )
     sku: Sku
     name: Name
     description: Description | None = None
@@ -29,10 +44,19 @@ class ProductCreate(Strict):
 class ProductUpdate(Strict):
     """Partial update; `description: null` clears it. At least one field."""
 
-    sku: Sku | None = None
-    name: Name | None = None
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "minProperties": 1,
+            "examples": [{"price": {"amount": 1799, "currency": "EUR"}}],
+        },
+    )
+
+    # None in Python means "not sent"; only `description` may be sent as null.
+    sku: Sku | SkipJsonSchema[None] = None
+    name: Name | SkipJsonSchema[None] = None
     description: Description | None = None
-    price: MoneyIn | None = None
+    price: MoneyIn | SkipJsonSchema[None] = None
 
     @model_validator(mode="after")
     def _not_empty(self) -> ProductUpdate:
@@ -71,7 +95,20 @@ class ProductRead(BaseModel):
 
 
 class StockAdjustmentCreate(Strict):
-    delta: Annotated[int, Field(ge=-MAX_STOCK, le=MAX_STOCK)]
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"delta": 10, "reason": "restock from supplier"}]},
+    )
+
+    delta: Annotated[
+        int,
+        Field(
+            ge=-MAX_STOCK,
+            le=MAX_STOCK,
+            description="Units added (positive) or removed (negative); never zero.",
+            json_schema_extra={"not": {"const": 0}},
+        ),
+    ]
     reason: Annotated[Text, Field(min_length=1, max_length=200)]
 
     @model_validator(mode="after")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 
@@ -23,15 +24,15 @@ def format_lsn(lsn: int) -> str:
     return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
 
 
+_LSN = re.compile(r"([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})")
+
+
 def parse_lsn(token: str) -> int | None:
-    high, sep, low = token.strip().partition("/")
-    if not sep:
+    """`X/Y` with 1-8 hex digits each (what format_lsn writes); None for anything else."""
+    match = _LSN.fullmatch(token.strip())
+    if match is None:
         return None
-    try:
-        value = (int(high, 16) << 32) | int(low, 16)
-    except ValueError:
-        return None
-    return value if 0 <= value < 1 << 64 else None
+    return (int(match[1], 16) << 32) | int(match[2], 16)
 
 
 class ReplicaRouter:

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
+from starlette.routing import Match
 
 from app.core.errors import (
     Conflict,
@@ -144,8 +145,26 @@ async def _http(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, StarletteHTTPException)
     code = _HTTP_CODES.get(error.status_code, f"http.{error.status_code}")
     title = str(error.detail) if error.detail else "Error"
-    return problem(
-        request, error.status_code, code, title, str(error.detail), headers=error.headers
+    headers = error.headers
+    if error.status_code == 405:
+        headers = {"Allow": allowed_methods(request)}
+    return problem(request, error.status_code, code, title, str(error.detail), headers=headers)
+
+
+# HEAD is implied by GET; OPTIONS is not served (no CORS here).
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (Starlette's 405 names only the first route
+    that matched the path, and FastAPI makes one route per method). Only on a 405: cheap enough."""
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
     )
 
 

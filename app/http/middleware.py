@@ -290,6 +290,11 @@ class InvalidConsistencyToken(InvalidRequest):
     title = "Invalid consistency token"
 
 
+class InvalidReadConsistency(InvalidRequest):
+    code = "consistency.invalid_mode"
+    title = "Invalid read consistency"
+
+
 class ServerBusy(ServiceUnavailable):
     code = "server.busy"
     title = "Server busy"
@@ -333,8 +338,10 @@ def _read_preference(incoming: dict[str, str]) -> ReadPreference:
     min_lsn = parse_lsn(token) if token else None
     if token and min_lsn is None:
         raise InvalidConsistencyToken("X-Consistency-Token must be a value this API returned")
-    strong = incoming.get("x-read-consistency", "").lower() == "strong"
-    return ReadPreference(min_lsn=min_lsn, strong=strong)
+    mode = incoming.get("x-read-consistency")
+    if mode is not None and mode.lower() != "strong":
+        raise InvalidReadConsistency("X-Read-Consistency takes one value: strong")
+    return ReadPreference(min_lsn=min_lsn, strong=mode is not None)
 
 
 def _headers(scope: Scope) -> dict[str, str]:

@@ -19,7 +19,7 @@ router = APIRouter(tags=["ops"])
 
 
 @router.get("/health/live", response_model=Liveness)
-async def live() -> Liveness:
+async def get_liveness() -> Liveness:
     return Liveness(status="live")
 
 
@@ -29,7 +29,7 @@ async def live() -> Liveness:
     responses={503: {"model": Readiness, "description": "Not ready"}},
 )
 @inject
-async def ready(ops: OpsService = Provide["ops_service"]) -> JSONResponse:
+async def get_readiness(ops: OpsService = Provide["ops_service"]) -> JSONResponse:
     readiness = await ops.readiness()
     body = Readiness.model_validate(readiness.detail).model_dump(mode="json", exclude_none=True)
     return JSONResponse(body, status_code=200 if readiness.ready else 503)
@@ -42,7 +42,7 @@ async def ready(ops: OpsService = Provide["ops_service"]) -> JSONResponse:
     responses=problem_responses(401),
 )
 @inject
-async def database_status(ops: OpsService = Provide["ops_service"]) -> DatabaseStatus:
+async def get_database_status(ops: OpsService = Provide["ops_service"]) -> DatabaseStatus:
     return DatabaseStatus.model_validate(ops.database_status())
 
 
@@ -53,7 +53,7 @@ async def database_status(ops: OpsService = Provide["ops_service"]) -> DatabaseS
     responses=problem_responses(401, 404, 422),
 )
 @inject
-async def tenant_status(
+async def get_tenant_status(
     tenant_id: uuid.UUID, tenancy: TenancyService = Provide["tenancy_service"]
 ) -> TenantOpsRead:
     """A tenant's plan, overrides and effective policy (with the source of every value) as
@@ -68,5 +68,5 @@ async def tenant_status(
     responses=problem_responses(401),
 )
 @inject
-async def metrics(metrics: Metrics = Provide["metrics"]) -> Response:
+async def get_metrics(metrics: Metrics = Provide["metrics"]) -> Response:
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -6,5 +6,11 @@ from fastapi import Query
 
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
 Cursor = Annotated[
-    str | None, Query(max_length=512, description="`next_cursor` of the previous page.")
+    str | None,
+    Query(
+        max_length=512,
+        description="`next_cursor` of the previous page (opaque; 400 `pagination.invalid_cursor`"
+        " when it is not one this API returned).",
+        json_schema_extra={"pattern": "^[A-Za-z0-9_-]+$"},
+    ),
 ]

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, Generic, Self, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from app.core.money import Money
 from app.core.pagination import Slice
@@ -25,7 +27,19 @@ def _storable(value: str) -> str:
     return value
 
 
-Text = Annotated[str, AfterValidator(_storable)]
+class _NoNulInSchema:
+    """Says in the JSON Schema what `_storable` enforces of NUL (lone surrogates cannot be said
+    in a pattern without also refusing every character outside the BMP)."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema["pattern"] = "^[^\\u0000]*$"
+        return schema
+
+
+Text = Annotated[str, AfterValidator(_storable), _NoNulInSchema()]
 """A string that PostgreSQL can store; use it for every free-text input."""
 
 

@@ -9,8 +9,13 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 import structlog
-from fastapi import Depends, Header, Request, Security
-from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
+from fastapi import Depends, Request, Security
+from fastapi.security import (
+    APIKeyHeader,
+    HTTPAuthorizationCredentials,
+    HTTPBearer,
+    OAuth2PasswordBearer,
+)
 
 from app.core.errors import Unauthenticated
 from app.http.client_address import throttle_bucket
@@ -26,6 +31,11 @@ from app.settings import Settings
 _API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="sf_live_... secret")
 _BEARER = OAuth2PasswordBearer(
     tokenUrl="/v1/auth/token", auto_error=False, description="Access token from /v1/auth/token"
+)
+_OPERATOR = HTTPBearer(
+    scheme_name="OperatorToken",
+    auto_error=False,
+    description="The operator token (`ops.operator_token`); ops endpoints only.",
 )
 
 
@@ -68,14 +78,14 @@ def require(permission: Permission | None) -> Callable[..., Awaitable[Principal]
 
 @inject
 async def require_operator(
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_OPERATOR)] = None,
     settings: Settings = Provide["settings"],
 ) -> None:
     expected = settings.ops.operator_token
-    scheme, _, token = (authorization or "").partition(" ")
+    token = credentials.credentials if credentials else ""
     if (
-        expected is None
-        or scheme.lower() != "bearer"
+        not token
+        or expected is None
         or not hmac.compare_digest(token.encode(), expected.get_secret_value().encode())
     ):
         raise Unauthenticated("operator endpoints need Authorization: Bearer <operator token>")

@@ -94,7 +94,7 @@ async def login(
     dependencies=_BY_ADDRESS,
 )
 @inject
-async def refresh(
+async def refresh_token(
     body: RefreshRequest, response: Response, service: AuthService = Provide["auth_service"]
 ) -> TokenResponse:
     """A new pair; the presented refresh token dies. Presenting a dead one again revokes the
@@ -116,7 +116,7 @@ async def logout(body: RefreshRequest, service: AuthService = Provide["auth_serv
 
 @router.get("/me", response_model=MeRead, responses=problem_responses(*_AUTH))
 @inject
-async def me(
+async def get_me(
     principal: Authenticated,
     tenants: TenantService = Provide["tenant_service"],
     users: UserService = Provide["user_service"],

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from app.http.schemas import Strict, Text
 from app.identity.passwords import MAX_LENGTH, MIN_LENGTH
@@ -37,6 +37,18 @@ Scope = Literal[
 
 
 class UserCreate(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "email": "ada@acme.example",
+                    "password": "analytical engine 1843",
+                    "role": "member",
+                }
+            ]
+        },
+    )
     email: Email
     password: Password
     role: RoleName = "member"
@@ -63,6 +75,14 @@ class UserRead(BaseModel):
 
 
 class ApiKeyCreate(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"name": "shop front", "scopes": ["catalog:read", "orders:write"]},
+            ]
+        },
+    )
     name: Annotated[Text, Field(min_length=1, max_length=100)]
     scopes: Annotated[list[Scope], Field(min_length=1, max_length=len(SCOPES))]
     expires_in_days: Annotated[int | None, Field(ge=1, le=3650)] = None

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.http.schemas import MoneyOut, Strict
 from app.orders.repository import OrderRecord
@@ -33,6 +33,19 @@ class PaymentIn(Strict):
 
 
 class OrderCreate(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {"product_id": "0b9d1c3e-6f7a-4e53-9a51-2f8c0c1d9e10", "quantity": 2}
+                    ],
+                    "payment": {"token": "tok_ok"},
+                }
+            ]
+        },
+    )
     items: Annotated[list[OrderItemIn], Field(min_length=1, max_length=MAX_LINES)]
     payment: PaymentIn
 

@@ -11,7 +11,7 @@ from app.identity.schemas import TenantRef, UserRead
 from app.tenants.schemas import SignupRead, TenantSignup
 from app.tenants.service import TenantService
 
-router = APIRouter(prefix="/v1/tenants", tags=["identity"])
+router = APIRouter(prefix="/v1/tenants", tags=["tenants"])
 
 
 @router.post(

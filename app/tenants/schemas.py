@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.http.schemas import Strict, Text
 from app.identity.schemas import Email, Password, TenantRef, UserRead
@@ -16,6 +16,18 @@ class OwnerCreate(Strict):
 
 
 class TenantSignup(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Acme Ltd",
+                    "slug": "acme",
+                    "owner": {"email": "owner@acme.example", "password": "correct horse 42"},
+                }
+            ]
+        },
+    )
     name: Annotated[Text, Field(min_length=1, max_length=200)]
     slug: Annotated[str, Field(pattern=r"^[a-z0-9-]{3,40}$", examples=["acme"])]
     owner: OwnerCreate

@@ -1,0 +1,230 @@
+"""The OpenAPI document, made to say exactly what the server does.
+
+FastAPI generates the operations from the routes; this module then states what the edge adds to
+every operation and FastAPI cannot see: problem+json (the `Problem` schema) on every error
+status, the statuses the edge itself can answer (400 malformed routing headers, 408/413 bodies,
+500, 503 the door), every response header, the request headers a route enforces although it
+reads them as optional (to answer 428 rather than 422), and the public operations' empty
+security. One table per concern, below; tests/api/test_openapi.py keeps it true.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+PROBLEM = "application/problem+json"
+_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+
+
+def operation_id(route: APIRoute) -> str:
+    """`create_product`, `get_order`: the route function's name (unique, checked by a test)."""
+    return route.name
+
+
+TAGS = [
+    {"name": "catalog", "description": "Products and their stock."},
+    {"name": "orders", "description": "Idempotent order placement, reads and cancellation."},
+    {"name": "identity", "description": "Log-in, tokens, users and API keys."},
+    {"name": "reports", "description": "Read models fed by events (they trail the orders)."},
+    {"name": "features", "description": "Feature flags as evaluated for the caller's tenant."},
+    {"name": "tenants", "description": "Self-service sign-up."},
+    {"name": "webhooks", "description": "The tenant's webhook signing secret."},
+    {"name": "ops", "description": "Health probes (public) and operator endpoints (token)."},
+]
+
+_HEADERS_SCHEMA_TOKEN = {
+    "type": "string",
+    "pattern": "^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$",
+    "example": "0/3000060",
+}
+
+# name -> (schema, description); referenced from components.headers.
+_HEADERS: dict[str, tuple[dict[str, Any], str]] = {
+    "X-Request-ID": (
+        {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
+        "The request's id: the caller's own `X-Request-ID` when it is valid, else a new one."
+        " Quote it when reporting a problem; every log line of the request carries it.",
+    ),
+    "ETag": (
+        {"type": "string", "pattern": '^"[0-9]+"$', "example": '"3"'},
+        "The representation's version; send it as `If-Match` to update, `If-None-Match` to"
+        " revalidate.",
+    ),
+    "Location": ({"type": "string", "format": "uri-reference"}, "The created resource."),
+    "X-Consistency-Token": (
+        _HEADERS_SCHEMA_TOKEN,
+        "Set when the request committed: send it back as `X-Consistency-Token` on reads to be"
+        " served by a database server that has applied this write.",
+    ),
+    "Retry-After": (
+        {"type": "integer", "minimum": 0},
+        "Seconds to wait before retrying.",
+    ),
+    "Idempotent-Replayed": (
+        {"type": "string", "enum": ["true"]},
+        "Present when this is the stored answer to an earlier request with the same"
+        " `Idempotency-Key`.",
+    ),
+    "RateLimit": (
+        {"type": "string", "example": '"tenant";r=97;t=42'},
+        "Remaining quota per policy (IETF draft-ietf-httpapi-ratelimit-headers), when rate"
+        " limits are enabled.",
+    ),
+    "RateLimit-Policy": (
+        {"type": "string", "example": '"tenant";q=100;w=60'},
+        "The quotas this request was counted on, when rate limits are enabled.",
+    ),
+    "WWW-Authenticate": (
+        {"type": "string"},
+        "The credentials this API accepts.",
+    ),
+}
+
+# (header, required) that specific operations send, by status ("2xx": every success).
+_OPERATION_HEADERS: dict[str, dict[str, list[tuple[str, bool]]]] = {
+    "create_product": {"201": [("ETag", True), ("Location", True)]},
+    "get_product": {"200": [("ETag", True)], "304": [("ETag", True)]},
+    "update_product": {"200": [("ETag", True)]},
+    "adjust_stock": {"201": [("ETag", True)]},
+    "place_order": {
+        "201": [("Location", True), ("Idempotent-Replayed", False)],
+        "402": [("Idempotent-Replayed", False)],
+        "409": [("Idempotent-Replayed", False)],
+        "422": [("Idempotent-Replayed", False)],
+    },
+    "create_user": {"201": [("Location", True)]},
+    "create_api_key": {"201": [("Location", True)]},
+    "rotate_api_key": {"201": [("Location", True)]},
+    "sign_up": {"201": [("Location", True)]},
+}
+
+# Request headers a route reads as optional (so a missing one is its own 428/400, not a 422)
+# but always requires.
+_REQUIRED_REQUEST_HEADERS = {
+    "place_order": {"Idempotency-Key"},
+    "update_product": {"If-Match"},
+}
+
+# Header parameters in their canonical spelling (FastAPI declares them lower-case).
+_CANONICAL = {
+    "if-match": "If-Match",
+    "if-none-match": "If-None-Match",
+    "idempotency-key": "Idempotency-Key",
+}
+
+# Read-routing headers, which the edge middleware reads on every request (no per-route cost):
+# declared on every tenant read.
+READ_HEADERS = [
+    {
+        "name": "X-Consistency-Token",
+        "in": "header",
+        "required": False,
+        "description": "Read your writes: the token a write returned; the read is served by a"
+        " database server that has applied it (400 `consistency.invalid_token` when malformed).",
+        "schema": _HEADERS_SCHEMA_TOKEN,
+    },
+    {
+        "name": "X-Read-Consistency",
+        "in": "header",
+        "required": False,
+        "description": "`strong` reads from the primary (400 `consistency.invalid_mode` for any"
+        " other value).",
+        "schema": {"type": "string", "enum": ["strong"]},
+    },
+]
+
+# Operations anyone may call (no credential): declared with an empty security requirement.
+PUBLIC = {"login", "refresh_token", "logout", "sign_up", "get_liveness", "get_readiness"}
+
+# Paths the door does not gate (app/http/middleware.py _UNGATED): no 503 server.busy there.
+_UNGATED = ("/health/", "/ops/", "/metrics")
+_WRITES = {"post", "put", "patch", "delete"}
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Replace `app.openapi` by FastAPI's document refined as above, built once."""
+    generate: Callable[[], dict[str, Any]] = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = refine(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def refine(document: dict[str, Any]) -> dict[str, Any]:
+    components = document.setdefault("components", {})
+    components["headers"] = {
+        name: {"description": description, "schema": schema}
+        for name, (schema, description) in _HEADERS.items()
+    }
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            _refine_operation(path, method, operation)
+    schemas = components.get("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    return document
+
+
+def _refine_operation(path: str, method: str, operation: dict[str, Any]) -> None:
+    name = operation["operationId"]
+    public = name in PUBLIC
+    if public:
+        operation["security"] = []
+    tenant_scoped = bool(operation.get("security")) and not path.startswith(_UNGATED)
+    if tenant_scoped and method == "get":
+        operation.setdefault("parameters", []).extend(dict(header) for header in READ_HEADERS)
+    for parameter in operation.get("parameters", ()):
+        if parameter["in"] == "header":
+            parameter["name"] = _CANONICAL.get(parameter["name"], parameter["name"])
+            if parameter["name"] in _REQUIRED_REQUEST_HEADERS.get(name, ()):
+                parameter["required"] = True
+    responses = operation["responses"]
+    edge = {400: "routing headers", 500: "unexpected"}
+    if "requestBody" in operation:
+        edge |= {408: "body timeout", 413: "body too large"}
+    if not path.startswith(_UNGATED):
+        edge[503] = "server busy"
+    for status in edge:
+        responses.setdefault(str(status), {})
+    for status, response in responses.items():
+        code = int(status)
+        headers = response.setdefault("headers", {})
+        headers["X-Request-ID"] = _header("X-Request-ID", required=True)
+        if code >= 400 and not (path.startswith("/health/") and code == 503):
+            response["description"] = _describe(code, response.get("description"))
+            response["content"] = {PROBLEM: {"schema": _PROBLEM_REF}}
+            if code in (429, 503):
+                headers["Retry-After"] = _header("Retry-After", required=True)
+            if code == 401:
+                headers["WWW-Authenticate"] = _header("WWW-Authenticate", required=True)
+        if 200 <= code < 300 and method in _WRITES and not public:
+            headers["X-Consistency-Token"] = _header("X-Consistency-Token", required=False)
+        if tenant_scoped and code not in (401, 500):
+            for limit in ("RateLimit", "RateLimit-Policy"):
+                headers[limit] = _header(limit, required=False)
+        for header, required in _OPERATION_HEADERS.get(name, {}).get(status, ()):
+            headers[header] = _header(header, required=required)
+
+
+def _header(name: str, *, required: bool) -> dict[str, Any]:
+    reference: dict[str, Any] = {"$ref": f"#/components/headers/{name}"}
+    if not required:
+        return reference
+    # A reference cannot carry `required`: a required header is written out in full.
+    schema, description = _HEADERS[name]
+    return {"description": description, "required": True, "schema": schema}
+
+
+def _describe(status: int, current: str | None) -> str:
+    phrase = HTTPStatus(status).phrase
+    if current and current not in ("Validation Error", "Successful Response", phrase):
+        return current
+    return f"{phrase} (problem+json: see `code`)"
