@@ -51,7 +51,7 @@ _HEADERS: dict[str, tuple[dict[str, Any], str]] = {
         " Quote it when reporting a problem; every log line of the request carries it.",
     ),
     "ETag": (
-        {"type": "string", "pattern": '^"[0-9]+"$', "example": '"3"'},
+        {"type": "string", "pattern": '^"v[0-9]+"$', "example": '"v3"'},
         "The representation's version; send it as `If-Match` to update, `If-None-Match` to"
         " revalidate.",
     ),
