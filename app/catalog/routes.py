@@ -85,7 +85,9 @@ async def list_products(
 async def get_product(
     product_id: uuid.UUID,
     principal: CatalogReader,
-    if_none_match: Annotated[str | None, Header()] = None,
+    if_none_match: Annotated[
+        str | None, Header(description="An ETag you hold: 304 while it is still current.")
+    ] = None,
     service: CatalogService = Provide["catalog_service"],
 ) -> Response:
     product = await service.get(principal.tenant_id, product_id)
@@ -106,7 +108,13 @@ async def update_product(
     body: ProductUpdate,
     principal: CatalogWriter,
     response: Response,
-    if_match: Annotated[str | None, Header()] = None,
+    if_match: Annotated[
+        str | None,
+        Header(
+            description="Required: the ETag you read (428 without it, 412 when the product has"
+            " changed since)."
+        ),
+    ] = None,
     service: CatalogService = Provide["catalog_service"],
 ) -> ProductRead:
     accepted = required_versions(if_match)

@@ -134,9 +134,11 @@ READ_HEADERS = [
         "required": False,
         "description": "`strong` reads from the primary (400 `consistency.invalid_mode` for any"
         " other value).",
-        "schema": {"type": "string", "enum": ["strong"]},
+        "schema": {"$ref": "#/components/schemas/ReadConsistency"},
     },
 ]
+# One named enum, so generated clients get one `ReadConsistency` type, not one per operation.
+_READ_CONSISTENCY = {"type": "string", "enum": ["strong"], "title": "ReadConsistency"}
 
 # Operations anyone may call (no credential): declared with an empty security requirement.
 PUBLIC = {"login", "refresh_token", "logout", "sign_up", "get_liveness", "get_readiness"}
@@ -167,7 +169,8 @@ def refine(document: dict[str, Any]) -> dict[str, Any]:
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             _refine_operation(path, method, operation)
-    schemas = components.get("schemas", {})
+    schemas = components.setdefault("schemas", {})
+    schemas["ReadConsistency"] = _READ_CONSISTENCY
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
     return document
@@ -186,6 +189,7 @@ def _refine_operation(path: str, method: str, operation: dict[str, Any]) -> None
             parameter["name"] = _CANONICAL.get(parameter["name"], parameter["name"])
             if parameter["name"] in _REQUIRED_REQUEST_HEADERS.get(name, ()):
                 parameter["required"] = True
+                parameter["schema"] = _not_null(parameter["schema"])
     responses = operation["responses"]
     edge = {400: "routing headers", 500: "unexpected"}
     if "requestBody" in operation:
@@ -212,6 +216,15 @@ def _refine_operation(path: str, method: str, operation: dict[str, Any]) -> None
                 headers[limit] = _header(limit, required=False)
         for header, required in _OPERATION_HEADERS.get(name, {}).get(status, ()):
             headers[header] = _header(header, required=required)
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """`anyOf: [X, null]` (FastAPI's optional parameter) -> X, for a header that is required."""
+    options = [option for option in schema.get("anyOf", ()) if option != {"type": "null"}]
+    if len(options) != 1:
+        return schema
+    rest = {key: value for key, value in schema.items() if key != "anyOf"}
+    return {**options[0], **rest}
 
 
 def _header(name: str, *, required: bool) -> dict[str, Any]:

@@ -94,7 +94,9 @@ async def test_enforced_request_headers_are_required(harness: Harness) -> None:
     assert any(p["name"] == "If-Match" and p["required"] for p in patch)
     listing = spec["paths"]["/v1/orders"]["get"]["parameters"]
     mode = next(p for p in listing if p["name"] == "X-Read-Consistency")
-    assert mode["schema"]["enum"] == ["strong"]
+    assert mode["schema"] == {"$ref": "#/components/schemas/ReadConsistency"}
+    assert spec["components"]["schemas"]["ReadConsistency"]["enum"] == ["strong"]
+    assert place[0]["schema"]["type"] == "string"  # not "string or null"
 
 
 async def test_security_is_declared_everywhere(harness: Harness) -> None:

@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
@@ -28,37 +25,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from app.devcluster import LocalCluster
-from app.identity.keys import hash_secret, new_secret
-from app.identity.permissions import SCOPES
 from tests.conftest import OPERATOR_TOKEN
-from tests.served_app import serve_cli
-
-
-@pytest.fixture(scope="session")
-def served(cluster: LocalCluster) -> Iterator[str]:
-    with serve_cli(cluster) as base:
-        yield base
-
-
-@pytest.fixture
-def api_key(cluster: LocalCluster) -> str:
-    """A tenant with a full-scope key and a product, inserted directly (fast, per test)."""
-    secret = new_secret()
-    digest = hash_secret(secret).hex()
-    scopes = ", ".join(f"'{scope}'" for scope in sorted(SCOPES))
-    tenant = uuid.uuid4()
-    cluster.psql(
-        "primary",
-        f"INSERT INTO tenants (id, slug, name) VALUES ('{tenant}', 'fuzz', 'Fuzz');"
-        "INSERT INTO api_keys (id, tenant_id, name, prefix, secret_hash, scopes) VALUES"
-        f" (gen_random_uuid(), '{tenant}', 'fuzz', 'sf_live_fuzz', '\\x{digest}',"
-        f" ARRAY[{scopes}]);"
-        "INSERT INTO products (id, tenant_id, sku, name, price_amount, price_currency, stock)"
-        f" VALUES (gen_random_uuid(), '{tenant}', 'FUZZ-1', 'Fuzz', 100, 'EUR', 5)",
-    )
-    return secret
-
 
 CHECKS = [
     not_a_server_error,
