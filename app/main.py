@@ -75,7 +75,14 @@ def create_app(container: Any) -> FastAPI:
         redoc_url=None,
         generate_unique_id_function=operation_id,
         openapi_tags=TAGS,
-        servers=[{"url": "/", "description": "The server that serves this document."}],
+        servers=[
+            {
+                "url": "/",
+                "description": "The server that serves this document (local, staging or"
+                " production alike).",
+                "x-internal": False,
+            }
+        ],
         contact={"name": "Storefront maintainers", "email": "api@storefront.dev"},
     )
     install_openapi(app)

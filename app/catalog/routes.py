@@ -46,6 +46,7 @@ async def create_product(
     response: Response,
     service: CatalogService = Provide["catalog_service"],
 ) -> ProductRead:
+    """Create a product (SKU unique per tenant: 409 `catalog.sku_taken`); returns its ETag."""
     product = await service.create(
         principal.tenant_id,
         body.sku,
@@ -72,6 +73,7 @@ async def list_products(
     q: Annotated[Text | None, Query(min_length=1, max_length=100)] = None,
     service: CatalogService = Provide["catalog_service"],
 ) -> Response:
+    """Products, oldest first, one page at a time; `q` matches SKU or name."""
     page = await service.list(principal.tenant_id, limit, cursor, q)
     return json_response(Page[ProductRead].of(page, ProductRead.of))
 
@@ -86,10 +88,12 @@ async def get_product(
     product_id: uuid.UUID,
     principal: CatalogReader,
     if_none_match: Annotated[
-        str | None, Header(description="An ETag you hold: 304 while it is still current.")
+        str | None,
+        Header(description="An ETag you hold: 304 while it is still current."),
     ] = None,
     service: CatalogService = Provide["catalog_service"],
 ) -> Response:
+    """One product with its ETag; `If-None-Match` with a current ETag gives 304."""
     product = await service.get(principal.tenant_id, product_id)
     tag = etag(product.version)
     if not_modified(if_none_match, product.version):
@@ -112,11 +116,12 @@ async def update_product(
         str | None,
         Header(
             description="Required: the ETag you read (428 without it, 412 when the product has"
-            " changed since)."
+            " changed since).",
         ),
     ] = None,
     service: CatalogService = Provide["catalog_service"],
 ) -> ProductRead:
+    """Change some fields of a product; `If-Match` must carry the ETag you read."""
     accepted = required_versions(if_match)
     fields = body.model_fields_set
     changes = ProductChanges(
@@ -145,6 +150,7 @@ async def adjust_stock(
     response: Response,
     service: CatalogService = Provide["catalog_service"],
 ) -> StockAdjustmentRead:
+    """Add or remove stock with a reason (never below zero: 409 `inventory.insufficient`)."""
     result = await service.adjust_stock(principal.tenant_id, product_id, body.delta, body.reason)
     response.headers["ETag"] = etag(result.product.version)
     return StockAdjustmentRead.of(result)

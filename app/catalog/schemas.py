@@ -14,7 +14,10 @@ from app.catalog.repository import ProductRecord
 from app.catalog.service import StockAdjustmentResult
 from app.http.schemas import MoneyIn, MoneyOut, Strict, Text
 
-Sku = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", examples=["TSHIRT-M"])]
+Sku = Annotated[
+    str,
+    Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", max_length=64, examples=["TSHIRT-M"]),
+]
 Name = Annotated[Text, Field(min_length=1, max_length=200)]
 Description = Annotated[Text, Field(max_length=5000)]
 

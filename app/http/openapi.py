@@ -39,6 +39,7 @@ TAGS = [
 
 _HEADERS_SCHEMA_TOKEN = {
     "type": "string",
+    "maxLength": 17,
     "pattern": "^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$",
     "example": "0/3000060",
 }
@@ -46,7 +47,7 @@ _HEADERS_SCHEMA_TOKEN = {
 # name -> (schema, description); referenced from components.headers.
 _HEADERS: dict[str, tuple[dict[str, Any], str]] = {
     "X-Request-ID": (
-        {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
+        {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$", "maxLength": 128},
         "The request's id: the caller's own `X-Request-ID` when it is valid, else a new one."
         " Quote it when reporting a problem; every log line of the request carries it.",
     ),
@@ -73,7 +74,8 @@ _HEADERS: dict[str, tuple[dict[str, Any], str]] = {
     "RateLimit": (
         {"type": "string", "example": '"tenant";r=97;t=42'},
         "Remaining quota per policy (IETF draft-ietf-httpapi-ratelimit-headers), when rate"
-        " limits are enabled.",
+        " limits are enabled and the request was counted (a bad credential is refused before"
+        " its tenant's quota is counted).",
     ),
     "RateLimit-Policy": (
         {"type": "string", "example": '"tenant";q=100;w=60'},
@@ -143,6 +145,9 @@ _READ_CONSISTENCY = {"type": "string", "enum": ["strong"], "title": "ReadConsist
 # Operations anyone may call (no credential): declared with an empty security requirement.
 PUBLIC = {"login", "refresh_token", "logout", "sign_up", "get_liveness", "get_readiness"}
 
+# Public operations counted per client address (app/http/ratelimit.py limited_by_address).
+_LIMITED_BY_ADDRESS = {"login", "refresh_token", "logout", "sign_up"}
+
 # Paths the door does not gate (app/http/middleware.py _UNGATED): no 503 server.busy there.
 _UNGATED = ("/health/", "/ops/", "/metrics")
 _WRITES = {"post", "put", "patch", "delete"}
@@ -162,10 +167,6 @@ def install_openapi(app: FastAPI) -> None:
 
 def refine(document: dict[str, Any]) -> dict[str, Any]:
     components = document.setdefault("components", {})
-    components["headers"] = {
-        name: {"description": description, "schema": schema}
-        for name, (schema, description) in _HEADERS.items()
-    }
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             _refine_operation(path, method, operation)
@@ -173,6 +174,7 @@ def refine(document: dict[str, Any]) -> dict[str, Any]:
     schemas["ReadConsistency"] = _READ_CONSISTENCY
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
+    _formats(document)
     return document
 
 
@@ -182,14 +184,16 @@ def _refine_operation(path: str, method: str, operation: dict[str, Any]) -> None
     if public:
         operation["security"] = []
     tenant_scoped = bool(operation.get("security")) and not path.startswith(_UNGATED)
+    counted = tenant_scoped or name in _LIMITED_BY_ADDRESS
     if tenant_scoped and method == "get":
         operation.setdefault("parameters", []).extend(dict(header) for header in READ_HEADERS)
     for parameter in operation.get("parameters", ()):
+        # A query parameter or header is absent or a string: never null.
+        parameter["schema"] = _not_null(parameter["schema"])
         if parameter["in"] == "header":
             parameter["name"] = _CANONICAL.get(parameter["name"], parameter["name"])
             if parameter["name"] in _REQUIRED_REQUEST_HEADERS.get(name, ()):
                 parameter["required"] = True
-                parameter["schema"] = _not_null(parameter["schema"])
     responses = operation["responses"]
     edge = {400: "routing headers", 500: "unexpected"}
     if "requestBody" in operation:
@@ -209,9 +213,9 @@ def _refine_operation(path: str, method: str, operation: dict[str, Any]) -> None
                 headers["Retry-After"] = _header("Retry-After", required=True)
             if code == 401:
                 headers["WWW-Authenticate"] = _header("WWW-Authenticate", required=True)
-        if 200 <= code < 300 and method in _WRITES and not public:
+        if 200 <= code < 300 and method in _WRITES:
             headers["X-Consistency-Token"] = _header("X-Consistency-Token", required=False)
-        if tenant_scoped and code not in (401, 500):
+        if counted and code != 500:
             for limit in ("RateLimit", "RateLimit-Policy"):
                 headers[limit] = _header(limit, required=False)
         for header, required in _OPERATION_HEADERS.get(name, {}).get(status, ()):
@@ -228,12 +232,27 @@ def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _header(name: str, *, required: bool) -> dict[str, Any]:
-    reference: dict[str, Any] = {"$ref": f"#/components/headers/{name}"}
-    if not required:
-        return reference
-    # A reference cannot carry `required`: a required header is written out in full.
+    # Written out, not referenced: an OpenAPI 3.1 reference cannot carry `required`.
     schema, description = _HEADERS[name]
-    return {"description": description, "required": True, "schema": schema}
+    return {"description": description, "required": required, "schema": schema}
+
+
+_FORMAT_LENGTHS = {"uuid": 36, "date": 10}
+
+
+def _formats(node: Any) -> None:
+    """Every integer this API reads or writes fits PostgreSQL's bigint: say `int64`, so that
+    generated clients pick a wide enough type. A UUID or a date has a length: say it."""
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            node.setdefault("format", "int64")
+        elif node.get("type") == "string" and node.get("format") in _FORMAT_LENGTHS:
+            node.setdefault("maxLength", _FORMAT_LENGTHS[node["format"]])
+        for value in node.values():
+            _formats(value)
+    elif isinstance(node, list):
+        for value in node:
+            _formats(value)
 
 
 def _describe(status: int, current: str | None) -> str:

@@ -20,6 +20,7 @@ router = APIRouter(tags=["ops"])
 
 @router.get("/health/live", response_model=Liveness)
 async def get_liveness() -> Liveness:
+    """The process is up (no dependency is checked)."""
     return Liveness(status="live")
 
 
@@ -30,6 +31,7 @@ async def get_liveness() -> Liveness:
 )
 @inject
 async def get_readiness(ops: OpsService = Provide["ops_service"]) -> JSONResponse:
+    """Ready for traffic: the primary answers and the door has room (503 otherwise)."""
     readiness = await ops.readiness()
     body = Readiness.model_validate(readiness.detail).model_dump(mode="json", exclude_none=True)
     return JSONResponse(body, status_code=200 if readiness.ready else 503)
@@ -43,6 +45,7 @@ async def get_readiness(ops: OpsService = Provide["ops_service"]) -> JSONRespons
 )
 @inject
 async def get_database_status(ops: OpsService = Provide["ops_service"]) -> DatabaseStatus:
+    """Pools, replicas, routing and breakers as this process sees them."""
     return DatabaseStatus.model_validate(ops.database_status())
 
 
@@ -69,4 +72,5 @@ async def get_tenant_status(
 )
 @inject
 async def get_metrics(metrics: Metrics = Provide["metrics"]) -> Response:
+    """Prometheus metrics of this process (text exposition format)."""
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -52,7 +52,9 @@ class MoneyIn(Strict):
     amount: Annotated[
         int, Field(strict=True, ge=0, le=10**12, description="Integer minor units (cents).")
     ]
-    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code.")]
+    currency: Annotated[
+        str, Field(pattern=r"^[A-Z]{3}$", max_length=3, description="ISO 4217 code.")
+    ]
 
     def to_money(self) -> Money:
         return Money(self.amount, self.currency)

@@ -30,7 +30,12 @@ from app.settings import Settings
 # Declared as security schemes so /docs offers "Authorize" with either credential.
 _API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="sf_live_... secret")
 _BEARER = OAuth2PasswordBearer(
-    tokenUrl="/v1/auth/token", auto_error=False, description="Access token from /v1/auth/token"
+    tokenUrl="/v1/auth/token",
+    refreshUrl="/v1/auth/refresh",
+    auto_error=False,
+    description="Access token (a JWT, issued and checked per RFC8725: explicit algorithms,"
+    " `exp`, `iss` and `aud` always verified, short-lived with rotating refresh tokens) from"
+    " /v1/auth/token.",
 )
 _OPERATOR = HTTPBearer(
     scheme_name="OperatorToken",

@@ -64,11 +64,12 @@ async def login(
     response: Response,
     username: Annotated[Text, Form(min_length=1, max_length=254, description="The email.")],
     password: Annotated[Text, Form(min_length=1, max_length=128)],
-    grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
+    grant_type: Annotated[str | None, Form(pattern="^password$", max_length=8)] = None,
     tenant: Annotated[
         str | None,
         Form(
             pattern=r"^[a-z0-9-]{3,40}$",
+            max_length=40,
             description="The tenant's slug (emails are unique per tenant). Without it the"
             " email's two oldest accounts are tried and the password picks one; a third or"
             " later account of the same email, or two with the same password, must name"
@@ -121,6 +122,7 @@ async def get_me(
     tenants: TenantService = Provide["tenant_service"],
     users: UserService = Provide["user_service"],
 ) -> MeRead:
+    """Who is calling: the user or API key, its tenant, role or scopes, and permissions."""
     tenant = await tenants.get(principal.tenant_id)
     user = await users.get(principal.tenant_id, principal.id) if principal.kind == "user" else None
     return MeRead(
@@ -142,6 +144,7 @@ async def list_users(
     cursor: Cursor = None,
     service: UserService = Provide["user_service"],
 ) -> Page[UserRead]:
+    """The tenant's users, one page at a time."""
     return Page[UserRead].of(await service.list(principal.tenant_id, limit, cursor), UserRead.of)
 
 
@@ -193,6 +196,7 @@ async def update_user(
 async def delete_user(
     user_id: uuid.UUID, principal: UsersManager, service: UserService = Provide["user_service"]
 ) -> None:
+    """Delete a user; their sessions end at once (the last owner cannot be deleted: 409)."""
     await service.delete(principal, user_id)
 
 

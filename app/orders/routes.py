@@ -76,6 +76,7 @@ async def list_orders(
     cursor: Cursor = None,
     service: OrderService = Provide["order_service"],
 ) -> Page[OrderRead]:
+    """The tenant's orders, oldest first, one page at a time."""
     return Page[OrderRead].of(await service.list(principal.tenant_id, limit, cursor), OrderRead.of)
 
 
@@ -84,6 +85,7 @@ async def list_orders(
 async def get_order(
     order_id: uuid.UUID, principal: OrdersReader, service: OrderService = Provide["order_service"]
 ) -> OrderRead:
+    """One order with its lines and status."""
     return OrderRead.of(await service.get(principal.tenant_id, order_id))
 
 

@@ -29,7 +29,7 @@ class TenantSignup(Strict):
         },
     )
     name: Annotated[Text, Field(min_length=1, max_length=200)]
-    slug: Annotated[str, Field(pattern=r"^[a-z0-9-]{3,40}$", examples=["acme"])]
+    slug: Annotated[str, Field(pattern=r"^[a-z0-9-]{3,40}$", max_length=40, examples=["acme"])]
     owner: OwnerCreate
 
 

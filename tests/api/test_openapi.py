@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -166,8 +167,12 @@ def _documented(spec: dict[str, Any], path: str, method: str, status: int) -> se
 
 
 async def test_every_header_a_response_carries_is_documented(
-    harness: Harness, acme_orders: dict[str, Any]
+    make_harness: Callable[..., Any],
 ) -> None:
+    # Rate limits on, so the RateLimit headers are there to be checked too.
+    harness: Harness = await make_harness(rate_limits={"enabled": True})
+    scopes = ("catalog:read", "catalog:write", "orders:read", "orders:write")
+    _, secret = await harness.tenant_with_key("acme", scopes=scopes)
     spec = await _spec(harness)
     client = harness.client
     seen: list[tuple[str, str, httpx.Response]] = []
@@ -176,6 +181,16 @@ async def test_every_header_a_response_carries_is_documented(
         response = await client.request(method.upper(), url, **kwargs)
         seen.append((path, method, response))
         return response
+
+    # Public operations, counted per client address.
+    login = {"username": "nobody@example.com", "password": "wrong password"}
+    await call("/v1/auth/token", "post", "/v1/auth/token", data=login)
+    await call("/v1/auth/refresh", "post", "/v1/auth/refresh", json={"refresh_token": "x"})
+    signup = {"slug": f"oas-{uuid.uuid4().hex[:8]}", "name": "OAS"}
+    signup["owner"] = {"email": "owner@oas.example", "password": "a long enough passphrase"}
+    assert (await call("/v1/tenants", "post", "/v1/tenants", json=signup)).status_code == 201
+    await call("/health/live", "get", "/health/live")
+    client.headers["X-API-Key"] = secret
 
     body = {"sku": f"OAS-{uuid.uuid4().hex[:8]}", "name": "x", "stock": 5}
     body["price"] = {"amount": 100, "currency": "EUR"}
@@ -199,6 +214,7 @@ async def test_every_header_a_response_carries_is_documented(
     assert replay.headers["idempotent-replayed"] == "true"
     await call("/v1/orders", "get", "/v1/orders", headers={"X-Read-Consistency": "nope"})
     await call("/v1/me", "get", "/v1/me", headers={"X-API-Key": "sf_live_wrong"})
+    assert any("ratelimit" in response.headers for _, _, response in seen)
     for path, method, response in seen:
         ours = {name for name in response.headers if name.lower() not in _TRANSPORT}
         missing = ours - _documented(spec, path, method, response.status_code)
