@@ -99,6 +99,18 @@ class LoginThrottle:
             await self._limiter.count(self._account_key(account), self._per_account)
         await self._limiter.count(ip, self._per_ip)
 
+    @property
+    def shared(self) -> bool:
+        """True when the counts live in Redis, so any process (the CLI) can clear them."""
+        return self._limiter.shared
+
+    async def clear(self, accounts: Iterable[str], ips: Iterable[str]) -> None:
+        """An operator's unlock: these accounts' and client addresses' failures are forgotten."""
+        for account in accounts:
+            await self._limiter.clear(self._account_key(account), self._per_account)
+        for ip in ips:
+            await self._limiter.clear(ip, self._per_ip)
+
     async def succeeded(self, account: str) -> None:
         """A correct password: the account starts afresh (the other candidates of a tenant-less
         login keep their failures: a success on one's own account clears nobody else's)."""
