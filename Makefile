@@ -14,8 +14,8 @@ install: $(UV)
 
 run: install
 	$(SF) dev up
-	set -a && . .local/dev.env && set +a && $(SF) migrate && $(SF) dev seed
-	set -a && . .local/dev.env && set +a && $(SF) serve --host 127.0.0.1 --port $(PORT)
+	$(SF) migrate && $(SF) dev seed  # the dev env reads .local/dev.env by itself
+	$(SF) serve --host 127.0.0.1 --port $(PORT)
 
 lint: install
 	.venv/bin/ruff check .

@@ -1,6 +1,9 @@
 """`storefront` command: serve, migrate, config, dev cluster, tenants, users, API keys, auth.
 
-Every command reads the same settings as the server and exits non-zero with a one-line reason.
+Every command reads the same settings as the server (in the `dev` env also `.local/dev.env`,
+so after `make run` no file needs sourcing). A failure is one line on stderr, `error: ...`, and
+exit 1 (usage errors exit 2); `storefront --debug ...` shows the traceback and the log instead.
+One-shot commands write no log unless `--debug`: their outcome is what they print.
 """
 
 from __future__ import annotations
@@ -9,25 +12,32 @@ import asyncio
 import json
 import os
 import secrets
+import socket
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
-from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError  # typer's click
 
 from app.core.errors import DomainError
+from app.db.errors import connect_failure
 from app.devcluster import ClusterError, LocalCluster
 from app.identity.permissions import Role, render_markdown
 from app.identity.tokens import generate_signing_key
 from app.logging import configure_logging
-from app.settings import Settings, describe_error, load_settings
+from app.settings import Settings, describe_error, load_settings, local_dir
 
 T = TypeVar("T")
-LOCAL = Path(os.environ.get("STOREFRONT_LOCAL_DIR", ".local"))
+LOCAL = local_dir()
 
-cli = typer.Typer(help="Storefront: multi-tenant commerce backend.", no_args_is_help=True)
+cli = typer.Typer(
+    help="Storefront: multi-tenant commerce backend.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,  # failures are one line (main()); --debug re-raises
+)
 config_cli = typer.Typer(help="Effective configuration.", no_args_is_help=True)
 dev_cli = typer.Typer(
     help="Local PostgreSQL primary + replica under .local/.", no_args_is_help=True
@@ -54,9 +64,50 @@ cli.add_typer(flags_cli, name="flags")
 cli.add_typer(secrets_cli, name="secrets")
 
 
-def fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
+class _Options:
+    debug = False  # set by the global --debug option
+
+
+@cli.callback()
+def _global_options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="On failure show the traceback and the log.")
+    ] = False,
+) -> None:
+    _Options.debug = debug
+
+
+def fail(message: str) -> NoReturn:
+    raise typer.Exit(_report(message, 1))
+
+
+def _one_line(text: str) -> str:
+    return "; ".join(line.strip() for line in text.strip().splitlines() if line.strip())
+
+
+def describe_failure(error: BaseException) -> str:
+    """The one line a failed command prints (after `error: `)."""
+    unreachable = connect_failure(error)
+    if unreachable is not None:
+        return f"cannot connect to the database: {unreachable}"
+    if isinstance(error, DomainError):
+        return f"{error.code}: {error.detail}"
+    if isinstance(error, ValidationError):
+        return describe_error(error)
+    if isinstance(error, OSError | ClusterError):
+        return str(error) or type(error).__name__
+    text = _one_line(str(error))
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _check_listenable(host: str, port: int) -> None:
+    """Fail in one line before serving when the address cannot be bound (uvicorn would start
+    the app, log the bind error and shut it down again)."""
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as error:
+        fail(f"cannot listen on {host}:{port}: {error.strerror or error}")
 
 
 def settings_or_exit() -> Settings:
@@ -68,11 +119,11 @@ def settings_or_exit() -> Settings:
 
 
 @asynccontextmanager
-async def _container() -> AsyncIterator[Any]:
+async def _container(logs: bool) -> AsyncIterator[Any]:
     from containers import Container  # composition root, imported by entry points only
 
     settings = settings_or_exit()
-    configure_logging(settings.logging)
+    configure_logging(settings.logging, silent=not (logs or _Options.debug))
     container: Any = Container()
     container.settings.override(settings)
     # No resources started: a one-shot command needs no health monitor, so its reads go to
@@ -83,20 +134,15 @@ async def _container() -> AsyncIterator[Any]:
         await container.database().close()
 
 
-def run(work: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
-    """Run one async use case against a fresh container; domain errors become one line."""
+def run(work: Callable[[Any], Coroutine[Any, Any, T]], logs: bool = False) -> T:
+    """Run one async use case against a fresh container (`logs`: a long-running command, whose
+    log is its output); a failure becomes one line in main()."""
 
     async def main() -> T:
-        async with _container() as container:
+        async with _container(logs) as container:
             return await work(container)
 
-    try:
-        return asyncio.run(main())
-    except DomainError as error:
-        fail(f"{error.code}: {error.detail}")
-    except (OSError, ClusterError) as error:
-        fail(str(error) or type(error).__name__)
-    raise AssertionError("unreachable")
+    return asyncio.run(main())
 
 
 @cli.command()
@@ -115,6 +161,7 @@ def serve(
     options = uvicorn_options(settings)
     options["host"] = host or options["host"]
     options["port"] = port or options["port"]
+    _check_listenable(options["host"], options["port"])
     uvicorn.run("app.main:asgi", factory=True, **options)
 
 
@@ -130,7 +177,9 @@ def migrate(revision: Annotated[str, typer.Argument()] = "head") -> None:
     try:
         command.upgrade(Config(str(ALEMBIC_INI)), revision)
     except Exception as error:  # alembic and drivers raise many types; report one line
-        fail(f"migration failed: {type(error).__name__}: {error}".splitlines()[0])
+        if _Options.debug:
+            raise
+        fail(f"migration failed: {describe_failure(error)}")
     typer.echo(f"migrated to {revision}")
 
 
@@ -429,9 +478,12 @@ def worker(
     """Outbox relay, event consumers, saga recovery, cleanup (see app/worker.py)."""
     from app.worker import run as run_worker
 
-    report = run(lambda c: run_worker(c, once))
+    report = run(lambda c: run_worker(c, once), logs=not once)
     if report is not None:
         typer.echo(json.dumps(report))
+        failed = [job for job, done in report.items() if done < 0]
+        if failed:
+            fail(f"worker jobs failed: {', '.join(failed)} (--debug: the log says why)")
 
 
 @cli.command("sandbox-gateway")
@@ -444,6 +496,7 @@ def sandbox_gateway(
 
     from app.payments.sandbox import SandboxProvider
 
+    _check_listenable(host, port)
     uvicorn.run(SandboxProvider().app, host=host, port=port, log_level="warning")
 
 
@@ -469,6 +522,39 @@ def users_create(
 def auth_permissions() -> None:
     """Print the permission table (roles and API-key scopes) as Markdown."""
     typer.echo(render_markdown(), nl=False)
+
+
+@auth_cli.command("unlock")
+def auth_unlock(
+    email: Annotated[str | None, typer.Option(help="Its accounts in every tenant.")] = None,
+    address: Annotated[
+        str | None, typer.Option(help="A client IP address (IPv6: its /64).")
+    ] = None,
+    tenant: Annotated[str | None, typer.Option(help="Only the email's account here.")] = None,
+) -> None:
+    """Lift a login lockout (auth.lockout) of an email or a client address now. Needs
+    redis.url: without it each API process counts in its own memory (restart them)."""
+    import ipaddress
+
+    from app.http.client_address import throttle_bucket
+
+    if email is None and address is None:
+        fail("name --email or --address (or both)")
+    if address is not None:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            fail(f"--address must be an IP address, got {address!r}")
+    bucket = None if address is None else throttle_bucket(address)
+    done = run(lambda c: c.auth_service().unlock(email=email, address=bucket, tenant=tenant))
+    if not done.shared:
+        fail(
+            "login failures are counted in each API process's memory (redis.url is unset):"
+            " restarting the API processes clears them"
+        )
+    cleared = [f"{done.accounts} account(s) of {email}"] if email is not None else []
+    cleared += [f"address {bucket}"] if bucket is not None else []
+    typer.echo(f"unlocked {' and '.join(cleared)}")
 
 
 @auth_cli.command("keygen")
@@ -649,8 +735,40 @@ def flags_override(
     typer.echo(_flag_line(flag))
 
 
-def main() -> None:
-    cli(prog_name="storefront")
+def main(args: list[str] | None = None) -> NoReturn:
+    """The `storefront` entry point: every failure is one line on stderr (module docstring)."""
+    raise SystemExit(_invoke(args))
+
+
+def _invoke(args: list[str] | None) -> int:
+    command = typer.main.get_command(cli)
+    try:
+        code = command.main(args, prog_name="storefront", standalone_mode=False)
+    except NoArgsIsHelpError as error:  # typer has printed the help on stdout
+        typer.echo(error.format_message(), nl=False)
+        return _report(f"missing command; {error.ctx.command_path} --help lists them", 2)
+    except UsageError as error:
+        where = f" (see {error.ctx.command_path} --help)" if error.ctx else ""
+        return _report(error.format_message() + where, 2)
+    except ClickException as error:
+        return _report(error.format_message(), error.exit_code)
+    except typer.Abort:
+        return _report("aborted", 1)
+    except Exception as error:
+        if _Options.debug:
+            raise
+        return _report(describe_failure(error), 1)
+    try:
+        sys.stdout.flush()  # a full disk or a closed pipe is a failure too
+    except OSError as error:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # drop what is left
+        return _report(f"cannot write the output: {error.strerror or error}", 1)
+    return int(code or 0)
+
+
+def _report(message: str, code: int) -> int:
+    typer.echo(f"error: {_one_line(message)}", err=True)
+    return code
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ renderer, so an operator's log pipeline sees one format.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import structlog
@@ -14,7 +15,9 @@ import structlog
 from app.settings import LoggingSettings
 
 
-def configure_logging(settings: LoggingSettings) -> None:
+def configure_logging(settings: LoggingSettings, silent: bool = False) -> None:
+    """`silent`: every line goes to the null device (one-shot CLI commands without --debug)."""
+    stream = open(os.devnull, "w") if silent else sys.stderr  # noqa: SIM115 (lives as long as the process)
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
         if settings.json_output
@@ -29,10 +32,10 @@ def configure_logging(settings: LoggingSettings) -> None:
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],

@@ -1,9 +1,10 @@
 """Typed settings: the only module that reads the environment.
 
-Sources, lowest priority first: `config/base.yaml`, `config/<STOREFRONT_ENV>.yaml`, environment
-variables (`STOREFRONT_` prefix, `__` nesting), then files in the secrets directory
-(`STOREFRONT_SECRETS_DIR`, one file per setting named like its env var, e.g.
-`storefront_ops__operator_token`), then init arguments.
+Sources, lowest priority first: `config/base.yaml`, `config/<STOREFRONT_ENV>.yaml`, in the `dev`
+env only `<STOREFRONT_LOCAL_DIR>/dev.env` (default `.local/dev.env` in the working directory,
+written by `storefront dev up`) when it exists, environment variables (`STOREFRONT_` prefix,
+`__` nesting), then files in the secrets directory (`STOREFRONT_SECRETS_DIR`, one file per
+setting named like its env var, e.g. `storefront_ops__operator_token`), then init arguments.
 """
 
 from __future__ import annotations
@@ -18,12 +19,24 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    DotEnvSettingsSource,
     NestedSecretsSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
 CONFIG_DIR = Path(os.environ.get("STOREFRONT_CONFIG_DIR", Path(__file__).parent.parent / "config"))
+
+
+def local_dir() -> Path:
+    """Where the `dev` commands keep the local cluster and its files (`STOREFRONT_LOCAL_DIR`,
+    default `.local`, relative to the working directory like `make run`'s)."""
+    return Path(os.environ.get("STOREFRONT_LOCAL_DIR", ".local"))
+
+
+def dev_env_file() -> Path:
+    """`storefront dev up` writes the local cluster's settings here; the `dev` env reads it."""
+    return local_dir() / "dev.env"
 
 
 class _Section(BaseModel):
@@ -590,7 +603,12 @@ class Settings(BaseSettings):
             sources.append(
                 NestedSecretsSettingsSource(file_secret_settings, secrets_dir=secrets_dir)
             )
-        sources += [env_settings, _YamlFiles(settings_cls, env)]
+        sources.append(env_settings)
+        if env == "dev" and dev_env_file().is_file():
+            # After `make run`, every command finds the local cluster without sourcing the file;
+            # a real environment variable still wins over it.
+            sources.append(DotEnvSettingsSource(settings_cls, env_file=dev_env_file()))
+        sources.append(_YamlFiles(settings_cls, env))
         return tuple(sources)
 
     def masked(self) -> dict[str, Any]:

@@ -11,6 +11,10 @@ import asyncio
 import asyncpg
 from sqlalchemy import exc as sa_exc
 
+# 08: connection exception, 28: no such role or a wrong password, 3D000: no such database,
+# 57P03: cannot connect now, 53300: too many connections: a session could not be opened.
+_CONNECT_SQLSTATES = ("08", "28", "3D000", "57P03", "53300")
+
 # 08: connection exception; 57P01-03: admin/crash shutdown, cannot connect now; 53300: too many
 # connections (the server refuses new sessions).
 _UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
@@ -37,3 +41,36 @@ def is_unavailable(error: BaseException) -> bool:
         state = getattr(error, "sqlstate", "") or ""
         return state.startswith(_UNAVAILABLE_SQLSTATES)
     return False
+
+
+def connect_failure(error: BaseException) -> str | None:
+    """The driver's reason (one line) when `error`, or an error that caused it, says a session
+    could not be opened: the server cannot be reached, or refuses the role or the database.
+    None for anything else (a query's error, a domain error, a pool timeout)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, asyncpg.PostgresError):
+            state = getattr(current, "sqlstate", "") or ""
+            return _first_line(current) if state.startswith(_CONNECT_SQLSTATES) else None
+        if isinstance(current, OSError) and _raised_by_driver(current):
+            return _first_line(current) or "timed out"  # refused, unknown host, timeout
+        orig = current.orig if isinstance(current, sa_exc.DBAPIError) else None
+        current = orig or current.__cause__ or current.__context__
+    return None
+
+
+def _raised_by_driver(error: BaseException) -> bool:
+    """Raised in asyncpg's or SQLAlchemy's code: a connection's, not a file's, OSError."""
+    frame = error.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_globals.get("__name__", "").startswith(("asyncpg.", "sqlalchemy.")):
+            return True
+        frame = frame.tb_next
+    return False
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else ""

@@ -382,6 +382,20 @@ class UserService:
             raise LastOwner("the last owner cannot be demoted or removed; make another owner first")
 
 
+# An email has at most one account per tenant; an unlock reads this many of them at most.
+UNLOCK_MAX_ACCOUNTS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Unlocked:
+    """What `AuthService.unlock` cleared. `shared` False: the counts live in each API
+    process's memory (no `redis.url`), so nothing outside those processes can clear them."""
+
+    shared: bool
+    accounts: int = 0
+    addresses: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class TokenPair:
     access_token: str
@@ -472,6 +486,25 @@ class AuthService:
             pair = await self._issue(uow, found.user_id, found.tenant_id, Role[found.role])
             await uow.commit()
         return pair
+
+    async def unlock(
+        self, email: str | None = None, address: str | None = None, tenant: str | None = None
+    ) -> Unlocked:
+        """Clear the login lockout of an email (its accounts in every tenant, or in `tenant`)
+        and of a client address (as the login counts it: the HTTP edge's throttle bucket)."""
+        if not self._throttle.shared:
+            return Unlocked(shared=False)
+        accounts: list[str] = []
+        if email is not None:
+            email = normalize_email(email)
+            async with self._uow(read_only=True, strong=True) as uow:
+                found = await uow.users.credentials(email, tenant, limit=UNLOCK_MAX_ACCOUNTS)
+            accounts = [f"user:{c.user_id}" for c in found]
+        # A login that matched no account counts on the email and the tenant it named.
+        unknown = [f"email:{email}\0{tenant or ''}"] if email is not None else []
+        addresses = [address] if address is not None else []
+        await self._throttle.clear([*accounts, *unknown], addresses)
+        return Unlocked(shared=True, accounts=len(accounts), addresses=len(addresses))
 
     async def refresh(self, refresh_token: str) -> TokenPair:
         now = self._clock.now()

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 
 from app.core.clock import Clock
 from app.core.errors import TooManyRequests
+from app.ratelimit.errors import StoreUnavailable
 from app.ratelimit.limiter import Quota, RateLimiter
 from app.settings import LockoutSettings
 
@@ -98,6 +99,19 @@ class LoginThrottle:
         for account in accounts:
             await self._limiter.count(self._account_key(account), self._per_account)
         await self._limiter.count(ip, self._per_ip)
+
+    @property
+    def shared(self) -> bool:
+        """True when the counts live in Redis, so any process (the CLI) can clear them."""
+        return self._limiter.shared
+
+    async def clear(self, accounts: Iterable[str], ips: Iterable[str]) -> None:
+        """An operator's unlock: these accounts' and client addresses' failures are forgotten
+        (StoreUnavailable when the store does not answer)."""
+        keys = [(self._account_key(a), self._per_account) for a in accounts]
+        for key, quota in [*keys, *((ip, self._per_ip) for ip in ips)]:
+            if not await self._limiter.clear(key, quota):
+                raise StoreUnavailable("the rate limiter's store (redis.url) is not answering")
 
     async def succeeded(self, account: str) -> None:
         """A correct password: the account starts afresh (the other candidates of a tenant-less

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from app.core.errors import TooManyRequests
+from app.core.errors import ServiceUnavailable, TooManyRequests
 
 if TYPE_CHECKING:
     from app.ratelimit.limiter import Verdict
@@ -24,3 +24,10 @@ class QuotaExceeded(TooManyRequests):
             retry_after=max(v.reset_seconds for v in refused),
         )
         self.verdicts = verdicts
+
+
+class StoreUnavailable(ServiceUnavailable):
+    """An operator's change of the counts (an unlock) could not reach the store."""
+
+    code = "rate_limit.store_unavailable"
+    title = "Rate-limit store unavailable"

@@ -352,13 +352,16 @@ class RateLimiter:
         self._recovered()
         return verdict
 
-    async def clear(self, key: str, quota: Quota) -> None:
+    async def clear(self, key: str, quota: Quota) -> bool:
+        """Forget `key`'s window; False when the store is not answering (nothing cleared)."""
         if self._down_until > self._now():
-            return  # the store is not answering: do not wait a timeout for it
+            return False  # the store is not answering: do not wait a timeout for it
         try:
             await self._strategy.clear(quota.item(), quota.name, key)
         except _STORE_DOWN as error:
             self._store_down(error, quota)
+            return False
+        return True
 
 
 def rate_limit_storage(redis_url: str | None, timeout_seconds: float) -> Storage:
