@@ -57,23 +57,23 @@ class _Assets(StaticFiles):
         return response
 
 
-def _sources(html: str, tag: str) -> str:
-    """'self' and the hash of each inline `tag` (script or style) of the page."""
+def _sources(html: str, tag: str, *also: str) -> str:
+    """'self' and the hash of each inline `tag` (script or style) of the page and of `also`."""
+    bodies = [body for kind, body in _INLINE.findall(html) if kind == tag] + list(also)
     return " ".join(
         ["'self'"]
         + [
-            "'sha256-" + base64.b64encode(hashlib.sha256(body.encode()).digest()).decode() + "'"
-            for kind, body in _INLINE.findall(html)
-            if kind == tag
+            "'sha256-" + base64.b64encode(hashlib.sha256(b.encode()).digest()).decode() + "'"
+            for b in bodies
         ]
     )
 
 
-def _page(page: HTMLResponse, extra: str = "") -> HTMLResponse:
+def _page(page: HTMLResponse, styles: tuple[str, ...] = (), extra: str = "") -> HTMLResponse:
     html = bytes(page.body).decode()
     policy = (
         f"default-src 'none'; script-src {_sources(html, 'script')};"
-        f" style-src {_sources(html, 'style')}; img-src 'self' data:; connect-src 'self';"
+        f" style-src {_sources(html, 'style', *styles)}; img-src 'self' data:; connect-src 'self';"
         f"{extra} frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
     )
     return HTMLResponse(html, headers={"Content-Security-Policy": policy})
@@ -96,10 +96,16 @@ def pages(title: str, openapi_url: str, assets: str) -> dict[str, HTMLResponse]:
         redoc_favicon_url=icon,
         with_google_fonts=False,
     )
-    # ReDoc runs its search index in a Web Worker it builds from a blob: URL: worker-src
-    # allows that and no other worker. Its "API docs by Redocly" logo points at Redocly's CDN:
-    # img-src blocks it, and ReDoc hides the image when it fails to load.
-    return {"/docs": _page(swagger), "/redoc": _page(redoc, extra=" worker-src blob:;")}
+    # ReDoc styles itself with styled-components: an empty <style> element it then fills through
+    # the CSSOM (not subject to the policy), so the empty text's hash is all it needs. The CSS
+    # of its bundled perfect-scrollbar comes as an inline <style> we do not allow (ReDoc renders
+    # the same without it). It runs its search index in a Web Worker built from a blob: URL:
+    # worker-src allows that and no other worker. Its "API docs by Redocly" logo points at
+    # Redocly's CDN: img-src blocks it, and ReDoc hides the image when it fails to load.
+    return {
+        "/docs": _page(swagger),
+        "/redoc": _page(redoc, styles=("",), extra=" worker-src blob:;"),
+    }
 
 
 def install_docs(app: FastAPI) -> None:
