@@ -99,9 +99,10 @@ def pages(title: str, openapi_url: str, assets: str) -> dict[str, HTMLResponse]:
     # ReDoc styles itself with styled-components: an empty <style> element it then fills through
     # the CSSOM (not subject to the policy), so the empty text's hash is all it needs. The CSS
     # of its bundled perfect-scrollbar comes as an inline <style> we do not allow (ReDoc renders
-    # the same without it). It runs its search index in a Web Worker built from a blob: URL:
-    # worker-src allows that and no other worker. Its "API docs by Redocly" logo points at
-    # Redocly's CDN: img-src blocks it, and ReDoc hides the image when it fails to load.
+    # without it; its scrollbars lose their custom look). Its search runs in a Web Worker made
+    # from a blob: URL: worker-src allows that and no other worker. Its "API docs by Redocly"
+    # logo is on Redocly's CDN: img-src blocks it, and ReDoc hides the image when it fails.
+    # tests/integration/test_docs_browser.py lists what the policy blocks, and fails on more.
     return {
         "/docs": _page(swagger),
         "/redoc": _page(redoc, styles=("",), extra=" worker-src blob:;"),
