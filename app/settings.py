@@ -444,7 +444,7 @@ class ServerSettings(_Section):
         " only from them is X-Forwarded-For believed (the client is its right-most address"
         " that is not a trusted proxy). Empty: the peer address is the client.",
     )
-    docs_enabled: bool = Field(True, description="Serve /docs and /openapi.json.")
+    docs_enabled: bool = Field(True, description="Serve /docs, /redoc and /openapi.json.")
 
     @field_validator("trusted_proxies")
     @classmethod
