@@ -11,6 +11,7 @@ from typing import Annotated
 import structlog
 from fastapi import Depends, Header, Request, Security
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
+from pydantic import SecretStr
 
 from app.core.errors import Unauthenticated
 from app.http.client_address import throttle_bucket
@@ -71,7 +72,12 @@ async def require_operator(
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
     settings: Settings = Provide["settings"],
 ) -> None:
-    expected = settings.ops.operator_token
+    check_operator(settings.ops.operator_token, authorization)
+
+
+def check_operator(expected: SecretStr | None, authorization: str | None) -> None:
+    """`Authorization: Bearer <ops.operator_token>`, else Unauthenticated (also when no token
+    is configured). The API's ops routes and the worker's /metrics ask the same."""
     scheme, _, token = (authorization or "").partition(" ")
     if (
         expected is None
