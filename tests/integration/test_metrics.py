@@ -4,6 +4,7 @@ and a real `storefront worker` whose relay counts move when an order is placed."
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import OPERATOR_TOKEN, Harness
 from tests.served_app import free_port, served_env
+from tests.unit.test_alert_rules import alert_rules, dashboard_queries
 
 OPS = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 SHOP = ("catalog:write", "orders:read", "orders:write")
@@ -193,3 +195,21 @@ async def test_the_worker_serves_metrics_whose_relay_counts_move_with_orders(
     assert_process_metrics(api, "api")
     assert value(api, "storefront_orders_total", outcome="placed") == 1
     assert "storefront_outbox_backlog_events" in api
+
+
+METRIC_NAME = re.compile(r"\b(?:storefront|process|python)_[a-z0-9_]+\b")
+
+
+async def test_alert_rules_and_the_dashboard_name_only_metrics_the_processes_export(
+    served_apps: Any, cluster: Any, tmp_path: Path
+) -> None:
+    app = served_apps()
+    with running_worker(cluster, tmp_path) as (url, _):
+        exported = exposed_names(await _scrape(url))
+    async with httpx.AsyncClient(headers=OPS) as client:
+        exported |= exposed_names(parse((await client.get(f"{app.url}/metrics")).text))
+    queries = [rule["expr"] for rule in alert_rules()] + dashboard_queries()
+    for query in queries:
+        named = set(METRIC_NAME.findall(query))
+        assert named, query
+        assert named <= exported, f"{sorted(named - exported)} not exported: {query}"
