@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Iterator
 
 import uvicorn
@@ -49,8 +50,6 @@ async def serving_metrics(
     """Serve /metrics on host:port for the length of the block; OSError if it cannot bind."""
     config = uvicorn.Config(
         metrics_app(metrics, operator_token),
-        host=host,
-        port=port,
         lifespan="off",
         access_log=False,
         server_header=False,
@@ -58,15 +57,33 @@ async def serving_metrics(
         log_level="warning",
     )
     server = _Server(config)
-    task = asyncio.create_task(server.serve(), name="metrics-server")
+    listening = _listen(host, port)  # bound here: a port in use is one clear error, not a log
+    task = asyncio.create_task(server.serve(sockets=[listening]), name="metrics-server")
     while not server.started:
-        if task.done():  # uvicorn logs the bind error and exits its task
-            with contextlib.suppress(BaseException):
-                task.result()
-            raise OSError(f"worker.metrics_port: cannot serve /metrics on {host}:{port}")
+        if task.done():
+            listening.close()
+            task.result()  # uvicorn's own start-up failure
+            raise OSError(f"worker.metrics_port: /metrics did not start on {host}:{port}")
         await asyncio.sleep(0.01)
     try:
         yield
     finally:
         server.should_exit = True
         await task
+        listening.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    listening = socket.socket(family, kind, proto)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind(address)
+    except OSError as error:
+        listening.close()
+        raise OSError(
+            f"worker.metrics_port: cannot listen on {host}:{port}: {error.strerror}"
+        ) from None
+    return listening

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -213,3 +214,21 @@ async def test_alert_rules_and_the_dashboard_name_only_metrics_the_processes_exp
         named = set(METRIC_NAME.findall(query))
         assert named, query
         assert named <= exported, f"{sorted(named - exported)} not exported: {query}"
+
+
+def test_a_worker_whose_metrics_port_is_taken_stops_with_one_line(cluster: Any) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ran = subprocess.run(
+            [sys.executable, "-m", "app.cli", "worker"],
+            env={**served_env(cluster), "STOREFRONT_WORKER__METRICS_PORT": str(port)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert ran.returncode == 1, ran.stderr
+    assert ran.stderr.splitlines() == [
+        f"error: worker.metrics_port: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ]
