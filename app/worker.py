@@ -24,7 +24,6 @@ import structlog
 from app.core.tasks import in_background
 from app.events.bus import consume_from_rabbit
 from app.events.relay import listen_dsn
-from app.http.metrics_server import serving_metrics
 
 log = structlog.get_logger(__name__)
 
@@ -77,6 +76,8 @@ async def _forever(container: Any, settings: Any) -> None:
         loop.add_signal_handler(signum, stop.set)
     async with contextlib.AsyncExitStack() as running:
         if settings.worker.metrics_port:
+            from app.http.metrics_server import serving_metrics  # uvicorn: only when serving
+
             await running.enter_async_context(
                 serving_metrics(
                     container.process_metrics(process="worker"),
