@@ -10,7 +10,10 @@ COPY containers.py alembic.ini ./
 COPY alembic ./alembic
 COPY config ./config
 RUN uv sync --frozen --no-dev
-ENV PATH=/srv/.venv/bin:$PATH STOREFRONT_ENV=production
+# storefront_build_info{commit}: docker build --build-arg GIT_COMMIT=$(git rev-parse HEAD) .
+ARG GIT_COMMIT=""
+ENV PATH=/srv/.venv/bin:$PATH STOREFRONT_ENV=production GIT_COMMIT=$GIT_COMMIT
 USER nobody
-EXPOSE 8000
+# 8000: the API; 9464: `storefront worker`'s /metrics (worker.metrics_port)
+EXPOSE 8000 9464
 CMD ["storefront", "serve", "--host", "0.0.0.0", "--port", "8000"]

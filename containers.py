@@ -34,7 +34,7 @@ from app.identity.service import (
 )
 from app.identity.throttle import ApiKeyThrottle, LoginThrottle
 from app.identity.tokens import TokenService
-from app.metrics import Metrics
+from app.metrics import Metrics, watch_sources
 from app.ops.service import OpsService, migration_head
 from app.orders.service import OrderService
 from app.payments.gateway import HttpPaymentGateway, open_payment_client, payment_client_lifecycle
@@ -258,7 +258,10 @@ class Container(containers.DeclarativeContainer):
     )
     payment_client_lifecycle = providers.Resource(payment_client_lifecycle, client=payment_client)
     payment_gateway = providers.Singleton(
-        HttpPaymentGateway, client=payment_client, settings=settings.provided.payments
+        HttpPaymentGateway,
+        client=payment_client,
+        settings=settings.provided.payments,
+        observer=metrics,
     )
     order_service = providers.Singleton(
         OrderService,
@@ -266,6 +269,7 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         gateway=payment_gateway,
         recovery_age_seconds=settings.provided.orders.recovery_age_seconds,
+        observer=metrics,
     )
 
     # -- events: outbox relay, publisher, the sales read model --------------------------------
@@ -295,6 +299,17 @@ class Container(containers.DeclarativeContainer):
         listen_dsn=providers.Callable(listen_dsn, settings.provided.database),
     )
     report_service = providers.Singleton(ReportService, uow_factory=uow_factory.provider)
+
+    # -- metrics of a long-running process: `process_metrics(process="api" | "worker")` once ----
+    process_metrics = providers.Callable(
+        watch_sources,
+        metrics=metrics,
+        database=database,
+        gate=tenant_gate,
+        top_tenants=settings.provided.tenancy.metrics_top_tenants,
+        gateway=payment_gateway,
+        backlog=outbox_relay.provided.backlog,
+    )
 
     # -- HTTP edge ------------------------------------------------------------------------------
     door = providers.Singleton(

@@ -39,11 +39,7 @@ def create_app(container: Any) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await container.init_resources()
-        container.metrics().watch(container.database())
-        container.metrics().watch_tenant_gate(
-            container.tenant_gate(), settings.tenancy.metrics_top_tenants
-        )
-        container.metrics().watch_payments(container.payment_gateway())
+        container.process_metrics(process="api")
         # Start-up objects live forever: keep them out of every future GC pass.
         gc.freeze()
         try:

@@ -1,21 +1,82 @@
-"""Prometheus metrics. Database figures are read at scrape time (no per-request cost)."""
+"""Prometheus metrics, one registry per process (API, worker), rendered by `render()`.
+
+In-memory figures (pools, breakers, the door) are read at scrape time at no per-request cost;
+the outbox backlog is one bounded query per scrape (`watch_outbox`). Business metrics (orders,
+payments, replays) arrive through the ports the services are given (`OrderObserver`,
+`PaymentObserver`): the container passes this object.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import functools
+import importlib.metadata
+import os
+import platform
+import subprocess
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import structlog
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from app.db.breakers import STATE_CODES
 from app.db.database import Database
+from app.events.repository import Backlog
+
+log = structlog.get_logger(__name__)
+# Every counter and histogram would also export a `_created` series per label set: noise that
+# doubles the series count and that no alert or dashboard reads.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+SCRAPE_QUERY_TIMEOUT_SECONDS = 1.0
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, _resident_memory..
+        PlatformCollector(registry=self.registry)  # python_info
+        GCCollector(registry=self.registry)  # python_gc_*
+        self.build_info = Gauge(
+            "storefront_build_info",
+            "Always 1: the running code's version, Python version, git commit (or unknown) and"
+            " process kind (api, worker).",
+            ["version", "python", "commit", "process"],
+            registry=self.registry,
+        )
+        self.orders = Counter(
+            "storefront_orders",
+            "Order outcomes: placed, rejected (reason = the problem code), cancelled, recovered"
+            " (settled by the worker after a crash); idempotent replays are not counted here.",
+            ["outcome", "reason"],
+            registry=self.registry,
+        )
+        self.idempotent_replays = Counter(
+            "storefront_idempotent_replays",
+            "Requests answered from a stored idempotency key (Idempotent-Replayed: true).",
+            registry=self.registry,
+        )
+        self.payment_duration = Histogram(
+            "storefront_payment_request_duration_seconds",
+            "Payment provider calls by operation (authorize, void, ...) and result (ok, declined,"
+            " rejected, failed); calls refused by an open breaker are not made and not counted.",
+            ["operation", "result"],
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
+            registry=self.registry,
+        )
         self.http_duration = Histogram(
             "storefront_http_request_duration_seconds",
             "HTTP request duration by route template, method and status.",
@@ -63,6 +124,34 @@ class Metrics:
             registry=self.registry,
         )
         self._http_children: dict[tuple[str, str, int], Any] = {}
+        self._refreshed: list[OutboxCollector] = []
+
+    def announce(self, process: str) -> None:
+        """The build-info series of this process (`api` or `worker`)."""
+        self.build_info.labels(*build_labels(), process).set(1)
+
+    async def render(self) -> bytes:
+        """The exposition text: scrape-time queries first (bounded, failures leave their
+        series out), then every collector."""
+        for collector in self._refreshed:
+            await collector.refresh()
+        return generate_latest(self.registry)
+
+    # -- ports of the services (OrderObserver, PaymentObserver) --------------------------------
+
+    def order_outcome(self, outcome: str, reason: str = "") -> None:
+        self.orders.labels(outcome, reason).inc()
+
+    def idempotent_replay(self) -> None:
+        self.idempotent_replays.inc()
+
+    def payment_call(self, operation: str, result: str, seconds: float) -> None:
+        self.payment_duration.labels(operation, result).observe(seconds)
+
+    def watch_outbox(self, backlog: Callable[[], Awaitable[Backlog]]) -> None:
+        collector = OutboxCollector(backlog)
+        self.registry.register(collector)
+        self._refreshed.append(collector)
 
     def invalidation_state(self, listening: bool) -> None:
         self.invalidation_listening.set(1 if listening else 0)
@@ -103,6 +192,25 @@ class Metrics:
         for node in database.nodes:
             node.checkout_observer = self.observe_checkout
         self.registry.register(DatabaseCollector(database))
+
+
+def watch_sources(
+    metrics: Metrics,
+    process: str,
+    database: Database,
+    gate: Any,
+    top_tenants: int,
+    gateway: Any,
+    backlog: Callable[[], Awaitable[Backlog]],
+) -> Metrics:
+    """What every long-running process exports besides its own counters (the container's
+    `process_metrics`, called once at start-up by the API's lifespan and by the worker)."""
+    metrics.announce(process)
+    metrics.watch(database)
+    metrics.watch_tenant_gate(gate, top_tenants)
+    metrics.watch_payments(gateway)
+    metrics.watch_outbox(backlog)
+    return metrics
 
 
 class PaymentCollector(Collector):
@@ -263,3 +371,69 @@ class DatabaseCollector(Collector):
         for reason, count in self.database.router.fallbacks.items():
             fallbacks.add_metric([reason], count)
         yield from (pool, breaker, failures, up, lag, lag_bytes, reads, busy, fallbacks)
+
+
+class OutboxCollector(Collector):
+    """Unpublished outbox events (capped count) and the age of the oldest, read from the
+    database by `refresh()` just before each scrape; a failed or slow read leaves them out."""
+
+    def __init__(self, backlog: Callable[[], Awaitable[Backlog]]) -> None:
+        self.backlog = backlog
+        self.last: Backlog | None = None
+
+    async def refresh(self) -> None:
+        try:
+            async with asyncio.timeout(SCRAPE_QUERY_TIMEOUT_SECONDS):
+                self.last = await self.backlog()
+        except Exception as error:  # the scrape goes on: the gauges are simply absent
+            self.last = None
+            log.warning("metrics.outbox_backlog_failed", error=repr(error))
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield from self._families(Backlog(0, 0.0))
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        if self.last is not None:
+            yield from self._families(self.last)
+
+    @staticmethod
+    def _families(backlog: Backlog) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            "storefront_outbox_backlog_events",
+            "Outbox events not yet published nor dead-lettered (counted up to a cap).",
+            backlog.count,
+        )
+        yield GaugeMetricFamily(
+            "storefront_outbox_oldest_unpublished_age_seconds",
+            "Age of the oldest unpublished, not dead-lettered outbox event; 0 when none.",
+            backlog.oldest_age_seconds,
+        )
+
+
+@functools.cache
+def build_labels() -> tuple[str, str, str]:
+    """(version, python, commit): the commit from $GIT_COMMIT (set at image build), else from
+    the checkout's git, else `unknown`."""
+    try:
+        version = importlib.metadata.version("storefront")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    return version, platform.python_version(), _commit()
+
+
+def _commit() -> str:
+    commit = os.environ.get("GIT_COMMIT", "").strip()
+    if commit:
+        return commit[:40]
+    try:
+        found = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=2,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    commit = found.stdout.strip()[:40] if found.returncode == 0 else ""
+    return commit or "unknown"

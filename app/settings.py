@@ -391,6 +391,19 @@ class SecretsSettings(_Section):
         return value
 
 
+class WorkerSettings(_Section):
+    metrics_port: int | None = Field(
+        9464,
+        ge=0,
+        le=65535,
+        description="`storefront worker` serves GET /metrics (operator token) on this port;"
+        " 0 or null: no metrics endpoint.",
+    )
+    metrics_host: str = Field(
+        "127.0.0.1", min_length=1, description="Bind address of the worker's /metrics."
+    )
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_output: bool = Field(True, description="JSON lines (true) or console rendering.")
@@ -566,6 +579,7 @@ class Settings(BaseSettings):
     payments: PaymentSettings = PaymentSettings()
     orders: OrderSettings = OrderSettings()
     outbox: OutboxSettings = OutboxSettings()
+    worker: WorkerSettings = WorkerSettings()
     broker: BrokerSettings = BrokerSettings()
     invalidation: InvalidationSettings = InvalidationSettings()
     secrets: SecretsSettings = SecretsSettings()

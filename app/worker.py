@@ -4,7 +4,9 @@
 - with RabbitMQ, the sales read model's consumer (without it the read model consumes in the
   relay's task through the in-process bus);
 - every `orders.recovery_interval_seconds`: settle orders a crash left pending, delete expired
-  idempotency keys, old published events and expired revocations.
+  idempotency keys, old published events and expired revocations;
+- `GET /metrics` on `worker.metrics_host:worker.metrics_port` (operator token), the same
+  registry design as the API's (app/metrics.py): relay counts, pools, breakers, backlog.
 
 Several workers can run at once: the relay and the recovery claim rows with SKIP LOCKED or
 compare-and-set, and consumers dedupe through the inbox.
@@ -73,6 +75,17 @@ async def _forever(container: Any, settings: Any) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     async with contextlib.AsyncExitStack() as running:
+        if settings.worker.metrics_port:
+            from app.http.metrics_server import serving_metrics  # uvicorn: only when serving
+
+            await running.enter_async_context(
+                serving_metrics(
+                    container.process_metrics(process="worker"),
+                    settings.ops.operator_token,
+                    settings.worker.metrics_host,
+                    settings.worker.metrics_port,
+                )
+            )
         relay = container.outbox_relay().run(listen_dsn(settings.database))
         await running.enter_async_context(in_background(relay, "outbox-relay"))
         if settings.broker.url:

@@ -24,11 +24,12 @@ from app.core.tasks import in_background
 from app.db.uow import UnitOfWork, UnitOfWorkFactory
 from app.events.bus import EventPublisher
 from app.events.errors import HandlerFailed
-from app.events.repository import DeadLetter, PendingEvent
+from app.events.repository import Backlog, DeadLetter, PendingEvent
 from app.settings import DatabaseSettings, OutboxSettings
 
 log = structlog.get_logger(__name__)
 CHANNEL = "storefront_outbox"
+BACKLOG_CAP = 100_000  # the backlog gauge counts up to this many events
 
 
 class OutboxRelay:
@@ -112,6 +113,12 @@ class OutboxRelay:
         """Operator: events set aside, oldest first."""
         async with self._uow(read_only=True, strong=True) as uow:
             return await uow.outbox.dead_letters(limit)
+
+    async def backlog(self) -> Backlog:
+        """What is waiting to be published (metrics, at scrape time): on the primary, where the
+        relay marks rows, so a replica's lag never shows as backlog."""
+        async with self._uow(read_only=True, strong=True) as uow:
+            return await uow.outbox.backlog(BACKLOG_CAP)
 
     async def retry_dead_letters(self, event_ids: list[uuid.UUID] | None) -> int:
         """Operator: these dead-lettered events (None: all) are published again (after the

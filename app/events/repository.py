@@ -37,6 +37,12 @@ class PendingEvent:
     event: Event
 
 
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    count: int  # unpublished, not dead-lettered events, up to the cap asked for
+    oldest_age_seconds: float  # of the oldest of them, by the database's clock; 0 when none
+
+
 class OutboxRepository(TenantScoped):
     async def add(self, topic: str, payload: dict[str, Any], at: datetime) -> uuid.UUID:
         """In the transaction of the change the event describes (a trigger NOTIFYs at commit)."""
@@ -107,6 +113,19 @@ class OutboxRepository(TenantScoped):
             until,
             error[:2000] if error is not None else None,
         )
+
+    async def backlog(self, cap: int) -> Backlog:
+        """Two index scans of `ix_outbox_unpublished` (rows with `published_at IS NULL`), the
+        count stopping at `cap` rows: cheap enough for every scrape, however large the backlog."""
+        row = await self._conn.fetchrow(
+            "SELECT (SELECT count(*) FROM (SELECT 1 FROM outbox WHERE published_at IS NULL"
+            " AND dead_lettered_at IS NULL ORDER BY seq LIMIT $1) AS pending),"
+            " (SELECT extract(epoch FROM now() - created_at)::float8 FROM outbox"
+            " WHERE published_at IS NULL AND dead_lettered_at IS NULL ORDER BY seq LIMIT 1)",
+            cap,
+        )
+        assert row is not None
+        return Backlog(row[0], max(0.0, row[1] or 0.0))
 
     async def purge(self, before: datetime) -> int:
         status: str = await self._conn.execute("DELETE FROM outbox WHERE published_at < $1", before)

@@ -7,7 +7,8 @@ few seconds holds a socket, never a slot, and gets a 408); turns `X-Consistency-
 `X-Read-Consistency` into the database read preference and a commit's WAL position back into
 `X-Consistency-Token`; adds the security headers and the rate-limit headers of the quotas the
 request was counted on (app/http/ratelimit.py); renders any unhandled exception as a problem (so
-even a 500 carries the request id); logs and measures.
+even a 500 carries the request id); logs and measures (the access log: one line per request at
+error for 5xx, warning for 4xx, info otherwise, with the client address and the user agent).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from app.metrics import Metrics
 
 log = structlog.get_logger("storefront.access")
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+USER_AGENT_LIMIT = 256  # characters of User-Agent the access log keeps
 
 
 class EdgeMiddleware:
@@ -136,7 +138,7 @@ class EdgeMiddleware:
         finally:
             if held:
                 self.body_budget.give(held)
-            self._finish(scope, status, time.perf_counter() - started)
+            self._finish(scope, status, time.perf_counter() - started, incoming.get("user-agent"))
             db_context.unbind(db_token)
             unbind_request_id(request_id_token)
             structlog.contextvars.clear_contextvars()
@@ -200,17 +202,20 @@ class EdgeMiddleware:
             raise ServerBusy("too many request bodies are being received; retry shortly")
         return size
 
-    def _finish(self, scope: Scope, status: int, seconds: float) -> None:
+    def _finish(self, scope: Scope, status: int, seconds: float, user_agent: str | None) -> None:
         route: Any = scope.get("route")
         template = route.path if route is not None else "unmatched"
         self.metrics.observe_http(scope["method"], template, status, seconds)
         if self.access_log:
-            log.info(
+            # 5xx: ours to fix (error); 4xx: the client's (warning); else info.
+            write = log.error if status >= 500 else log.warning if status >= 400 else log.info
+            write(
                 "http.request",
                 method=scope["method"],
                 route=template,
                 path=scope["path"],
                 client=scope["client"][0] if scope.get("client") else None,
+                user_agent=user_agent[:USER_AGENT_LIMIT] if user_agent else None,
                 status=status,
                 ms=round(seconds * 1000, 2),
             )
@@ -362,5 +367,6 @@ _INTERESTING = frozenset(
         b"x-forwarded-for",
         b"authorization",
         b"x-api-key",
+        b"user-agent",
     }
 )

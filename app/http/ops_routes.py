@@ -4,7 +4,7 @@ import uuid
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.http.di import Provide, inject
 from app.http.schemas import problem_responses
@@ -73,4 +73,4 @@ async def get_tenant_status(
 @inject
 async def get_metrics(metrics: Metrics = Provide["metrics"]) -> Response:
     """Prometheus metrics of this process (text exposition format)."""
-    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(await metrics.render(), media_type=CONTENT_TYPE_LATEST)

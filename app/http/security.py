@@ -16,6 +16,7 @@ from fastapi.security import (
     HTTPBearer,
     OAuth2PasswordBearer,
 )
+from pydantic import SecretStr
 
 from app.core.errors import Unauthenticated
 from app.http.client_address import throttle_bucket
@@ -86,8 +87,12 @@ async def require_operator(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_OPERATOR)] = None,
     settings: Settings = Provide["settings"],
 ) -> None:
-    expected = settings.ops.operator_token
-    token = credentials.credentials if credentials else ""
+    check_operator(settings.ops.operator_token, credentials.credentials if credentials else None)
+
+
+def check_operator(expected: SecretStr | None, token: str | None) -> None:
+    """The bearer token must be `ops.operator_token`, else Unauthenticated (also when no token
+    is configured). The API's ops routes and the worker's /metrics ask the same."""
     if (
         not token
         or expected is None

@@ -15,7 +15,7 @@ import json
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -60,6 +60,26 @@ class Outcome:
     replayed: bool = False
 
 
+class OrderObserver(Protocol):
+    """Where the saga reports its outcomes (the container passes the process's metrics)."""
+
+    def order_outcome(self, outcome: str, reason: str = "") -> None:
+        """`placed`, `rejected` (reason: the problem code), `cancelled`, `recovered`."""
+        ...
+
+    def idempotent_replay(self) -> None: ...
+
+
+class Unobserved:
+    """An OrderObserver that records nothing (one-shot commands, unit tests that ignore it)."""
+
+    def order_outcome(self, outcome: str, reason: str = "") -> None:
+        pass
+
+    def idempotent_replay(self) -> None:
+        pass
+
+
 def fingerprint(body: dict[str, Any]) -> bytes:
     """Identity of a request body for idempotency: canonical JSON, hashed."""
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).digest()
@@ -76,13 +96,40 @@ class OrderService:
         clock: Clock,
         gateway: PaymentGateway,
         recovery_age_seconds: float,
+        observer: OrderObserver | None = None,
     ) -> None:
         self._uow = uow_factory
         self._clock = clock
         self._gateway = gateway
         self._recovery_age = timedelta(seconds=recovery_age_seconds)
+        self._observer = observer or Unobserved()
 
     async def place(
+        self,
+        tenant_id: uuid.UUID,
+        idempotency_key: str,
+        request_fingerprint: bytes,
+        items: list[tuple[uuid.UUID, int]],
+        payment_token: str,
+    ) -> Outcome:
+        """The saga; every answer is reported to the observer: a replay as a replay, a refusal
+        (raised, or a stored 402/422) as `rejected` with its code, a confirmed order as `placed`."""
+        try:
+            outcome = await self._place(
+                tenant_id, idempotency_key, request_fingerprint, items, payment_token
+            )
+        except DomainError as error:
+            self._observer.order_outcome("rejected", error.code)
+            raise
+        if outcome.replayed:
+            self._observer.idempotent_replay()
+        elif outcome.status >= 400:
+            self._observer.order_outcome("rejected", str(outcome.body.get("code", "")))
+        else:
+            self._observer.order_outcome("placed")
+        return outcome
+
+    async def _place(
         self,
         tenant_id: uuid.UUID,
         idempotency_key: str,
@@ -274,6 +321,7 @@ class OrderService:
                 log.warning("orders.recovery_failed", order=str(order_id), error=repr(error))
                 continue
             log.info("orders.recovered", order=str(order_id))
+            self._observer.order_outcome("recovered")
             settled += 1
         return settled
 
@@ -323,6 +371,7 @@ class OrderService:
             assert cancelled is not None  # the row is locked above
             await uow.outbox.add("order.cancelled", _sale(order), now)
             await uow.commit()
+        self._observer.order_outcome("cancelled")
         return replace(cancelled, lines=order.lines)
 
 

@@ -12,6 +12,7 @@ the provider is up.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
@@ -63,11 +64,25 @@ class PaymentGateway(Protocol):
     ) -> None: ...
 
 
+class PaymentObserver(Protocol):
+    """Where provider calls are reported (the container passes the process's metrics)."""
+
+    def payment_call(self, operation: str, result: str, seconds: float) -> None:
+        """`result`: ok, declined, rejected, failed (timeout, connection error, 5xx)."""
+        ...
+
+
 class HttpPaymentGateway:
-    def __init__(self, client: httpx.AsyncClient, settings: PaymentSettings) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        settings: PaymentSettings,
+        observer: PaymentObserver | None = None,
+    ) -> None:
         self._client = client
         self._timeout = settings.timeout_seconds
         self.breakers = PaymentBreakers(settings)
+        self._observer = observer
 
     @property
     def breaker_state(self) -> str:
@@ -78,7 +93,7 @@ class HttpPaymentGateway:
         self, account: ProviderAccount, idempotency_key: str, token: str, amount: Money
     ) -> str:
         body = {"token": token, "amount": amount.amount, "currency": amount.currency}
-        reply = await self._post(account, "/authorizations", idempotency_key, body)
+        reply = await self._post(account, "authorize", "/authorizations", idempotency_key, body)
         authorization_id = reply.get("id")
         if not isinstance(authorization_id, str) or not authorization_id:
             raise PaymentUnavailable("the payment provider's reply has no authorization id")
@@ -87,21 +102,25 @@ class HttpPaymentGateway:
     async def capture(
         self, account: ProviderAccount, idempotency_key: str, authorization_id: str
     ) -> None:
-        await self._post(account, f"/authorizations/{authorization_id}/capture", idempotency_key)
+        path = f"/authorizations/{authorization_id}/capture"
+        await self._post(account, "capture", path, idempotency_key)
 
     async def void(
         self, account: ProviderAccount, idempotency_key: str, authorization_id: str
     ) -> None:
-        await self._post(account, f"/authorizations/{authorization_id}/void", idempotency_key)
+        path = f"/authorizations/{authorization_id}/void"
+        await self._post(account, "void", path, idempotency_key)
 
     async def refund(
         self, account: ProviderAccount, idempotency_key: str, authorization_id: str
     ) -> None:
-        await self._post(account, f"/authorizations/{authorization_id}/refund", idempotency_key)
+        path = f"/authorizations/{authorization_id}/refund"
+        await self._post(account, "refund", path, idempotency_key)
 
     async def _post(
         self,
         account: ProviderAccount,
+        operation: str,
         path: str,
         idempotency_key: str,
         body: dict[str, Any] | None = None,
@@ -117,22 +136,28 @@ class HttpPaymentGateway:
                 raise PaymentUnavailable(
                     "the payment provider is unavailable", retry_after=_seconds(wait)
                 )
+        started = time.perf_counter()
         try:
             with provider.calling(), breaker.calling():
                 response = await self._send(path, idempotency_key, body)
         except pybreaker.CircuitBreakerError:  # only if a trial call just failed
+            self._observe(operation, "failed", started)
             self.breakers.failed(account)
             raise PaymentUnavailable(
                 "the payment provider is unavailable", retry_after=self._retry_after(breaker)
             ) from None
         except ProviderFailure as error:
+            self._observe(operation, "failed", started)
             self.breakers.failed(account)
             raise PaymentUnavailable(str(error), retry_after=self._retry_after(breaker)) from error
         self.breakers.succeeded(account)
         if response.status_code == 402:
+            self._observe(operation, "declined", started)
             raise PaymentDeclined("the payment was declined")
         if response.status_code >= 400:
+            self._observe(operation, "rejected", started)
             raise PaymentRejected(f"the provider refused: {response.status_code}")
+        self._observe(operation, "ok", started)
         try:
             reply = response.json()
         except ValueError:
@@ -155,6 +180,10 @@ class HttpPaymentGateway:
         if response.status_code >= 500:
             raise ProviderFailure(f"payment provider answered {response.status_code}")
         return response
+
+    def _observe(self, operation: str, result: str, started: float) -> None:
+        if self._observer is not None:
+            self._observer.payment_call(operation, result, time.perf_counter() - started)
 
     def _retry_after(self, breaker: Any) -> int:
         return _seconds(max(open_for(self.breakers.provider), open_for(breaker)))

@@ -205,7 +205,13 @@ async def test_the_running_worker_relays_events_as_they_commit(harness: Harness)
         stderr=subprocess.DEVNULL,
     )
     try:
-        await asyncio.sleep(3)  # started, drained the product's event, now listening
+        # Started: it listens before its first drain, so once the product's event is published
+        # every later commit wakes it (a fixed sleep is too short on a loaded machine).
+        def drained() -> bool:
+            left = cluster.psql("primary", "SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            return left.strip() == "0"
+
+        await harness.wait_for(drained, within=60, what="the worker's start")
         for n in range(3):
             placed = await harness.client.post(
                 "/v1/orders",

@@ -305,3 +305,16 @@ class FakeUnitOfWorkFactory:
         uow = FakeUnitOfWork(self, tenant_id)
         self.opened.append((uow, read_only))
         return uow
+
+
+class RecordingOrderObserver:
+    """An OrderObserver (app/orders/service.py) that keeps what it was told, in order."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+
+    def order_outcome(self, outcome: str, reason: str = "") -> None:
+        self.seen.append((outcome, reason))
+
+    def idempotent_replay(self) -> None:
+        self.seen.append(("replayed", ""))

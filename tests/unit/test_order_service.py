@@ -20,7 +20,7 @@ from app.orders.errors import (
 from app.orders.service import OrderService
 from app.payments.breakers import ProviderAccount
 from app.payments.gateway import PaymentDeclined, PaymentUnavailable
-from tests.unit.fakes import FakeUnitOfWorkFactory
+from tests.unit.fakes import FakeUnitOfWorkFactory, RecordingOrderObserver
 
 TENANT = uuid.uuid4()
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
@@ -129,3 +129,27 @@ async def test_bounds_on_units_and_total_keep_nothing(world: Any) -> None:
     assert gateway.keys == []
     fits = await service.place(TENANT, "k", b"fp", [(expensive, 100)], "ok")
     assert fits.body["total"] == {"amount": MAX_ORDER_TOTAL, "currency": "EUR"}
+
+
+async def test_every_answer_is_reported_to_the_observer_once() -> None:
+    uows, gateway, observer = FakeUnitOfWorkFactory(), FakeGateway(), RecordingOrderObserver()
+    service = OrderService(uows, FixedClock(NOW), gateway, 60, observer)  # type: ignore[arg-type]
+    product = uuid.uuid4()
+    await _seed(uows, product, stock=4)
+    placed = await service.place(TENANT, "a", b"fp", [(product, 1)], "ok")
+    await service.place(TENANT, "a", b"fp", [(product, 1)], "ok")  # a replay
+    await service.place(TENANT, "b", b"fp", [(product, 1)], "declined")
+    with pytest.raises(InsufficientStock):
+        await service.place(TENANT, "c", b"fp", [(product, 9)], "ok")
+    with pytest.raises(PaymentUnavailable):
+        await service.place(TENANT, "d", b"fp", [(product, 1)], "down")
+    await service.cancel(TENANT, uuid.UUID(placed.body["id"]))
+    await service.cancel(TENANT, uuid.UUID(placed.body["id"]))  # already cancelled: no change
+    assert observer.seen == [
+        ("placed", ""),
+        ("replayed", ""),
+        ("rejected", "payment.declined"),
+        ("rejected", "inventory.insufficient"),
+        ("rejected", "payment.unavailable"),
+        ("cancelled", ""),
+    ]
