@@ -500,18 +500,35 @@ def sandbox_gateway(
     uvicorn.run(SandboxProvider().app, host=host, port=port, log_level="warning")
 
 
+def _read_password() -> str:
+    """Prompted twice on a terminal; otherwise the first line of stdin, with no prompt and no
+    getpass warning (so a piped password keeps stderr to the one-line contract)."""
+    if sys.stdin.isatty():
+        entered: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+        return entered
+    line = sys.stdin.readline().rstrip("\r\n")
+    if not line:
+        fail("no password: type it at the prompt or send it as the first line of stdin")
+    return line
+
+
 @users_cli.command("create")
 def users_create(
     tenant: Annotated[str, typer.Option(help="Tenant slug.")],
     email: Annotated[str, typer.Option(help="Login name; unique within the tenant.")],
     role: Annotated[str, typer.Option(help="owner | admin | member | viewer")] = "member",
     password: Annotated[
-        str, typer.Option(prompt=True, hide_input=True, help="Prompted (or read from stdin).")
-    ] = "",
+        str | None,
+        typer.Option(
+            help="Avoid it (argv is visible to `ps`): prompted, or the first line of stdin."
+        ),
+    ] = None,
 ) -> None:
     """Create a user of a tenant (any role, owner included)."""
     if role not in Role.__members__:
         fail("--role must be owner, admin, member or viewer")
+    if password is None:
+        password = _read_password()
     user = _with_tenant(
         tenant, lambda c, t: c.user_service().create(t.id, email, password, Role[role])
     )

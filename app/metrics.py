@@ -96,6 +96,8 @@ class Metrics:
             ["event"],
             registry=self.registry,
         )
+        for event in ("login_failed", "login_locked", "refresh_reused"):
+            self.auth_events.labels(event)  # exported at 0: the first event is an increase
 
         self.outbox_events = Counter(
             "storefront_outbox_events_total",

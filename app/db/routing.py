@@ -29,7 +29,7 @@ _LSN = re.compile(r"([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})")
 
 def parse_lsn(token: str) -> int | None:
     """`X/Y` with 1-8 hex digits each (what format_lsn writes); None for anything else."""
-    match = _LSN.fullmatch(token.strip())
+    match = _LSN.fullmatch(token)
     if match is None:
         return None
     return (int(match[1], 16) << 32) | int(match[2], 16)

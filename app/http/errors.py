@@ -147,7 +147,11 @@ async def _http(request: Request, error: Exception) -> JSONResponse:
     title = str(error.detail) if error.detail else "Error"
     headers = error.headers
     if error.status_code == 405:
-        headers = {"Allow": allowed_methods(request)}
+        # Inside a mount (the docs assets) no app route matches the rewritten scope: the
+        # mount's own Allow stands there.
+        allow = allowed_methods(request)
+        if allow:
+            headers = {"Allow": allow}
     return problem(request, error.status_code, code, title, str(error.detail), headers=headers)
 
 

@@ -2,10 +2,11 @@
 
 FastAPI generates the operations from the routes; this module then states what the edge adds to
 every operation and FastAPI cannot see: problem+json (the `Problem` schema) on every error
-status, the statuses the edge itself can answer (400 malformed routing headers, 408/413 bodies,
-500, 503 the door), every response header, the request headers a route enforces although it
-reads them as optional (to answer 428 rather than 422), and the public operations' empty
-security. One table per concern, below; tests/api/test_openapi.py keeps it true.
+status, the statuses the edge itself can answer anywhere (400 malformed routing headers,
+408/413 bodies, 500, 503 the door or the body budget), every response header, the request
+headers a route enforces although it reads them as optional (to answer 428 rather than 422),
+and the public operations' empty security. One table per concern, below;
+tests/api/test_openapi.py keeps it true.
 """
 
 from __future__ import annotations
@@ -81,11 +82,18 @@ _HEADERS: dict[str, tuple[dict[str, Any], str]] = {
         {"type": "string", "example": '"tenant";q=100;w=60'},
         "The quotas this request was counted on, when rate limits are enabled.",
     ),
+    "Cache-Control": (
+        {"type": "string", "enum": ["no-store"]},
+        "The response carries a secret: never store it (RFC 6749 5.1).",
+    ),
+    "Pragma": ({"type": "string", "enum": ["no-cache"]}, "The same, for HTTP/1.0 caches."),
     "WWW-Authenticate": (
         {"type": "string"},
         "The credentials this API accepts.",
     ),
 }
+
+_NO_STORE = [("Cache-Control", True), ("Pragma", True)]
 
 # (header, required) that specific operations send, by status ("2xx": every success).
 _OPERATION_HEADERS: dict[str, dict[str, list[tuple[str, bool]]]] = {
@@ -99,10 +107,13 @@ _OPERATION_HEADERS: dict[str, dict[str, list[tuple[str, bool]]]] = {
         "409": [("Idempotent-Replayed", False)],
         "422": [("Idempotent-Replayed", False)],
     },
-    "create_user": {"201": [("Location", True)]},
-    "create_api_key": {"201": [("Location", True)]},
-    "rotate_api_key": {"201": [("Location", True)]},
-    "sign_up": {"201": [("Location", True)]},
+    # A secret in the body (app/http/schemas.py NO_STORE). No Location on created users, keys
+    # and tenants: none has a URL of its own to GET (they are read through the lists, /v1/me).
+    "login": {"200": _NO_STORE},
+    "refresh_token": {"200": _NO_STORE},
+    "create_api_key": {"201": _NO_STORE},
+    "rotate_api_key": {"201": _NO_STORE},
+    "generate_webhook_secret": {"201": _NO_STORE},
 }
 
 # Request headers a route reads as optional (so a missing one is its own 428/400, not a 422)
@@ -148,8 +159,10 @@ PUBLIC = {"login", "refresh_token", "logout", "sign_up", "get_liveness", "get_re
 # Public operations counted per client address (app/http/ratelimit.py limited_by_address).
 _LIMITED_BY_ADDRESS = {"login", "refresh_token", "logout", "sign_up"}
 
-# Paths the door does not gate (app/http/middleware.py _UNGATED): no 503 server.busy there.
+# Probes and operator paths: no tenant credential opens them, no tenant quota counts them.
 _UNGATED = ("/health/", "/ops/", "/metrics")
+# Operations whose 503 has a body of their own besides the edge's problem.
+_OWN_503 = {"get_readiness"}
 _WRITES = {"post", "put", "patch", "delete"}
 
 
@@ -195,27 +208,28 @@ def _refine_operation(path: str, method: str, operation: dict[str, Any]) -> None
             if parameter["name"] in _REQUIRED_REQUEST_HEADERS.get(name, ()):
                 parameter["required"] = True
     responses = operation["responses"]
-    edge = {400: "routing headers", 500: "unexpected"}
-    if "requestBody" in operation:
-        edge |= {408: "body timeout", 413: "body too large"}
-    if not path.startswith(_UNGATED):
-        edge[503] = "server busy"
-    for status in edge:
+    # Any request may carry a body (read, within its deadline and cap, before routing) and be
+    # refused for the process's body budget: 400/408/413/503 can come from the edge anywhere.
+    for status in (400, 408, 413, 500, 503):
         responses.setdefault(str(status), {})
     for status, response in responses.items():
         code = int(status)
         headers = response.setdefault("headers", {})
         headers["X-Request-ID"] = _header("X-Request-ID", required=True)
-        if code >= 400 and not (path.startswith("/health/") and code == 503):
+        if code >= 400:
+            # The readiness probe's own 503 is its JSON body; the edge's is a problem.
+            own = response.get("content", {}).get("application/json") if name in _OWN_503 else None
             response["description"] = _describe(code, response.get("description"))
             response["content"] = {PROBLEM: {"schema": _PROBLEM_REF}}
+            if own is not None:
+                response["content"] = {"application/json": own, **response["content"]}
             if code in (429, 503):
-                headers["Retry-After"] = _header("Retry-After", required=True)
+                headers["Retry-After"] = _header("Retry-After", required=own is None)
             if code == 401:
                 headers["WWW-Authenticate"] = _header("WWW-Authenticate", required=True)
         if 200 <= code < 300 and method in _WRITES:
             headers["X-Consistency-Token"] = _header("X-Consistency-Token", required=False)
-        if counted and code != 500:
+        if counted:
             for limit in ("RateLimit", "RateLimit-Policy"):
                 headers[limit] = _header(limit, required=False)
         for header, required in _OPERATION_HEADERS.get(name, {}).get(status, ()):

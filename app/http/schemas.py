@@ -101,6 +101,11 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+# RFC 6749 5.1: a response carrying a secret (tokens, a new key or webhook secret) must not be
+# cached. Documented per operation in app/http/openapi.py (_OPERATION_HEADERS).
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
 # What any route behind a tenant credential can answer besides its own errors: 400 (malformed
 # request or consistency token), 401, 403, 429 (the tenant's quota), 503 (database, door).
 AUTHENTICATED = (400, 401, 403, 429, 503)

@@ -9,7 +9,7 @@ from app.http.client_address import throttle_bucket
 from app.http.di import Provide, inject
 from app.http.params import Cursor, Limit
 from app.http.ratelimit import limited_by_address
-from app.http.schemas import AUTHENTICATED, Page, Text, problem_responses
+from app.http.schemas import AUTHENTICATED, NO_STORE, Page, Text, problem_responses
 from app.http.security import (
     ApiKeysDeleter,
     ApiKeysManager,
@@ -39,12 +39,10 @@ router = APIRouter(prefix="/v1", tags=["identity"])
 _AUTH = AUTHENTICATED
 # The endpoints that take no credential are counted per client address (rate_limits.anonymous).
 _BY_ADDRESS = [Depends(limited_by_address)]
-# RFC 6749 5.1: token responses must not be cached.
-_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 def _tokens(pair: TokenPair, response: Response) -> TokenResponse:
-    response.headers.update(_NO_STORE)
+    response.headers.update(NO_STORE)
     return TokenResponse(
         access_token=pair.access_token,
         expires_in=pair.expires_in,
@@ -158,14 +156,12 @@ async def list_users(
 async def create_user(
     body: UserCreate,
     principal: UsersManager,
-    response: Response,
     service: UserService = Provide["user_service"],
 ) -> UserRead:
     """Only an owner may create another owner."""
     user = await service.create(
         principal.tenant_id, str(body.email), body.password, Role[body.role], principal
     )
-    response.headers["Location"] = f"{router.prefix}/users/{user.id}"
     return UserRead.of(user)
 
 
@@ -230,8 +226,7 @@ async def create_api_key(
     key, secret = await service.issue(
         principal.tenant_id, body.name, list(body.scopes), body.expires_in_days, principal
     )
-    response.headers["Location"] = f"{router.prefix}/api-keys/{key.id}"
-    response.headers.update(_NO_STORE)
+    response.headers.update(NO_STORE)
     return ApiKeyCreated.with_secret(key, secret)
 
 
@@ -253,8 +248,7 @@ async def rotate_api_key(
     period, then expires."""
     grace = body.grace_period_seconds if body else None
     key, secret = await service.rotate(principal.tenant_id, key_id, grace, principal)
-    response.headers["Location"] = f"{router.prefix}/api-keys/{key.id}"
-    response.headers.update(_NO_STORE)
+    response.headers.update(NO_STORE)
     return ApiKeyCreated.with_secret(key, secret)
 
 

@@ -3,14 +3,13 @@
 from fastapi import APIRouter, Response, status
 
 from app.http.di import Provide, inject
-from app.http.schemas import AUTHENTICATED, problem_responses
+from app.http.schemas import AUTHENTICATED, NO_STORE, problem_responses
 from app.http.security import ApiKeysManager, ApiKeysReader
 from app.secrets.schemas import WebhookSecretCreated, WebhookSecretRead
 from app.secrets.service import WebhookSecrets
 
 router = APIRouter(prefix="/v1", tags=["webhooks"])
 _AUTH = AUTHENTICATED
-_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 @router.post(
@@ -29,7 +28,7 @@ async def generate_webhook_secret(
     response only (stored encrypted). 503 `secrets.not_configured` when the server has no
     `secrets.keys`."""
     info, value = await service.generate(principal.tenant_id)
-    response.headers.update(_NO_STORE)
+    response.headers.update(NO_STORE)
     return WebhookSecretCreated(
         **WebhookSecretRead.of(info).model_dump(), secret=value.get_secret_value()
     )

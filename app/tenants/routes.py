@@ -1,7 +1,7 @@
 """Public sign-up: POST /v1/tenants (404 when auth.signup_enabled is false; limited per client
 address by auth.signup_limit)."""
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Request, status
 
 from app.http.client_address import throttle_bucket
 from app.http.di import Provide, inject
@@ -25,7 +25,6 @@ router = APIRouter(prefix="/v1/tenants", tags=["tenants"])
 async def sign_up(
     request: Request,
     body: TenantSignup,
-    response: Response,
     service: TenantService = Provide["tenant_service"],
 ) -> SignupRead:
     """A new tenant and its owner. 409 `tenant.slug_taken` for a taken slug; an email already
@@ -36,7 +35,6 @@ async def sign_up(
     tenant, owner = await service.sign_up(
         body.slug, body.name, str(body.owner.email), body.owner.password, client_ip
     )
-    response.headers["Location"] = f"{router.prefix}/{tenant.id}"
     return SignupRead(
         tenant=TenantRef.of(tenant),
         owner=UserRead.of(owner),

@@ -78,13 +78,18 @@ async def test_every_error_is_problem_json_and_every_operation_has_a_500(
         assert "500" in responses, (method, path)
         for status, response in responses.items():
             assert response["headers"]["X-Request-ID"]["required"] is True
-            if int(status) < 400 or (path == "/health/ready" and status == "503"):
+            if int(status) < 400:
                 continue
-            assert response["content"] == {
-                PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}
+            assert response["content"][PROBLEM] == {
+                "schema": {"$ref": "#/components/schemas/Problem"}
             }, (method, path, status)
-            if status in ("429", "503"):
+            assert set(response["content"]) == {PROBLEM} or (path, status) == (
+                "/health/ready",
+                "503",
+            )
+            if status in ("429", "503") and path != "/health/ready":
                 assert response["headers"]["Retry-After"]["required"] is True
+        assert {"400", "408", "413", "500", "503"} <= set(responses), (method, path)
 
 
 async def test_enforced_request_headers_are_required(harness: Harness) -> None:
@@ -159,6 +164,18 @@ async def test_an_unknown_read_consistency_is_refused(
     assert problem(response)["code"] == "consistency.invalid_mode"
     strong = await harness.client.get("/v1/products", headers={"X-Read-Consistency": "strong"})
     assert strong.status_code == 200
+    # Exactly what the document allows: the enum's one value, a token matching the pattern.
+    for name, value in (("X-Read-Consistency", "STRONG"), ("X-Consistency-Token", "")):
+        refused = await harness.client.get("/v1/products", headers={name: value})
+        assert refused.status_code == 400, (name, value)
+
+
+async def test_a_405_inside_the_docs_assets_keeps_its_allow(harness: Harness) -> None:
+    page = (await harness.client.get("/docs")).text
+    asset = next(part.split('"')[0] for part in page.split('href="')[1:] if "/docs/assets/" in part)
+    response = await harness.client.post(asset)
+    assert response.status_code == 405
+    assert "GET" in response.headers["allow"]
 
 
 def _documented(spec: dict[str, Any], path: str, method: str, status: int) -> set[str]:
@@ -189,6 +206,15 @@ async def test_every_header_a_response_carries_is_documented(
     signup = {"slug": f"oas-{uuid.uuid4().hex[:8]}", "name": "OAS"}
     signup["owner"] = {"email": "owner@oas.example", "password": "a long enough passphrase"}
     assert (await call("/v1/tenants", "post", "/v1/tenants", json=signup)).status_code == 201
+    owner = {"username": "owner@oas.example", "password": "a long enough passphrase"}
+    owner["tenant"] = signup["slug"]
+    tokens = await call("/v1/auth/token", "post", "/v1/auth/token", data=owner)
+    assert tokens.headers["pragma"] == "no-cache"
+    bearer = {"Authorization": f"Bearer {tokens.json()['access_token']}"}
+    key = {"name": "oas", "scopes": ["catalog:read"]}
+    assert (await call("/v1/api-keys", "post", "/v1/api-keys", json=key, headers=bearer)).is_success
+    secret_created = await call("/v1/webhook-secret", "post", "/v1/webhook-secret", headers=bearer)
+    assert secret_created.status_code == 201
     await call("/health/live", "get", "/health/live")
     client.headers["X-API-Key"] = secret
 

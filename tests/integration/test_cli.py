@@ -121,6 +121,8 @@ async def test_users_created_from_the_cli_log_in(harness: Harness) -> None:
         stdin="a-long-password-9\n",
     )
     assert created.returncode == 0, created.stderr
+    assert created.stderr == ""  # no prompt, no getpass warning: the password came on stdin
+    assert created.stdout.startswith("created user ops@acme.example")
     assert "role=admin" in created.stdout
     response = await harness.client.post(
         "/v1/auth/token", data={"username": "ops@acme.example", "password": "a-long-password-9"}
