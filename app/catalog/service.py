@@ -18,7 +18,7 @@ from app.catalog.repository import ProductRecord
 from app.core.clock import Clock
 from app.core.money import Money
 from app.core.pagination import Slice, decode_keyset, keyset_page
-from app.db.uow import UnitOfWork, UnitOfWorkFactory
+from app.db.uow import UnitOfWork, UnitOfWorkFactory, read
 from app.flags.rules import Flags, NoFlags
 
 # On: `?q=` matches names and SKUs that start with q, instead of containing it anywhere.
@@ -82,8 +82,7 @@ class CatalogService:
         return product
 
     async def get(self, tenant_id: uuid.UUID, product_id: uuid.UUID) -> ProductRecord:
-        async with self._uow(tenant_id, read_only=True) as uow:
-            product = await uow.products.get(product_id)
+        product = await read(self._uow, tenant_id, lambda uow: uow.products.get(product_id))
         if product is None:
             raise ProductNotFound()
         return product
@@ -94,8 +93,9 @@ class CatalogService:
         after = decode_keyset(cursor)
         # Only searches ask the flag (a dict lookup and a hash); plain listing pays nothing.
         prefix = query is not None and await self._flags.enabled(SEARCH_PREFIX, tenant_id)
-        async with self._uow(tenant_id, read_only=True) as uow:
-            rows = await uow.products.page(limit, after, query, prefix=prefix)
+        rows = await read(
+            self._uow, tenant_id, lambda uow: uow.products.page(limit, after, query, prefix=prefix)
+        )
         return keyset_page(rows, limit)
 
     async def update(

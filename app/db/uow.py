@@ -81,6 +81,9 @@ class UnitOfWork:
         # node's role while it holds a connection; tenant-less work is not capped.
         self._gate = gate if tenant_id is not None else None
         self._gated: str | None = None  # the role whose slot this unit of work holds
+        # Its node failed it (unreachable, connection lost, breaker open): a read may be retried
+        # elsewhere (`read`). Not set by a refusal of this tenant's slots.
+        self.node_failed = False
 
     async def __aenter__(self) -> Self:
         request = context.current()
@@ -97,12 +100,14 @@ class UnitOfWork:
             fairy = await self.node.acquire()
         except BaseException as error:
             self._ungate()
+            self.node_failed = isinstance(error, DatabaseUnavailable) or is_unavailable(error)
             self._reraise(error)
         self._fairy = fairy
         try:
             self._conn = fairy.driver_connection
             await self._begin(fairy)
         except BaseException as error:
+            self.node_failed = is_unavailable(error)
             await self._release(error)
             self._reraise(error)
         return self
@@ -220,6 +225,7 @@ class UnitOfWork:
         if error is not None and error is not exc:
             self._reraise(error)
         if exc is not None and is_unavailable(exc):
+            self.node_failed = True
             self._reraise(exc)
 
     async def _release(self, error: BaseException | None) -> None:
@@ -245,6 +251,33 @@ class UnitOfWork:
         raise DatabaseUnavailable(f"database {name} is unavailable", retry_after=1) from error
 
 
+async def read(
+    uow_factory: UnitOfWorkFactory,
+    tenant_id: UUID | None,
+    query: Callable[[UnitOfWork], Awaitable[T]],
+    *,
+    strong: bool = False,
+) -> T:
+    """`query` in a read-only unit of work. When a replica fails it (down, a pooled connection
+    the server closed, its breaker open) the read is retried once on the primary: `query`
+    returns only once it has all its rows, so nothing reached the caller, and a read is safe to
+    repeat. The failure is recorded on the node (breaker, health) as for any unit of work and
+    counted as `storefront_db_read_fallbacks{reason="read_retried"}`. Writes are never retried
+    here; nor is a read the primary failed (no other node is sure to be fresh enough)."""
+    uow = uow_factory(tenant_id, read_only=True, strong=strong)
+    try:
+        async with uow:
+            return await query(uow)
+    except DatabaseUnavailable as error:
+        node = uow.node
+        if not uow.node_failed or node is None or node.role == "primary":
+            raise
+        uow.database.router.fallbacks["read_retried"] += 1
+        log.warning("db.read_retried", failed=node.name, error=str(error))
+    async with uow_factory(tenant_id, read_only=True, strong=True) as retry:
+        return await query(retry)
+
+
 async def read_fresh(
     uow_factory: UnitOfWorkFactory,
     tenant_id: UUID | None,
@@ -256,8 +289,7 @@ async def read_fresh(
     that may be younger than the replica's lag (a key, user or tenant made seconds ago).
     `primary_only` skips the replica (the caller knows the row just changed)."""
     for strong in (True,) if primary_only else (False, True):
-        async with uow_factory(tenant_id, read_only=True, strong=strong) as uow:
-            found = await query(uow)
+        found = await read(uow_factory, tenant_id, query, strong=strong)
         if found is not None:
             return found
     return None

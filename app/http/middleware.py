@@ -340,8 +340,8 @@ _API_CSP = b"default-src 'none'; frame-ancestors 'none'"
 
 def _read_preference(incoming: dict[str, str]) -> ReadPreference:
     token = incoming.get("x-consistency-token")
-    min_lsn = parse_lsn(token) if token is not None else None
-    if token is not None and min_lsn is None:
+    min_lsn = parse_lsn(token) if token else None  # an empty header is no token
+    if token and min_lsn is None:
         raise InvalidConsistencyToken("X-Consistency-Token must be a value this API returned")
     mode = incoming.get("x-read-consistency")
     if mode is not None and mode != "strong":

@@ -138,7 +138,8 @@ READ_HEADERS = [
         "in": "header",
         "required": False,
         "description": "Read your writes: the token a write returned; the read is served by a"
-        " database server that has applied it (400 `consistency.invalid_token` when malformed).",
+        " database server that has applied it (400 `consistency.invalid_token` when malformed;"
+        " an empty value is no token).",
         "schema": _HEADERS_SCHEMA_TOKEN,
     },
     {

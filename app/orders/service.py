@@ -23,7 +23,7 @@ from app.core.clock import Clock
 from app.core.errors import DomainError
 from app.core.money import Money
 from app.core.pagination import Slice, decode_keyset, keyset_page
-from app.db.uow import UnitOfWork, UnitOfWorkFactory
+from app.db.uow import UnitOfWork, UnitOfWorkFactory, read
 from app.orders.errors import (
     MAX_ORDER_TOTAL,
     MAX_UNITS_PER_PRODUCT,
@@ -333,8 +333,7 @@ class OrderService:
         return gone
 
     async def get(self, tenant_id: uuid.UUID, order_id: uuid.UUID) -> OrderRecord:
-        async with self._uow(tenant_id, read_only=True) as uow:
-            order = await uow.orders.get(order_id)
+        order = await read(self._uow, tenant_id, lambda uow: uow.orders.get(order_id))
         if order is None:
             raise OrderNotFound()
         return order
@@ -343,8 +342,7 @@ class OrderService:
         self, tenant_id: uuid.UUID, limit: int, cursor: str | None
     ) -> Slice[OrderRecord]:
         after = decode_keyset(cursor)
-        async with self._uow(tenant_id, read_only=True) as uow:
-            rows = await uow.orders.page(limit, after)
+        rows = await read(self._uow, tenant_id, lambda uow: uow.orders.page(limit, after))
         return keyset_page(rows, limit)
 
     async def cancel(self, tenant_id: uuid.UUID, order_id: uuid.UUID) -> OrderRecord:

@@ -6,7 +6,7 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from app.db.uow import UnitOfWorkFactory
+from app.db.uow import UnitOfWorkFactory, read
 from app.events.repository import Event
 from app.reports.errors import InvalidPeriod, MalformedSaleEvent
 from app.reports.repository import SalesRow
@@ -58,5 +58,4 @@ class ReportService:
     async def sales(self, tenant_id: uuid.UUID, first: date, last: date) -> list[SalesRow]:
         if last < first or (last - first).days >= MAX_DAYS:
             raise InvalidPeriod(f"`from` must not be after `to`, and at most {MAX_DAYS} days")
-        async with self._uow(tenant_id, read_only=True) as uow:
-            return await uow.sales.between(first, last)
+        return await read(self._uow, tenant_id, lambda uow: uow.sales.between(first, last))

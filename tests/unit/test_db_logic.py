@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
+from typing import Any
 
 import asyncpg
 import pytest
@@ -14,6 +16,7 @@ from app.db.breakers import DatabaseBreaker
 from app.db.database import Database
 from app.db.errors import is_unavailable
 from app.db.routing import ReadPreference, format_lsn, parse_lsn
+from app.db.uow import read
 from app.http.etags import not_modified, required_versions
 from app.settings import BreakerSettings, DatabaseSettings
 
@@ -174,3 +177,67 @@ def test_etag_conditions() -> None:
         required_versions(None)
     with pytest.raises(PreconditionFailed):
         required_versions('W/"v3"')
+
+
+class _Node:
+    def __init__(self, role: str) -> None:
+        self.role = role
+        self.name = f"{role}-1"
+
+
+class _ReadUoW:
+    """A unit of work whose node fails (or not) on entry; records where it ran."""
+
+    def __init__(self, factory: _ReadFactory, strong: bool) -> None:
+        self.factory, self.strong = factory, strong
+        self.node = _Node("primary" if strong else factory.read_role)
+        self.node_failed = False
+        self.database = factory
+
+    async def __aenter__(self) -> _ReadUoW:
+        self.factory.runs.append(self.node.role)
+        if self.node.role in self.factory.failing:
+            self.node_failed = self.factory.node_fault
+            raise DatabaseUnavailable("down")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+class _ReadFactory:
+    def __init__(self, read_role: str, failing: set[str], node_fault: bool = True) -> None:
+        self.read_role, self.failing, self.node_fault = read_role, failing, node_fault
+        self.runs: list[str] = []
+        self.router = self
+        self.fallbacks: Counter[str] = Counter()
+
+    def __call__(self, tenant_id: Any = None, *, read_only: bool, strong: bool) -> _ReadUoW:
+        assert read_only
+        return _ReadUoW(self, strong)
+
+
+async def _answer(uow: Any) -> str:
+    return "rows"
+
+
+@pytest.mark.parametrize(
+    ("read_role", "failing", "node_fault", "runs", "retried"),
+    [
+        ("replica", set(), True, ["replica"], 0),  # no failure: one run
+        ("replica", {"replica"}, True, ["replica", "primary"], 1),  # replica failed: primary
+        ("primary", {"primary"}, True, ["primary"], 0),  # the primary failed: no other node
+        ("replica", {"replica"}, False, ["replica"], 0),  # refused (tenant slots): no retry
+        ("replica", {"replica", "primary"}, True, ["replica", "primary"], 1),  # once only
+    ],
+)
+async def test_a_read_is_retried_once_on_the_primary_only_when_its_replica_failed(
+    read_role: str, failing: set[str], node_fault: bool, runs: list[str], retried: int
+) -> None:
+    factory = _ReadFactory(read_role, failing, node_fault)
+    try:
+        assert await read(factory, None, _answer) == "rows"  # type: ignore[arg-type]
+    except DatabaseUnavailable:
+        assert failing & {runs[-1]}
+    assert factory.runs == runs
+    assert factory.fallbacks["read_retried"] == retried
