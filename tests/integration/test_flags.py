@@ -43,9 +43,11 @@ def _cli_ok(harness: Harness, *args: str) -> str:
 async def test_cli_changes_reach_running_processes_within_two_seconds_and_agree(
     harness: Harness, served_apps: Callable[..., ServedApp]
 ) -> None:
-    tenants: list[tuple[Any, str]] = [
-        await harness.tenant_with_key(f"tenant-{i}") for i in range(8)
-    ]
+    # Tenant ids are random: make tenants until both sides of a 50% rollout have some (eight
+    # random ones all land on one side once in 128 runs).
+    tenants: list[tuple[Any, str]] = []
+    while len(tenants) < 8 or len({bucket(FLAG, t.id) < 5000 for t, _ in tenants}) < 2:
+        tenants.append(await harness.tenant_with_key(f"tenant-{len(tenants)}"))
     first, second = served_apps(), served_apps()
     key0 = tenants[0][1]
     assert _features(second, key0) == {}
