@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import Counter
 from typing import Any
 
 from app.devcluster import LocalCluster
@@ -99,6 +100,39 @@ async def test_reads_on_connections_the_replica_closed_are_retried_on_the_primar
         "/metrics", headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}
     )
     assert 'storefront_db_read_fallbacks_total{reason="read_retried"}' in metrics.text
+
+
+async def test_a_replica_killed_under_32_readers_fails_no_read(
+    harness: Harness, acme: dict[str, Any]
+) -> None:
+    """`pg_ctl -m immediate` on the replica while 32 clients read: every read is a 200 (the
+    ones on the dying replica are retried on the primary, later ones are routed there)."""
+    product_id = await harness.product_on_replica({**SHIRT, "sku": "R-3"})
+    url = f"/v1/products/{product_id}"
+    cluster = harness.cluster
+    statuses: list[int] = []
+    stop = asyncio.Event()
+
+    async def reader() -> None:
+        while not stop.is_set():
+            statuses.append((await harness.client.get(url)).status_code)
+
+    readers = [asyncio.create_task(reader()) for _ in range(32)]
+    try:
+        await asyncio.sleep(1.0)
+        served_before = len(statuses)
+        await asyncio.to_thread(cluster.stop, "replica", "immediate")
+        await asyncio.sleep(3.0)
+        stop.set()
+        await asyncio.gather(*readers)
+        assert served_before > 0
+        assert len(statuses) > served_before  # reads went on after the kill
+        assert set(statuses) == {200}, Counter(statuses)
+    finally:
+        stop.set()
+        await asyncio.gather(*readers, return_exceptions=True)
+        await asyncio.to_thread(cluster.start, "replica")
+        await _streaming_again(cluster)
 
 
 async def test_primary_down_writes_fail_fast_reads_continue(
