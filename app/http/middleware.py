@@ -116,7 +116,7 @@ class EdgeMiddleware:
                 except (PayloadTooLarge, RequestTimeout, ServerBusy):
                     close = True
                     raise
-            if scope["path"].startswith(_UNGATED):
+            if scope["path"].startswith(UNGATED):
                 await self.app(scope, receive, send_with_headers)
             elif not await self.door.enter():
                 raise ServerBusy("too many requests in progress; retry shortly")
@@ -287,7 +287,7 @@ class Door:
 
 
 # Operators must see a saturated process: health and ops endpoints skip the door.
-_UNGATED = ("/health/", "/ops/", "/metrics")
+UNGATED = ("/health/", "/ops/", "/metrics")
 
 
 class InvalidConsistencyToken(InvalidRequest):

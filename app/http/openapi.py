@@ -18,6 +18,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
+from app.http.middleware import UNGATED  # probes and operator paths: no tenant credential
+
 PROBLEM = "application/problem+json"
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 
@@ -160,8 +162,6 @@ PUBLIC = {"login", "refresh_token", "logout", "sign_up", "get_liveness", "get_re
 # Public operations counted per client address (app/http/ratelimit.py limited_by_address).
 _LIMITED_BY_ADDRESS = {"login", "refresh_token", "logout", "sign_up"}
 
-# Probes and operator paths: no tenant credential opens them, no tenant quota counts them.
-_UNGATED = ("/health/", "/ops/", "/metrics")
 # Operations whose 503 has a body of their own besides the edge's problem.
 _OWN_503 = {"get_readiness"}
 _WRITES = {"post", "put", "patch", "delete"}
@@ -197,7 +197,7 @@ def _refine_operation(path: str, method: str, operation: dict[str, Any]) -> None
     public = name in PUBLIC
     if public:
         operation["security"] = []
-    tenant_scoped = bool(operation.get("security")) and not path.startswith(_UNGATED)
+    tenant_scoped = bool(operation.get("security")) and not path.startswith(UNGATED)
     counted = tenant_scoped or name in _LIMITED_BY_ADDRESS
     if tenant_scoped and method == "get":
         operation.setdefault("parameters", []).extend(dict(header) for header in READ_HEADERS)

@@ -185,30 +185,18 @@ def test_every_command_fails_in_one_line_against_a_bad_target(
 
 def test_a_wrong_role_is_named_in_the_one_line(cluster: LocalCluster) -> None:
     wrong = app_url(cluster, "primary").replace("storefront_app@", "no_such_role@")
-    result = _storefront(
-        "tenants",
-        "list",
-        env=_clean_env(
-            STOREFRONT_ENV="test",
-            STOREFRONT_DATABASE__PRIMARY__URL=wrong,
-            STOREFRONT_DATABASE__REPLICAS="[]",
-            STOREFRONT_DATABASE__CONNECT__SSL="disable",
-        ),
+    env = _clean_env(
+        STOREFRONT_ENV="test",
+        STOREFRONT_DATABASE__PRIMARY__URL=wrong,
+        STOREFRONT_DATABASE__REPLICAS="[]",
+        STOREFRONT_DATABASE__CONNECT__SSL="disable",
     )
+    result = _storefront("tenants", "list", env=env)
     assert result.returncode == 1
     assert result.stderr == (
         'error: cannot connect to the database: role "no_such_role" does not exist\n'
     )
-    debug = _storefront(
-        "--debug",
-        "tenants",
-        "list",
-        env=_clean_env(
-            STOREFRONT_ENV="test",
-            STOREFRONT_DATABASE__PRIMARY__URL=wrong,
-            STOREFRONT_DATABASE__REPLICAS="[]",
-        ),
-    )
+    debug = _storefront("--debug", "tenants", "list", env=env)
     assert debug.returncode == 1
     assert "Traceback (most recent call last)" in debug.stderr
 
