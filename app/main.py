@@ -11,11 +11,13 @@ from typing import Any
 from dependency_injector.wiring import UnresolvedMarkerWarning
 from fastapi import FastAPI
 
+from app.catalog.routes import HOT_ROUTES as CATALOG_HOT_ROUTES
 from app.catalog.routes import router as catalog_router
 from app.flags.routes import router as flags_router
 from app.http.client_address import TrustedProxies
 from app.http.docs import install_docs
 from app.http.errors import install_error_handlers
+from app.http.hot import install_hot_routes
 from app.http.middleware import EdgeMiddleware
 from app.http.openapi import TAGS, install_openapi, operation_id
 from app.http.ops_routes import router as ops_router
@@ -86,6 +88,15 @@ def create_app(container: Any) -> FastAPI:
     install_error_handlers(app)
     if settings.server.docs_enabled:
         install_docs(app)
+    app.include_router(catalog_router)  # hot routes first: matching is in order
+    app.include_router(orders_router)
+    app.include_router(identity_router)
+    app.include_router(reports_router)
+    app.include_router(flags_router)
+    app.include_router(tenants_router)
+    app.include_router(secrets_router)
+    app.include_router(ops_router)
+    install_hot_routes(app, CATALOG_HOT_ROUTES)  # inside the edge: added before it
     door = container.door()
     container.metrics().watch_door(door)
     app.add_middleware(
@@ -98,14 +109,6 @@ def create_app(container: Any) -> FastAPI:
         proxies=TrustedProxies(settings.server.trusted_proxies),
         body_budget=container.body_budget(),
     )
-    app.include_router(catalog_router)  # hot routes first: matching is in order
-    app.include_router(orders_router)
-    app.include_router(identity_router)
-    app.include_router(reports_router)
-    app.include_router(flags_router)
-    app.include_router(tenants_router)
-    app.include_router(secrets_router)
-    app.include_router(ops_router)
     return app
 
 

@@ -53,6 +53,7 @@ async def main() -> None:
     credential.add_argument("--bearer", help="an access token (Authorization: Bearer)")
     parser.add_argument("-n", type=int, default=5000)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--all-frames", action="store_true", help="show library frames too")
     args = parser.parse_args()
     app = asgi()
     if args.key:
@@ -75,7 +76,7 @@ async def main() -> None:
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         if profiler is not None:
             profiler.stop()
-            print(profiler.output_text(unicode=False, color=False, show_all=False))
+            print(profiler.output_text(unicode=False, color=False, show_all=args.all_frames))
     print(
         f"{elapsed / args.n * 1e6:.0f} µs wall, {cpu / args.n * 1e6:.0f} µs CPU per request"
         f" ({args.n} sequential requests)"

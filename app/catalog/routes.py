@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 from pydantic import BaseModel
 
 from app.catalog.schemas import (
@@ -16,9 +16,14 @@ from app.catalog.schemas import (
 from app.catalog.service import CatalogService, ProductChanges
 from app.http.di import Provide, inject
 from app.http.etags import etag, not_modified, required_versions
+from app.http.hot import UUID, HotRoute
 from app.http.params import Cursor, Limit
 from app.http.schemas import AUTHENTICATED, Page, Text, problem_responses
-from app.http.security import CatalogReader, CatalogWriter
+from app.http.security import CatalogReader, CatalogWriter, authenticate, credentials
+from app.identity.authenticator import Authenticator
+from app.identity.permissions import Permission
+from app.identity.principal import Principal
+from app.ratelimit.quotas import TenantQuotas
 
 
 def json_response(body: BaseModel, headers: dict[str, str] | None = None) -> Response:
@@ -94,11 +99,37 @@ async def get_product(
     service: CatalogService = Provide["catalog_service"],
 ) -> Response:
     """One product with its ETag; `If-None-Match` with a current ETag gives 304."""
+    return await _product(service, principal, product_id, if_none_match)
+
+
+@inject
+async def get_product_hot(
+    request: Request,
+    product_id: str,
+    service: CatalogService = Provide["catalog_service"],
+    authenticator: Authenticator = Provide["authenticator"],
+    quotas: TenantQuotas = Provide["tenant_quotas"],
+) -> Response:
+    """`get_product`'s fast path (app/http/hot.py): a canonical UUID in the path."""
+    api_key, access_token = await credentials(request)
+    principal = await authenticate(
+        request, api_key, access_token, Permission.CATALOG_READ, authenticator, quotas
+    )
+    if_none_match = request.headers.get("if-none-match")
+    return await _product(service, principal, uuid.UUID(product_id), if_none_match)
+
+
+async def _product(
+    service: CatalogService, principal: Principal, product_id: uuid.UUID, if_none_match: str | None
+) -> Response:
     product = await service.get(principal.tenant_id, product_id)
     tag = etag(product.version)
     if not_modified(if_none_match, product.version):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": tag})
     return json_response(ProductRead.of(product), headers={"ETag": tag})
+
+
+HOT_ROUTES = [HotRoute(router, "GET", "/{product_id}", get_product_hot, product_id=UUID)]
 
 
 @router.patch(

@@ -61,25 +61,46 @@ def require(permission: Permission | None) -> Callable[..., Awaitable[Principal]
         authenticator: Authenticator = Provide["authenticator"],
         quotas: TenantQuotas = Provide["tenant_quotas"],
     ) -> Principal:
-        if x_api_key:
-            # The edge has made request.client the real client (trusted proxies applied).
-            client = request.client
-            principal = await authenticator.api_key(
-                x_api_key, throttle_bucket(client.host) if client else "unknown"
-            )
-        elif access_token:
-            principal = await authenticator.bearer(access_token)
-        else:
-            raise Unauthenticated("send an API key (X-API-Key) or a bearer access token")
-        structlog.contextvars.bind_contextvars(tenant=str(principal.tenant_id))
-        # The tenant's quota (per API key where its policy says so): 429 past it.
-        key_id = principal.id if principal.kind == "api_key" else None
-        await admit_tenant(request, quotas, principal.tenant_id, key_id)
-        if permission is not None:
-            principal.require(permission)
-        return principal
+        return await authenticate(
+            request, x_api_key, access_token, permission, authenticator, quotas
+        )
 
     return authenticated
+
+
+async def authenticate(
+    request: Request,
+    x_api_key: str | None,
+    access_token: str | None,
+    permission: Permission | None,
+    authenticator: Authenticator,
+    quotas: TenantQuotas,
+) -> Principal:
+    """The caller of a tenant request, counted on its tenant's quota and checked for
+    `permission`: the dependency above and the hot routes (app/http/hot.py) both call this."""
+    if x_api_key:
+        # The edge has made request.client the real client (trusted proxies applied).
+        client = request.client
+        principal = await authenticator.api_key(
+            x_api_key, throttle_bucket(client.host) if client else "unknown"
+        )
+    elif access_token:
+        principal = await authenticator.bearer(access_token)
+    else:
+        raise Unauthenticated("send an API key (X-API-Key) or a bearer access token")
+    structlog.contextvars.bind_contextvars(tenant=str(principal.tenant_id))
+    # The tenant's quota (per API key where its policy says so): 429 past it.
+    key_id = principal.id if principal.kind == "api_key" else None
+    await admit_tenant(request, quotas, principal.tenant_id, key_id)
+    if permission is not None:
+        principal.require(permission)
+    return principal
+
+
+async def credentials(request: Request) -> tuple[str | None, str | None]:
+    """(API key, access token) read from a request exactly as the dependency's declared
+    security schemes read them (the same objects do it)."""
+    return await _API_KEY(request), await _BEARER(request)
 
 
 @inject

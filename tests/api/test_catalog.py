@@ -243,3 +243,42 @@ async def test_money_amounts_are_strict_integers(harness: Harness, acme: dict[st
     assert (await create(harness, sku="OK-2", price={"amount": 0, "currency": "EUR"}))["price"][
         "amount"
     ] == 0
+
+
+async def test_the_hot_path_and_the_fastapi_route_answer_alike(
+    harness: Harness, acme: dict[str, Any]
+) -> None:
+    """GET /v1/products/{id} with a canonical UUID takes the hot path (app/http/hot.py); the
+    same id without hyphens is not canonical and goes through FastAPI. Every answer must be the
+    same either way: status, body, header names, problem codes."""
+    product = await create(harness)
+    _, reader_key = await harness.tenant_with_key("initech", scopes=("orders:read",))
+    cases: list[tuple[str, dict[str, str]]] = [
+        (product["id"], {}),
+        (product["id"], {"If-None-Match": '"v1"'}),
+        (product["id"], {"If-None-Match": '"v2", W/"v9"'}),
+        (product["id"], {"X-API-Key": ""}),  # no credential: 401
+        (product["id"], {"X-API-Key": "sf_live_not-a-key"}),
+        (product["id"], {"X-API-Key": reader_key}),  # no catalog:read: 403
+        ("00000000-0000-4000-8000-000000000000", {}),  # 404
+    ]
+    volatile = {"x-request-id", "date", "ratelimit", "ratelimit-policy", "retry-after"}
+    for product_id, headers in cases:
+        hot = await harness.client.get(f"/v1/products/{product_id}", headers=headers)
+        slow = await harness.client.get(
+            f"/v1/products/{product_id.replace('-', '')}", headers=headers
+        )
+        assert hot.status_code == slow.status_code, (product_id, headers, hot.text, slow.text)
+        skip = volatile
+        if hot.status_code >= 400:  # the problem names its path: `instance` and the length
+            skip = volatile | {"content-length"}
+            ignored = {"instance", "request_id"}
+            assert {k: v for k, v in problem(hot).items() if k not in ignored} == {
+                k: v for k, v in problem(slow).items() if k not in ignored
+            }
+        else:
+            assert hot.content == slow.content
+        assert {name: value for name, value in hot.headers.items() if name not in skip} == {
+            name: value for name, value in slow.headers.items() if name not in skip
+        }
+        assert set(hot.headers) == set(slow.headers)

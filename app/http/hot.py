@@ -1,0 +1,102 @@
+"""Hot routes: the most frequent requests, served without FastAPI's per-request machinery.
+
+FastAPI's routing and dependency solving cost about as much CPU as everything a product read
+does (docs/performance.md, issue 11): matching every route in turn, walking the dependency tree,
+validating each parameter through pydantic, an exit stack per request. A hot route keeps its
+FastAPI declaration (the OpenAPI document, validation errors, every request the fast path does
+not take) and adds a plain handler for its well-formed common case:
+
+    HotRoute(router, "GET", "/{product_id}", get_product_hot, product_id=UUID)
+
+The path parameters are matched by the given patterns (canonical forms only); a request whose
+path or method does not match goes on to FastAPI exactly as before, so anything unusual gets
+FastAPI's validation and its problem+json. The handler is called with the Starlette request and
+the matched parameters and must answer: it runs the same use case, authentication and quota
+as the FastAPI endpoint (they share one function each). The domain errors it raises are rendered
+by the edge middleware with the same renderer the app's exception handlers use, and
+`scope["route"]` is the FastAPI route, so metrics and the access log name the same template.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute, APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_PARAMETER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+Handler = Callable[..., Awaitable[Response]]
+
+
+class HotRoute:
+    def __init__(
+        self, router: APIRouter, method: str, path: str, handler: Handler, **patterns: str
+    ) -> None:
+        path = router.prefix + path  # the router is included without a prefix of its own
+        names = _PARAMETER.findall(path)
+        if sorted(names) != sorted(patterns):
+            raise ValueError(f"{path}: give a pattern for each of {names}, no more")
+        self.method = method
+        self.path = path
+        self.handler = handler
+        pieces, end = [], 0
+        for match in _PARAMETER.finditer(path):
+            pieces += [
+                re.escape(path[end : match.start()]),
+                f"(?P<{match[1]}>{patterns[match[1]]})",
+            ]
+            end = match.end()
+        self.pattern = re.compile("".join([*pieces, re.escape(path[end:])]))
+        self.route = self._declared(router.routes)
+
+    def _declared(self, routes: Iterable[Any]) -> APIRoute:
+        """The FastAPI route this one is the fast path of (declared before it)."""
+        for route in routes:
+            if (
+                isinstance(route, APIRoute)
+                and route.path == self.path
+                and self.method in (route.methods or ())
+            ):
+                return route
+        raise LookupError(f"no FastAPI route {self.method} {self.path} to take the fast path of")
+
+
+class HotRoutes:
+    """ASGI middleware, innermost (inside the edge): a request that matches a hot route is
+    answered by its handler; every other request goes on to FastAPI."""
+
+    def __init__(self, app: ASGIApp, routes: Sequence[HotRoute]) -> None:
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = _route_path(scope)
+            for hot in self.routes:
+                if scope["method"] == hot.method and (match := hot.pattern.fullmatch(path)):
+                    params = match.groupdict()
+                    scope["route"], scope["path_params"] = hot.route, params
+                    response = await hot.handler(Request(scope, receive), **params)
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
+def install_hot_routes(app: FastAPI, routes: Sequence[HotRoute]) -> None:
+    """Call before the edge middleware is added: the edge must wrap the hot routes (the door,
+    the request id, the error rendering, the access log)."""
+    app.add_middleware(HotRoutes, routes=routes)
+
+
+def _route_path(scope: Scope) -> str:
+    """The path as the router matches it (without the root path, as Starlette does)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
