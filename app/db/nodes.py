@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+from collections import deque
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine.interfaces import PoolProxiedConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -58,6 +61,15 @@ class DatabaseNode:
         self._slots = asyncio.Semaphore(self.capacity)
         self._pool_generation = 0
         self.checkout_observer: Any = None  # set by metrics: callable(node_name, seconds)
+        # Idle connections kept checked out of SQLAlchemy's pool, reused without its checkout
+        # and checkin (a third of a cached read's database-side CPU, docs/performance.md). Only
+        # without pre-ping (which needs the pool's checkout); at most `size` of them; recycled
+        # by age like the pool's own; dropped when the pool is replaced.
+        self._idle: deque[PoolProxiedConnection] = deque()
+        self._idle_limit = 0 if pool.pre_ping else pool.size
+        self._lifo = pool.use_lifo
+        self._recycle = pool.recycle
+        event.listen(engine.sync_engine, "connect", _stamp_connect_time)
 
     async def acquire(self) -> PoolProxiedConnection:
         """Check out a pooled connection for a request; fail fast unless the breaker is closed.
@@ -141,6 +153,14 @@ class DatabaseNode:
         await self.release(fairy, None)
 
     async def _checkout(self) -> PoolProxiedConnection:
+        idle = self._idle
+        while idle:
+            fairy = idle.pop() if self._lifo else idle.popleft()
+            if self._reusable(fairy):
+                return fairy
+            if fairy.is_valid:
+                fairy.invalidate(soft=True)  # too old: the pool reconnects it on next checkout
+            await _close_quietly(fairy)
         try:
             fairy = await self.engine.raw_connection()
             fairy.info["pool_generation"] = self._pool_generation
@@ -150,6 +170,15 @@ class DatabaseNode:
             raise DatabaseBusy(
                 f"database {self.name}: no connection within pool timeout"
             ) from error
+
+    def _reusable(self, fairy: PoolProxiedConnection) -> bool:
+        info = fairy.info
+        age = time.monotonic() - info.get(_CONNECTED_AT, -math.inf)
+        return (
+            fairy.is_valid
+            and info.get("pool_generation") == self._pool_generation
+            and (self._recycle < 0 or age <= self._recycle)
+        )
 
     def _observe_wait(self, seconds: float) -> None:
         """A request's whole wait for a connection: queue, then pool checkout (or connect)."""
@@ -162,6 +191,9 @@ class DatabaseNode:
         invalidated one, or one from a pool replaced since) awaits I/O and so needs SQLAlchemy's
         greenlet bridge; the common case is a plain queue put, done inline (nothing else runs
         between the check and the put)."""
+        if len(self._idle) < self._idle_limit and self._reusable(fairy):
+            self._idle.append(fairy)
+            return
         pool: Any = self.engine.sync_engine.pool
         same_pool = fairy.info.get("pool_generation") == self._pool_generation
         if same_pool and fairy.is_valid and pool.checkedin() < pool.size():
@@ -178,16 +210,36 @@ class DatabaseNode:
         # pool is collected); connections still checked out go back to the old one.
         self._pool_generation += 1
         await self.engine.dispose(close=False)
+        await self.close_idle()
+
+    async def close_idle(self) -> None:
+        """Give the idle connections back to the pool (a disposal closes only those it holds)."""
+        while self._idle:
+            await _close_quietly(self._idle.pop())
 
     def pool_status(self) -> dict[str, int]:
         pool: Any = self.engine.sync_engine.pool
+        idle = len(self._idle)  # checked out of the pool, but idle
         return {
             "size": pool.size(),
-            "checked_out": pool.checkedout(),
+            "checked_out": pool.checkedout() - idle,
             "overflow": max(0, pool.overflow()),
-            "idle": pool.checkedin(),
+            "idle": pool.checkedin() + idle,
             "waiting": self.waiting,
         }
+
+
+_CONNECTED_AT = "storefront_connected_at"
+
+
+def _stamp_connect_time(_: Any, record: Any) -> None:
+    """Pool `connect` event: when the server connection was made (for recycling idle ones)."""
+    record.info[_CONNECTED_AT] = time.monotonic()
+
+
+async def _close_quietly(fairy: PoolProxiedConnection) -> None:
+    with suppress(Exception):  # a dead connection: the pool has invalidated it
+        await greenlet_spawn(fairy.close)
 
 
 async def _discard_broken(fairy: PoolProxiedConnection, error: BaseException) -> None:

@@ -87,3 +87,35 @@ async def test_lagging_replica_is_skipped(make_harness: Any) -> None:
             harness, harness.client.get("/v1/products", headers={"X-Consistency-Token": ""})
         )
         assert response.status_code == 200
+
+
+async def _backend_pid(node: Any) -> int:
+    async with node.connection() as fairy:
+        pid: int = await fairy.driver_connection.fetchval("SELECT pg_backend_pid()")
+        return pid
+
+
+async def test_idle_connections_are_reused_recycled_by_age_and_dropped_with_the_pool(
+    harness: Harness,
+) -> None:
+    """The node keeps idle connections out of SQLAlchemy's pool (app/db/nodes.py): the same
+    server connection serves sequential work, is counted idle, is recycled past `pool.recycle`
+    (its connect time moved back, as a clock past the TTL would see it) and is dropped when the
+    node starts over after an outage."""
+    from app.db.nodes import _CONNECTED_AT
+
+    node = harness.container.database().replicas[0]
+    await node.close_idle()
+    first = await _backend_pid(node)
+    assert await _backend_pid(node) == first  # reused
+    status = node.pool_status()
+    assert status["checked_out"] == 0
+    assert status["idle"] >= 1
+    idle = node._idle[-1]
+    idle.info[_CONNECTED_AT] -= node._recycle + 1
+    recycled = await _backend_pid(node)
+    assert recycled != first
+    await node.mark_unreachable(ConnectionError("test"))
+    assert not node._idle
+    node.health.reachable = True
+    assert await _backend_pid(node) != recycled
