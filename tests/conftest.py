@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aio_pika
 import asyncpg
 import httpx
 import pytest
@@ -137,6 +138,29 @@ def rabbit_url() -> str:
     if not reachable():
         raise RuntimeError("RabbitMQ is not reachable on 127.0.0.1:5672 and could not start")
     return url
+
+
+@asynccontextmanager
+async def rabbit_spy(
+    url: str, exchange: str, routing_key: str = "#"
+) -> AsyncIterator[list[aio_pika.abc.AbstractIncomingMessage]]:
+    """The messages published on the topic `exchange` that match `routing_key`, appended as
+    they arrive (an exclusive queue of the test's own, deleted with the connection)."""
+    received: list[aio_pika.abc.AbstractIncomingMessage] = []
+    connection = await aio_pika.connect_robust(url)
+    try:
+        channel = await connection.channel()
+        topic = await channel.declare_exchange(exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+        spy = await channel.declare_queue(exclusive=True)
+        await spy.bind(topic, routing_key=routing_key)
+
+        async def spy_on(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            received.append(message)
+
+        await spy.consume(spy_on, no_ack=True)
+        yield received
+    finally:
+        await connection.close()
 
 
 def app_url(cluster: LocalCluster, role: str) -> str:

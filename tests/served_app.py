@@ -89,6 +89,17 @@ def free_port() -> int:
         return port
 
 
+def stop_process(process: subprocess.Popen[Any]) -> None:
+    """SIGTERM, up to 10 s to exit, then SIGKILL."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
 @dataclass
 class ServedApp:
     url: str
@@ -109,13 +120,7 @@ class ServedApp:
         os.utime(self.clock_file, ns=(stamp, stamp))
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        stop_process(self.process)
 
     def log(self) -> str:
         return self.log_file.read_text(errors="replace")

@@ -36,15 +36,22 @@ def _run(*command: str, timeout: float = 900) -> subprocess.CompletedProcess[str
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
 
 
+def _which(binary: str) -> str | None:
+    """PATH, then the sbin directories (daemons such as pgbouncer live in /usr/sbin, which a
+    non-login or unprivileged PATH often lacks)."""
+    sbin = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+    return shutil.which(binary, path=os.pathsep.join([os.environ.get("PATH", ""), *sbin]))
+
+
 def debian_tool(binary: str, package: str) -> str:
     """The path of `binary`, installing Debian's `package` when it is missing."""
-    found = shutil.which(binary)
+    found = _which(binary)
     if found:
         return found
     if os.geteuid() != 0:
         pytest.skip(f"{binary} missing and not root: apt-get install {package}")
     with _installing():
-        if not shutil.which(binary):
+        if not _which(binary):
             install = ("apt-get", "install", "-y", "--no-install-recommends", package)
             done = _run(*install)
             if done.returncode != 0:  # stale package lists: refresh once, then retry
@@ -52,7 +59,7 @@ def debian_tool(binary: str, package: str) -> str:
                 done = _run(*install)
             if done.returncode != 0:
                 pytest.skip(f"apt-get install {package} failed: {done.stderr.strip()[-300:]}")
-    found = shutil.which(binary)
+    found = _which(binary)
     if not found:
         pytest.skip(f"{package} installed no {binary}")
     return found

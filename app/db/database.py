@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from app.db.breakers import DatabaseBreaker
-from app.db.engines import create_engine
+from app.db.engines import create_engine, transaction_settings_sql
 from app.db.health import HealthMonitor
 from app.db.nodes import DatabaseNode
 from app.db.routing import ReplicaRouter
@@ -16,6 +16,8 @@ from app.settings import DatabaseSettings
 class Database:
     def __init__(self, settings: DatabaseSettings) -> None:
         self.settings = settings
+        # Appended to every transaction's tenant SET (behind PgBouncer: its statement timeout).
+        self.transaction_settings = transaction_settings_sql(settings.connect, settings.pgbouncer)
         self.primary = _node(settings, "primary", "primary", settings.primary.url, 1)
         self.replicas = [
             _node(settings, f"replica-{i}", "replica", replica.url, replica.weight)

@@ -4,7 +4,8 @@ Read-write: `BEGIN` + `set_config('app.tenant_id', …, true)` in one round trip
 batch), so row-level security is scoped to the transaction. Read-only: no transaction; the
 tenant is set at session level only when the pooled connection last served another tenant (cached
 in the pool's per-connection `info`), so a hot read costs exactly its own query. With
-`pgbouncer: true` server sessions are shared, so read-only work uses a transaction too.
+`pgbouncer: true` server sessions are shared, so read-only work uses a transaction too, and
+that transaction also sets the statement timeout (PgBouncer refuses it as a startup parameter).
 
 Fairness: a unit of work with a tenant holds one of that tenant's connection slots for the
 node's role (app/db/fairness.py) from before pool checkout until the connection is released.
@@ -180,8 +181,9 @@ class UnitOfWork:
         tenant = str(self.tenant_id) if self.tenant_id else ""
         if self._transactional:
             mode = "READ ONLY" if self.read_only else "READ WRITE"
+            extra = self.database.transaction_settings  # behind PgBouncer: statement_timeout
             await self._conn.execute(
-                f"BEGIN {mode}; SELECT set_config('app.tenant_id', '{tenant}', true)"
+                f"BEGIN {mode}; SELECT set_config('app.tenant_id', '{tenant}', true){extra}"
             )
         elif fairy.info.get("tenant") != tenant:
             fairy.info.pop("tenant", None)  # unknown until the SET has succeeded

@@ -10,14 +10,13 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-import aio_pika
 import pytest
 from dependency_injector import providers
 
 from app.events.bus import consume_from_rabbit
 from app.events.relay import OutboxRelay
 from app.events.repository import Event
-from tests.conftest import OPERATOR_TOKEN, Harness, problem
+from tests.conftest import OPERATOR_TOKEN, Harness, problem, rabbit_spy
 
 SCOPES = ("catalog:read", "catalog:write", "orders:read", "orders:write", "reports:read")
 TODAY = datetime.now(UTC).date()
@@ -173,20 +172,7 @@ async def test_events_reach_rabbitmq_with_message_ids_and_none_is_lost(
     suffix = uuid.uuid4().hex[:8]
     broker = {"url": rabbit_url, "exchange": f"test.events.{suffix}", "queue": f"test.q.{suffix}"}
     harness = await make_harness(broker=broker)
-    received: list[aio_pika.abc.AbstractIncomingMessage] = []
-    connection = await aio_pika.connect_robust(rabbit_url)
-    try:
-        channel = await connection.channel()
-        exchange = await channel.declare_exchange(
-            broker["exchange"], aio_pika.ExchangeType.TOPIC, durable=True
-        )
-        spy = await channel.declare_queue(exclusive=True)
-        await spy.bind(exchange, routing_key="order.*")
-
-        async def spy_on(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-            received.append(message)
-
-        await spy.consume(spy_on, no_ack=True)
+    async with rabbit_spy(rabbit_url, broker["exchange"], "order.*") as received:
         # The read model's own consumer, as the worker runs it.
         consumer = consume_from_rabbit(
             rabbit_url,
@@ -207,8 +193,6 @@ async def test_events_reach_rabbitmq_with_message_ids_and_none_is_lost(
             await harness.wait_for(lambda: _report_units(harness, mug) == 3, what="read model")
             for _ in range(2):  # a restarted relay finds nothing left to send
                 assert await relay.drain() == 0
-    finally:
-        await connection.close()
 
 
 def _report_units(harness: Harness, product_id: str) -> int:
