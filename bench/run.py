@@ -1,8 +1,9 @@
 """Load-benchmark orchestrator: `.venv/bin/python -m bench.run [--scenario NAME ...]`.
 
 Brings up its own PostgreSQL primary + replica (`app.devcluster.LocalCluster`), prepares and serves
-Storefront through its CLI, serves the two reference apps (`bench.reference_bare`,
-`bench.reference_tutorial`) against the replica, drives each with wrk and prints a markdown table.
+Storefront through its CLI, serves the two read reference apps (`bench.reference_bare`,
+`bench.reference_tutorial`) against the replica and the order reference (`bench.reference_orders`)
+against the primary, drives each with wrk and prints a markdown table.
 Everything listens on 127.0.0.1, every wrk run is bounded by `--duration`, and every process it
 starts is stopped again (servers, then the cluster) however the run ends.
 """
@@ -151,16 +152,17 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "orders-32-distinct",
             32,
-            ("storefront-orders",),
+            ("storefront-orders", "reference-orders"),
             count_statuses=True,
             order_products=64,
             about="POST /v1/orders (one unit, tok_ok, a new Idempotency-Key each) at 32 clients"
-            " spread over 64 products",
+            " spread over 64 products, and the same order on the bare reference (one"
+            " transaction, same tenant, same rows)",
         ),
         Scenario(
             "orders-32-hot",
             32,
-            ("storefront-orders",),
+            ("storefront-orders", "reference-orders"),
             count_statuses=True,
             order_products=1,
             about="the same with every order on one hot product (its row lock serializes them)",
@@ -177,6 +179,13 @@ STOREFRONT_TARGETS = frozenset(
         "storefront-redis",
     }
 )
+# Reference apps on Storefront's migrated schema and seeded tenant: they need Storefront prepared.
+SCHEMA_TARGETS = STOREFRONT_TARGETS | {"reference-orders"}
+# The denominator of each ratio line, and the rows measured against it.
+RATIOS = {
+    "bare": ("storefront", "tutorial", "storefront-nolimit", "storefront-redis"),
+    "reference-orders": ("storefront-orders",),
+}
 # Targets served by a Storefront with settings of their own (the server restarts for them).
 LIMITER_VARIANTS = {
     "storefront-nolimit": {"STOREFRONT_RATE_LIMITS__ENABLED": "false"},
@@ -473,6 +482,22 @@ def wait_for_rows(dsn: str, ids: Sequence[str], timeout: float = 30.0) -> None:
     asyncio.run(poll())
 
 
+def tenant_id(owner_dsn: str, slug: str) -> str:
+    """The id of the tenant `slug` (read as the owner: the tenants table is not tenant-scoped)."""
+
+    async def query() -> str:
+        conn = await asyncpg.connect(owner_dsn, timeout=5)
+        try:
+            found = await conn.fetchval("SELECT id FROM tenants WHERE slug = $1", slug)
+        finally:
+            await conn.close()
+        if found is None:
+            raise BenchError(f"no tenant {slug!r} in the bench database")
+        return str(found)
+
+    return asyncio.run(query())
+
+
 REFERENCE_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS products (
     id uuid PRIMARY KEY,
@@ -747,13 +772,14 @@ def report(rows: Sequence[Row], *, command: str, wrk_label: str, duration: int) 
     lines.append("")
     by_key = {(row.scenario, row.target): row.result for row in rows}
     for scenario in dict.fromkeys(row.scenario for row in rows):
-        bare = by_key.get((scenario, "bare"))
-        if bare is None or bare.requests_per_sec == 0:
-            continue
-        for other in ("storefront", "tutorial", *LIMITER_VARIANTS):
-            if (result := by_key.get((scenario, other))) is not None:
-                ratio = result.requests_per_sec / bare.requests_per_sec
-                lines.append(f"- {scenario}: {other}/bare req/s = {ratio:.2f}")
+        for base_name, others in RATIOS.items():
+            base = by_key.get((scenario, base_name))
+            if base is None or base.requests_per_sec == 0:
+                continue
+            for other in others:
+                if (result := by_key.get((scenario, other))) is not None:
+                    ratio = result.requests_per_sec / base.requests_per_sec
+                    lines.append(f"- {scenario}: {other}/{base_name} req/s = {ratio:.2f}")
         off = by_key.get((scenario, "storefront-nolimit"))
         for limited in ("storefront", "storefront-redis"):
             on = by_key.get((scenario, limited))
@@ -819,7 +845,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         s for s in SCENARIOS.values() if s.name in names
     ]  # canonical order: fewer restarts
     if args.only_reference:
-        skipped = [s.name for s in scenarios if set(s.targets) <= STOREFRONT_TARGETS]
+        skipped = [s.name for s in scenarios if set(s.targets) <= SCHEMA_TARGETS]
         if skipped:
             print(f"--only-reference: skipping Storefront-only scenarios {skipped}")
         scenarios = [s for s in scenarios if s.name not in skipped]
@@ -844,7 +870,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(scenarios: Sequence[Scenario], *, wrk: str, duration: int, only_ref: bool) -> list[Row]:
     wanted = {t for s in scenarios for t in s.targets}
     if only_ref:
-        wanted -= STOREFRONT_TARGETS
+        wanted -= SCHEMA_TARGETS
     servers: list[Server] = []
     storefront: Storefront | None = None
     cluster: LocalCluster | None = None
@@ -898,17 +924,34 @@ def run(scenarios: Sequence[Scenario], *, wrk: str, duration: int, only_ref: boo
             "BENCH_POOL_SIZE": str(REFERENCE_POOL_SIZE),
             "BENCH_SQLA_DSN": sqlalchemy_url(replica_owner),
         }
-        for name, module in (("bare", "reference_bare"), ("tutorial", "reference_tutorial")):
+        if "reference-orders" in wanted:
+            # The application role (row-level security applies) on the primary, bench tenant.
+            reference_env["BENCH_PRIMARY_DSN"] = cluster.dsn("primary", user="storefront_app")
+            reference_env["BENCH_TENANT_ID"] = tenant_id(
+                cluster.dsn("primary", user="storefront"), "bench"
+            )
+        for name, module, path in (
+            ("bare", "reference_bare", f"/products/{product_id}"),
+            ("tutorial", "reference_tutorial", f"/products/{product_id}"),
+            ("reference-orders", "reference_orders", "/orders"),
+        ):
             if name not in wanted:
                 continue
             port = free_port()
             server = Server(name, uvicorn_argv(f"bench.{module}:app", port), reference_env, port)
             servers.append(server)
-            server.start(f"/products/{product_id}", None)
-            targets[name] = Target(name, f"{server.base_url}/products/{product_id}")
+            server.start(path, None)
+            targets[name] = Target(name, server.base_url + path)
 
         for scenario in scenarios:
             print(f"\n{scenario.name}: {scenario.about}", flush=True)
+            order_products: list[str] = []  # seeded once: every target orders the same rows
+            if scenario.order_products and storefront is not None:
+                order_products = storefront.seed(
+                    scenario.order_products,
+                    stock=100_000_000,
+                    prefix=f"{scenario.name}-{secrets.token_hex(3)}",
+                )
             for name in scenario.targets:
                 if name not in wanted:
                     continue
@@ -921,13 +964,8 @@ def run(scenarios: Sequence[Scenario], *, wrk: str, duration: int, only_ref: boo
                     "timeout": scenario.wrk_timeout,
                     "script": STATUS_SCRIPT if scenario.count_statuses else None,
                 }
-                if scenario.order_products:
-                    assert storefront is not None
-                    options["script_args"] = storefront.seed(
-                        scenario.order_products,
-                        stock=100_000_000,
-                        prefix=f"{scenario.name}-{secrets.token_hex(3)}",
-                    )
+                if order_products:
+                    options["script_args"] = order_products
                 run_wrk(wrk, target, duration=WARMUP_SECONDS, **options)
                 result = run_wrk(wrk, target, duration=duration, **options)
                 rows.append(Row(scenario.name, name, scenario.clients, result))

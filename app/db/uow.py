@@ -190,15 +190,17 @@ class UnitOfWork:
             await self._conn.execute(f"SELECT set_config('app.tenant_id', '{tenant}', false)")
             fairy.info["tenant"] = tenant
 
-    async def commit(self) -> None:
-        """Commit and remember the WAL position, the request's read-your-writes token."""
+    async def commit(self, *, token: bool = True) -> None:
+        """Commit and remember the WAL position, the request's read-your-writes token (one
+        more round trip). `token=False` skips it, for a write the same request follows with
+        another one whose token, taken after this commit, covers both."""
         if not self._transactional:
             return
         try:
             await self._conn.execute("COMMIT")
         except Exception as error:
             self._reraise(error)
-        if self.read_only:
+        if self.read_only or not token:
             return
         try:
             self.commit_lsn = await self._conn.fetchval(_COMMIT_LSN_SQL)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from app.core.money import Money
 from app.db.repository import TenantScoped
 
 
@@ -40,37 +40,101 @@ _ORDER_COLUMNS = (
 )
 
 
+# One statement (one round trip) for the whole of placing an order: the order, its lines, its
+# `order.placed` outbox event (the NOTIFY trigger is per statement) and the reservation. The
+# order's lines reference the order: the foreign-key checks run at the end of the statement.
+# Products are locked in id order (`locked`: FOR UPDATE over the sorted rows), so concurrent
+# multi-line orders cannot deadlock; the UPDATE re-checks its guard on the latest row version
+# (READ COMMITTED), so stock never goes below zero.
+_PLACE_SQL = """
+WITH new_order AS (
+    INSERT INTO orders (id, tenant_id, status, total_amount, currency, payment_token,
+                        payment_key, created_at, updated_at)
+    VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $7)),
+new_lines AS (
+    INSERT INTO order_lines (order_id, product_id, tenant_id, quantity, unit_amount)
+    SELECT $1, u.product_id, $2, u.quantity, u.unit_amount
+    FROM unnest($8::uuid[], $9::int[], $10::bigint[]) AS u(product_id, quantity, unit_amount)),
+event AS (
+    INSERT INTO outbox (id, tenant_id, topic, payload, created_at, next_attempt_at)
+    VALUES ($11, $2, 'order.placed', $12::jsonb, $7, $7)),
+locked AS (
+    SELECT id FROM products WHERE tenant_id = $2 AND id = ANY($8::uuid[])
+    ORDER BY id FOR UPDATE),
+reserved AS (
+    UPDATE products p SET stock = p.stock - u.quantity, version = p.version + 1,
+                          updated_at = $7
+    FROM locked, unnest($8::uuid[], $9::int[]) AS u(product_id, quantity)
+    WHERE p.tenant_id = $2 AND p.id = locked.id AND u.product_id = locked.id
+      AND p.stock >= u.quantity
+    RETURNING p.id)
+SELECT id FROM reserved
+"""
+
+# The saga's confirmation in one statement: the compare-and-set on the status, the key's stored
+# answer and the `order.paid` event, the last two only when the compare-and-set moved the order.
+_CONFIRM_SQL = f"""
+WITH moved AS (
+    UPDATE orders SET status = 'confirmed', updated_at = $3, authorization_id = $4
+    WHERE tenant_id = $1 AND id = $2 AND status = 'pending'
+    RETURNING {_ORDER_COLUMNS}),
+answered AS (
+    UPDATE idempotency_keys SET status = 'completed', response_status = 201,
+                                response_body = $5::jsonb
+    WHERE tenant_id = $1 AND order_id = $2 AND EXISTS (SELECT 1 FROM moved)),
+event AS (
+    INSERT INTO outbox (id, tenant_id, topic, payload, created_at, next_attempt_at)
+    SELECT $6, $1, 'order.paid', $7::jsonb, $3, $3 WHERE EXISTS (SELECT 1 FROM moved))
+SELECT {_ORDER_COLUMNS} FROM moved
+"""
+
+
 class OrderRepository(TenantScoped):
-    async def add(
+    async def place(
+        self, order: OrderRecord, event: tuple[uuid.UUID, dict[str, Any]]
+    ) -> set[uuid.UUID]:
+        """Insert the pending `order` (at its `created_at`) with its lines and `order.placed`
+        event, and reserve every line's units with a guarded decrement; returns the products
+        whose units were reserved (fewer than the lines: not enough stock, and the caller rolls
+        back)."""
+        rows = await self._conn.fetch(
+            _PLACE_SQL,
+            order.id,
+            self._tenant_id,
+            order.total_amount,
+            order.currency,
+            order.payment_token,
+            order.payment_key,
+            order.created_at,
+            [ln.product_id for ln in order.lines],
+            [ln.quantity for ln in order.lines],
+            [ln.unit_amount for ln in order.lines],
+            event[0],
+            json.dumps(event[1]),
+        )
+        return {row[0] for row in rows}
+
+    async def confirm(
         self,
         order_id: uuid.UUID,
-        total_amount: int,
-        currency: str,
-        payment_token: str,
-        payment_key: str,
-        lines: Sequence[OrderLineRecord],
         at: datetime,
-    ) -> None:
-        await self._conn.execute(
-            "INSERT INTO orders (id, tenant_id, status, total_amount, currency, payment_token,"
-            " payment_key, created_at, updated_at)"
-            " VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $7)",
-            order_id,
+        authorization_id: str,
+        answer: dict[str, Any],
+        event: tuple[uuid.UUID, dict[str, Any]],
+    ) -> OrderRecord | None:
+        """pending -> confirmed, storing `answer` for the key's replays and the `order.paid`
+        event; None (and nothing written) when someone else moved the order."""
+        row = await self._conn.fetchrow(
+            _CONFIRM_SQL,
             self._tenant_id,
-            total_amount,
-            currency,
-            payment_token,
-            payment_key,
+            order_id,
             at,
+            authorization_id,
+            json.dumps(answer),
+            event[0],
+            json.dumps(event[1]),
         )
-        await self._conn.executemany(
-            "INSERT INTO order_lines (order_id, product_id, tenant_id, quantity, unit_amount)"
-            " VALUES ($1, $2, $3, $4, $5)",
-            [
-                (order_id, ln.product_id, self._tenant_id, ln.quantity, ln.unit_amount)
-                for ln in lines
-            ],
-        )
+        return OrderRecord(*row) if row else None
 
     async def get(self, order_id: uuid.UUID, *, lock: bool = False) -> OrderRecord | None:
         row = await self._conn.fetchrow(
@@ -157,22 +221,34 @@ class IdempotencyRecord:
 
 
 class IdempotencyRepository(TenantScoped):
-    async def claim(
-        self, key: str, fingerprint: bytes, order_id: uuid.UUID, expires_at: datetime
-    ) -> bool:
-        """Insert the key as in flight for the order about to be made; False when it exists
-        (then `get` it)."""
-        row = await self._conn.fetchrow(
-            "INSERT INTO idempotency_keys (tenant_id, key, fingerprint, status, order_id,"
-            " expires_at) VALUES ($1, $2, $3, 'in_flight', $4, $5)"
-            " ON CONFLICT DO NOTHING RETURNING key",
+    async def claim_with_prices(
+        self,
+        key: str,
+        fingerprint: bytes,
+        order_id: uuid.UUID,
+        expires_at: datetime,
+        product_ids: list[uuid.UUID],
+    ) -> tuple[bool, dict[uuid.UUID, Money]]:
+        """Insert the key as in flight for the order about to be made, and read the products'
+        prices, in one round trip: (claimed, prices of the products that exist). Not claimed:
+        the key exists (then `get` it). The outer join returns a row even when no product
+        matches."""
+        rows = await self._conn.fetch(
+            "WITH claimed AS (INSERT INTO idempotency_keys (tenant_id, key, fingerprint, status,"
+            " order_id, expires_at) VALUES ($1, $2, $3, 'in_flight', $4, $5)"
+            " ON CONFLICT DO NOTHING RETURNING key)"
+            " SELECT EXISTS (SELECT 1 FROM claimed), p.id, p.price_amount, p.price_currency"
+            " FROM (SELECT 1) AS one LEFT JOIN products p"
+            " ON p.tenant_id = $1 AND p.id = ANY($6::uuid[])",
             self._tenant_id,
             key,
             fingerprint,
             order_id,
             expires_at,
+            product_ids,
         )
-        return row is not None
+        prices = {row[1]: Money(row[2], row[3]) for row in rows if row[1] is not None}
+        return bool(rows[0][0]), prices
 
     async def get(self, key: str) -> IdempotencyRecord | None:
         return await self._one("key", key)

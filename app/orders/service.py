@@ -149,12 +149,15 @@ class OrderService:
         order_id = uuid.uuid4()
         now = self._clock.now()
         async with self._uow(tenant_id) as uow:
-            claimed = await uow.idempotency.claim(
-                idempotency_key, request_fingerprint, order_id, now + IDEMPOTENCY_RETENTION
+            claimed, prices = await uow.idempotency.claim_with_prices(
+                idempotency_key,
+                request_fingerprint,
+                order_id,
+                now + IDEMPOTENCY_RETENTION,
+                sorted(quantities),
             )
             if not claimed:
                 return await self._replay(uow, idempotency_key, request_fingerprint)
-            prices = await uow.products.prices(sorted(quantities))
             unknown = sorted(set(quantities) - set(prices))
             if unknown:
                 raise UnknownProduct(f"no product {unknown[0]}")
@@ -170,14 +173,19 @@ class OrderService:
                     f"the total {total.amount} exceeds {MAX_ORDER_TOTAL} (minor units)"
                 )
             payment_key = f"{tenant_id}:{idempotency_key}"
-            await uow.orders.add(
-                order_id, total.amount, total.currency, payment_token, payment_key, lines, now
-            )
-            await uow.outbox.add("order.placed", {"order_id": str(order_id)}, now)
-            # Last, so the products' row locks are held only until the commit right after.
-            await self._reserve(uow, lines, now)
-            await uow.commit()
-        return await self._settle(tenant_id, order_id, payment_key, payment_token, total, lines)
+            # One statement: order, lines, `order.placed`, and the reservation, all or nothing
+            # (last, so the products' row locks are held only until the commit right after).
+            order = OrderRecord(
+                order_id, tenant_id, "pending", total.amount, total.currency, payment_token,
+                payment_key, None, now, now, lines,
+            )  # fmt: skip
+            reserved = await uow.orders.place(order, (uuid.uuid4(), {"order_id": str(order_id)}))
+            for line in lines:
+                if line.product_id not in reserved:
+                    raise InsufficientStock(f"not enough stock of product {line.product_id}")
+            # No read-your-writes token: the settling transaction's, later, supersedes it.
+            await uow.commit(token=False)
+        return await self._settle(order)
 
     async def _replay(self, uow: UnitOfWork, key: str, request_fingerprint: bytes) -> Outcome:
         existing = await uow.idempotency.get(key)
@@ -189,31 +197,18 @@ class OrderService:
             raise IdempotencyInFlight("the first request with this key is still in progress")
         return Outcome(existing.response_status or 201, existing.response_body, replayed=True)
 
-    @staticmethod
-    async def _reserve(uow: UnitOfWork, lines: tuple[OrderLineRecord, ...], at: datetime) -> None:
-        """All or nothing, in product-id order (`lines` are sorted: concurrent orders lock rows
-        in one order, no deadlocks). Each decrement is one guarded UPDATE: stock never goes
-        below zero."""
-        for line in lines:
-            if await uow.products.adjust_stock(line.product_id, -line.quantity, at) is None:
-                raise InsufficientStock(f"not enough stock of product {line.product_id}")
-
-    async def _settle(
-        self,
-        tenant_id: uuid.UUID,
-        order_id: uuid.UUID,
-        payment_key: str,
-        token: str,
-        total: Money,
-        lines: tuple[OrderLineRecord, ...],
-    ) -> Outcome:
-        """Authorize, then confirm (or compensate). The provider key is the client's
-        (tenant, Idempotency-Key): a retry after an outage gets an authorization that completed
-        after our timeout instead of a second hold. Any other failure (a crash) leaves the
-        order pending for `recover()`."""
+    async def _settle(self, order: OrderRecord) -> Outcome:
+        """Authorize the pending `order`, then confirm (or compensate). The provider key is the
+        client's (tenant, Idempotency-Key): a retry after an outage gets an authorization that
+        completed after our timeout instead of a second hold. Any other failure (a crash)
+        leaves the order pending for `recover()`."""
+        tenant_id, order_id, lines = order.tenant_id, order.id, order.lines
         try:
             authorization = await self._gateway.authorize(
-                ProviderAccount.of_tenant(tenant_id), payment_key, token, total
+                ProviderAccount.of_tenant(tenant_id),
+                order.payment_key,
+                order.payment_token,
+                Money(order.total_amount, order.currency),
             )
         except (PaymentDeclined, PaymentRejected) as refused:
             status = 402 if isinstance(refused, PaymentDeclined) else 422
@@ -223,32 +218,31 @@ class OrderService:
         except PaymentUnavailable:
             await self._compensate(tenant_id, order_id, lines, "failed", None)
             raise
-        return await self._confirm(tenant_id, order_id, payment_key, authorization, lines)
+        return await self._confirm(
+            replace(order, status="confirmed", authorization_id=authorization)
+        )
 
-    async def _confirm(
-        self,
-        tenant_id: uuid.UUID,
-        order_id: uuid.UUID,
-        payment_key: str,
-        authorization_id: str,
-        lines: tuple[OrderLineRecord, ...],
-    ) -> Outcome:
+    async def _confirm(self, confirmed: OrderRecord) -> Outcome:
+        """`confirmed` is the order as the compare-and-set makes it (but for `updated_at`): its
+        answer and event are built before the one statement that stores them."""
         now = self._clock.now()
-        async with self._uow(tenant_id) as uow:
-            moved = await uow.orders.transition(
-                order_id, "pending", "confirmed", now, authorization_id
+        order = replace(confirmed, updated_at=now)
+        body = OrderRead.of(order).model_dump(mode="json")
+        authorization_id = order.authorization_id
+        assert authorization_id is not None
+        async with self._uow(order.tenant_id) as uow:
+            moved = await uow.orders.confirm(
+                order.id, now, authorization_id, body, (uuid.uuid4(), _sale(order))
             )
-            order = replace(moved, lines=lines) if moved else await uow.orders.get(order_id)
-            assert order is not None
-            body = OrderRead.of(order).model_dump(mode="json")
-            if moved:
-                await uow.idempotency.complete_for_order(order_id, 201, body)
-                await uow.outbox.add("order.paid", _sale(order), now)
+            if not moved:
+                found = await uow.orders.get(order.id)
+                assert found is not None
+                order, body = found, OrderRead.of(found).model_dump(mode="json")
             await uow.commit()
         if moved or order.authorization_id == authorization_id:
             return Outcome(201, body)
         # Someone else settled it meanwhile (recovery compensated it): release our hold.
-        await self._release_hold(tenant_id, payment_key, authorization_id)
+        await self._release_hold(order.tenant_id, order.payment_key, authorization_id)
         raise PaymentUnavailable("the order was settled without this payment; retry the request")
 
     async def _release_hold(
@@ -307,16 +301,8 @@ class OrderService:
                     await uow.commit()
                 if not leased or order is None:
                     continue
-                total = Money(order.total_amount, order.currency)
                 with contextlib.suppress(PaymentUnavailable):  # compensated, key released
-                    await self._settle(
-                        tenant_id,
-                        order_id,
-                        order.payment_key,
-                        order.payment_token,
-                        total,
-                        order.lines,
-                    )
+                    await self._settle(order)
             except Exception as error:
                 log.warning("orders.recovery_failed", order=str(order_id), error=repr(error))
                 continue

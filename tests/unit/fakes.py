@@ -12,7 +12,7 @@ from app.catalog.errors import MAX_STOCK, SkuTaken
 from app.catalog.repository import ProductRecord
 from app.core.money import Money
 from app.identity.repository import UserRecord
-from app.orders.repository import IdempotencyRecord, OrderLineRecord, OrderRecord
+from app.orders.repository import IdempotencyRecord, OrderRecord
 
 
 class FakeProducts:
@@ -141,24 +141,39 @@ class FakeRefreshTokens:
 
 
 class FakeOrders:
-    def __init__(self) -> None:
-        self.rows: dict[uuid.UUID, OrderRecord] = {}
+    """Orders; placing and confirming also write the key, the outbox and the stock, as the one
+    statement of the real repository does."""
 
-    async def add(
+    def __init__(
+        self, products: FakeProducts, idempotency: FakeIdempotency, outbox: FakeOutbox
+    ) -> None:
+        self.rows: dict[uuid.UUID, OrderRecord] = {}
+        self._products, self._idempotency, self._outbox = products, idempotency, outbox
+
+    async def place(
+        self, order: OrderRecord, event: tuple[uuid.UUID, dict[str, Any]]
+    ) -> set[uuid.UUID]:
+        self.rows[order.id] = replace(order, tenant_id=uuid.UUID(int=0))
+        await self._outbox.add("order.placed", event[1], order.created_at)
+        reserved = set()
+        for line in order.lines:
+            if await self._products.adjust_stock(line.product_id, -line.quantity, order.created_at):
+                reserved.add(line.product_id)
+        return reserved
+
+    async def confirm(
         self,
         order_id: uuid.UUID,
-        total_amount: int,
-        currency: str,
-        payment_token: str,
-        payment_key: str,
-        lines: Sequence[OrderLineRecord],
         at: datetime,
-    ) -> None:
-        tenant = uuid.UUID(int=0)
-        self.rows[order_id] = OrderRecord(
-            order_id, tenant, "pending", total_amount, currency, payment_token, payment_key,
-            None, at, at, tuple(lines),
-        )  # fmt: skip
+        authorization_id: str,
+        answer: dict[str, Any],
+        event: tuple[uuid.UUID, dict[str, Any]],
+    ) -> OrderRecord | None:
+        moved = await self.transition(order_id, "pending", "confirmed", at, authorization_id)
+        if moved is not None:
+            await self._idempotency.complete_for_order(order_id, 201, answer)
+            await self._outbox.add("order.paid", event[1], at)
+        return moved
 
     async def get(self, order_id: uuid.UUID, *, lock: bool = False) -> OrderRecord | None:
         return self.rows.get(order_id)
@@ -182,16 +197,23 @@ class FakeOrders:
 
 
 class FakeIdempotency:
-    def __init__(self) -> None:
+    def __init__(self, products: FakeProducts) -> None:
         self.rows: dict[str, IdempotencyRecord] = {}
+        self._products = products
 
-    async def claim(
-        self, key: str, fingerprint: bytes, order_id: uuid.UUID, expires_at: datetime
-    ) -> bool:
+    async def claim_with_prices(
+        self,
+        key: str,
+        fingerprint: bytes,
+        order_id: uuid.UUID,
+        expires_at: datetime,
+        product_ids: list[uuid.UUID],
+    ) -> tuple[bool, dict[uuid.UUID, Money]]:
+        prices = await self._products.prices(product_ids)
         if key in self.rows:
-            return False
+            return False, prices
         self.rows[key] = IdempotencyRecord(key, fingerprint, "in_flight", order_id, None, None)
-        return True
+        return True, prices
 
     async def get(self, key: str) -> IdempotencyRecord | None:
         return self.rows.get(key)
@@ -283,7 +305,7 @@ class FakeUnitOfWork:
             ) = self._snapshot
             self.revocations.rows, self.invalidations.messages = self._announced
 
-    async def commit(self) -> None:
+    async def commit(self, *, token: bool = True) -> None:
         self.commits += 1
 
 
@@ -293,8 +315,8 @@ class FakeUnitOfWorkFactory:
         self.users = FakeUsers()
         self.refresh_tokens = FakeRefreshTokens()
         self.outbox = FakeOutbox()
-        self.orders = FakeOrders()
-        self.idempotency = FakeIdempotency()
+        self.idempotency = FakeIdempotency(self.products)
+        self.orders = FakeOrders(self.products, self.idempotency, self.outbox)
         self.revocations = FakeRevocations()
         self.invalidations = FakeInvalidations()
         self.opened: list[tuple[FakeUnitOfWork, bool]] = []

@@ -1,0 +1,103 @@
+"""Round trips of `POST /v1/orders`: every statement an order sends to PostgreSQL, counted.
+
+asyncpg's query logger sees each statement the application sends (a simple-query batch such as
+`BEGIN; SELECT set_config(...)` is one), and with warm statement caches each is one round trip.
+Its callbacks run in a copy of the sending task's context, so only statements sent on behalf
+of the request under the `_counting` context variable are counted (the health poller, started
+before, is not). docs/performance.md lists what each statement is for; a change that adds one
+fails here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event
+
+from tests.api.test_orders import ORDER_SCOPES
+from tests.conftest import Harness
+
+_counting: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "_counting", default=None
+)
+# BEGIN + tenant, claim key + prices, order + lines + event + reservation, COMMIT; BEGIN +
+# tenant, confirm (status, key, event), COMMIT, read-your-writes token.
+ORDER_ROUND_TRIPS = 8
+
+
+def _log(record: Any) -> None:
+    statements = _counting.get()
+    if statements is not None:
+        statements.append(" ".join(record.query.split()))
+
+
+@contextmanager
+def statements_of(harness: Harness) -> Iterator[list[str]]:
+    """Every statement sent inside the block, on any node (read once the block has exited)."""
+
+    def attach(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        dbapi_connection.driver_connection.add_query_logger(_log)  # a set: added once
+
+    pools = [node.engine.sync_engine.pool for node in harness.container.database().nodes]
+    for pool in pools:
+        event.listen(pool, "checkout", attach)
+    statements: list[str] = []
+    token = _counting.set(statements)
+    try:
+        yield statements
+    finally:
+        _counting.reset(token)
+        for pool in pools:
+            event.remove(pool, "checkout", attach)
+
+
+async def _products(harness: Harness, count: int) -> list[str]:
+    _, secret = await harness.tenant_with_key("acme", scopes=ORDER_SCOPES)
+    harness.client.headers["X-API-Key"] = secret
+    ids = []
+    for n in range(count):
+        created = await harness.client.post(
+            "/v1/products",
+            json={
+                "sku": f"SKU-{n}",
+                "name": "Mug",
+                "price": {"amount": 1299, "currency": "EUR"},
+                "stock": 100,
+            },
+        )
+        assert created.status_code == 201, created.text
+        ids.append(created.json()["id"])
+    return ids
+
+
+async def _counted_order(harness: Harness, products: list[str]) -> list[str]:
+    body = {
+        "items": [{"product_id": p, "quantity": 1} for p in products],
+        "payment": {"token": "tok_ok"},
+    }
+    with statements_of(harness) as statements:
+        response = await harness.client.post(
+            "/v1/orders", json=body, headers={"Idempotency-Key": str(uuid.uuid4())}
+        )
+        await asyncio.sleep(0)  # the logger's callbacks were call_soon'd: let them run
+    assert response.status_code == 201, response.text
+    return statements
+
+
+async def test_an_order_costs_a_fixed_number_of_round_trips(make_harness: Any) -> None:
+    # The key is verified from the in-process cache, as in production (config/base.yaml).
+    harness = await make_harness(auth={"api_key_cache_ttl_seconds": 30})
+    products = await _products(harness, 3)
+    await _counted_order(harness, products[:1])  # warms statement caches, credential cache
+    await _counted_order(harness, products)
+    one_line = await _counted_order(harness, products[:1])
+    three_lines = await _counted_order(harness, products)
+    listing = "\n".join(one_line)
+    assert len(one_line) == ORDER_ROUND_TRIPS, listing
+    # One statement reserves every line: lines do not add round trips.
+    assert len(three_lines) == ORDER_ROUND_TRIPS, "\n".join(three_lines)
