@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
@@ -36,14 +36,19 @@ def _log(record: Any) -> None:
         statements.append(" ".join(record.query.split()))
 
 
-@contextmanager
-def statements_of(harness: Harness) -> Iterator[list[str]]:
-    """Every statement sent inside the block, on any node (read once the block has exited)."""
+@asynccontextmanager
+async def statements_of(harness: Harness) -> AsyncIterator[list[str]]:
+    """Every statement sent inside the block, on any node (read once the block has exited).
+    The nodes' idle connections go back to the pool first, so each connection the block uses
+    passes the pool's checkout (where the logger is attached) at least once."""
 
     def attach(dbapi_connection: Any, record: Any, proxy: Any) -> None:
         dbapi_connection.driver_connection.add_query_logger(_log)  # a set: added once
 
-    pools = [node.engine.sync_engine.pool for node in harness.container.database().nodes]
+    nodes = harness.container.database().nodes
+    for node in nodes:
+        await node.close_idle()
+    pools = [node.engine.sync_engine.pool for node in nodes]
     for pool in pools:
         event.listen(pool, "checkout", attach)
     statements: list[str] = []
@@ -80,7 +85,7 @@ async def _counted_order(harness: Harness, products: list[str]) -> list[str]:
         "items": [{"product_id": p, "quantity": 1} for p in products],
         "payment": {"token": "tok_ok"},
     }
-    with statements_of(harness) as statements:
+    async with statements_of(harness) as statements:
         response = await harness.client.post(
             "/v1/orders", json=body, headers={"Idempotency-Key": str(uuid.uuid4())}
         )
