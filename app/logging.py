@@ -1,25 +1,103 @@
 """structlog: JSON lines carrying request id, tenant and route from contextvars.
 
 The standard library's loggers (uvicorn, alembic, sqlalchemy) are routed through the same
-renderer, so an operator's log pipeline sees one format.
+renderer and the same writer, so an operator's log pipeline sees one format, in order.
+
+Lines are serialized with orjson and written by a `LineWriter`: inside a running event loop the
+lines of one loop iteration go out in one write at the start of the next (under load the access
+log costs one system call per loop pass, not one per request: docs/performance.md); outside a
+loop, and at exit, at once. A process killed with SIGKILL loses at most one iteration's lines.
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import json
 import logging
 import os
 import sys
+from typing import Any, TextIO
 
+import orjson
 import structlog
 
 from app.settings import LoggingSettings
 
 
+class LineWriter:
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self._pending: list[str] = []
+
+    def write(self, line: str) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop: start-up, the CLI, shutdown
+            self.flush()
+            self.stream.write(line + "\n")
+            self.stream.flush()
+            return
+        if not self._pending:
+            loop.call_soon(self.flush)
+        self._pending.append(line)
+
+    def flush(self) -> None:
+        if self._pending:
+            lines, self._pending = self._pending, []
+            lines.append("")
+            self.stream.write("\n".join(lines))
+            self.stream.flush()
+
+
+class _WriterLogger:
+    """structlog's logger: every level goes to the writer."""
+
+    def __init__(self, writer: LineWriter) -> None:
+        self._write = writer.write
+
+    def msg(self, message: str) -> None:
+        self._write(message)
+
+    log = debug = info = warn = warning = err = error = critical = exception = fatal = msg
+
+
+class _WriterHandler(logging.Handler):
+    """The standard library's lines, through the same writer (so they stay in order)."""
+
+    def __init__(self, writer: LineWriter) -> None:
+        super().__init__()
+        self.writer = writer
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.writer.write(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
+def _dumps(value: Any, **kwargs: Any) -> str:
+    """orjson, or the standard library for what orjson refuses (an integer past 64 bits)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, **kwargs).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value, **kwargs)
+
+
+_writer: LineWriter | None = None
+
+
 def configure_logging(settings: LoggingSettings, silent: bool = False) -> None:
     """`silent`: every line goes to the null device (one-shot CLI commands without --debug)."""
+    global _writer
     stream = open(os.devnull, "w") if silent else sys.stderr  # noqa: SIM115 (lives as long as the process)
+    if _writer is not None:
+        _writer.flush()
+    else:
+        atexit.register(lambda: _writer.flush() if _writer is not None else None)
+    writer = _writer = LineWriter(stream)
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer()
+        structlog.processors.JSONRenderer(serializer=_dumps)
         if settings.json_output
         else structlog.dev.ConsoleRenderer(colors=False)
     )
@@ -32,10 +110,10 @@ def configure_logging(settings: LoggingSettings, silent: bool = False) -> None:
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        logger_factory=lambda *_: _WriterLogger(writer),
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(stream)
+    handler = _WriterHandler(writer)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
