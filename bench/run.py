@@ -28,12 +28,12 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -682,6 +682,23 @@ def terminate_on_sigterm() -> Iterator[None]:
             signal.signal(sig, old)
 
 
+T = TypeVar("T")
+
+
+def guarded(label: str, work: Callable[[], T]) -> tuple[T | None, int]:
+    """`work()` with SIGTERM/SIGHUP turned into SystemExit (so its finally blocks tear down); a
+    setup failure or Ctrl-C becomes a message and an exit code: (result, 0) or (None, code)."""
+    try:
+        with terminate_on_sigterm():
+            return work(), 0
+    except (BenchError, ClusterError) as error:
+        print(f"\n{label} failed: {error}", file=sys.stderr)
+        return None, 1
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return None, 130
+
+
 def variant_env(target: str, redis_url: str) -> dict[str, str]:
     """The settings a target's Storefront runs with beyond the defaults."""
     return {
@@ -690,12 +707,13 @@ def variant_env(target: str, redis_url: str) -> dict[str, str]:
     }
 
 
-def start_redis() -> tuple[subprocess.Popen[bytes], str]:
-    """A Redis of the bench's own on a free port (the machine's redis-server), no persistence."""
+def start_redis(port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """A Redis of the bench's own on `port` (default: a free one; the machine's redis-server),
+    no persistence."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise BenchError("redis-server not found (apt-get install redis-server)")
-    port = free_port()
+    port = port or free_port()
     process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,
@@ -853,16 +871,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("nothing to run")
         return 0
     wrk = ensure_wrk()
-    rows: list[Row] = []
-    try:
-        with terminate_on_sigterm():
-            rows = run(scenarios, wrk=wrk, duration=args.duration, only_ref=args.only_reference)
-    except (BenchError, ClusterError) as error:
-        print(f"\nbench failed: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
+    rows, code = guarded(
+        "bench",
+        lambda: run(scenarios, wrk=wrk, duration=args.duration, only_ref=args.only_reference),
+    )
+    if rows is None:
+        return code
     print("\n" + report(rows, command=command, wrk_label=wrk_version(wrk), duration=args.duration))
     return 0
 

@@ -59,9 +59,29 @@ class ReplicaRouter:
         if self.primary.breaker.is_closed or not self.settings.stale_reads_on_primary_outage:
             return self._count(self.primary)
         # Primary down: a stale answer from a reachable replica beats a 503.
-        reachable = [n for n in self.replicas if n.breaker.is_closed and n.health.reachable]
-        if not reachable:
+        stale = self._stale(self.replicas)
+        if stale is None:
             raise DatabaseUnavailable("no database server can serve this read", retry_after=1)
+        return stale
+
+    def for_retry(self, failed: DatabaseNode, preference: ReadPreference) -> DatabaseNode | None:
+        """Where a read goes once more after `failed` became unavailable under it (app/db/uow.py
+        `read`): another replica that serves the preference, else the primary; after the
+        primary failed, a reachable replica when `stale_reads_on_primary_outage` allows (the
+        failure is one), never for a strong read. None: no other node can serve it."""
+        others = [node for node in self.replicas if node is not failed]
+        if failed is not self.primary:
+            eligible = [node for node in others if self._serves(node, preference.min_lsn)]
+            return self._count(self._pick(eligible) if eligible else self.primary)
+        if preference.strong or not self.settings.stale_reads_on_primary_outage:
+            return None
+        return self._stale(others)
+
+    def _stale(self, nodes: list[DatabaseNode]) -> DatabaseNode | None:
+        """A reachable replica whatever its lag (counted), or None."""
+        reachable = [n for n in nodes if n.breaker.is_closed and n.health.reachable]
+        if not reachable:
+            return None
         self.fallbacks["stale_replica_read"] += 1
         return self._count(self._pick(reachable))
 

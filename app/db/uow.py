@@ -52,7 +52,12 @@ _COMMIT_LSN_SQL = "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::b
 
 class UnitOfWorkFactory(Protocol):
     def __call__(
-        self, tenant_id: UUID | None = None, *, read_only: bool = False, strong: bool = False
+        self,
+        tenant_id: UUID | None = None,
+        *,
+        read_only: bool = False,
+        strong: bool = False,
+        node: DatabaseNode | None = None,
     ) -> UnitOfWork: ...
 
 
@@ -65,6 +70,7 @@ class UnitOfWork:
         read_only: bool = False,
         strong: bool = False,
         gate: TenantGate | None = None,
+        node: DatabaseNode | None = None,
     ) -> None:
         if tenant_id is not None and not isinstance(tenant_id, UUID):
             # It is inlined into SQL (see _begin): only a real UUID is known to be safe.
@@ -73,7 +79,9 @@ class UnitOfWork:
         self.strong = strong
         self.tenant_id = tenant_id
         self.read_only = read_only
-        self.node: DatabaseNode | None = None
+        # Chosen by the router on entry, unless given (`read` retrying on another node).
+        self.node: DatabaseNode | None = node
+        self.preference = ReadPreference()
         self.commit_lsn: int | None = None
         self._fairy: PoolProxiedConnection | None = None
         self._transactional = not read_only or database.settings.pgbouncer
@@ -91,8 +99,10 @@ class UnitOfWork:
         preference = request.preference if request else ReadPreference()
         if self.strong:
             preference = ReadPreference(strong=True)
-        router = self.database.router
-        self.node = router.for_read(preference) if self.read_only else router.for_write()
+        self.preference = preference
+        if self.node is None:
+            router = self.database.router
+            self.node = router.for_read(preference) if self.read_only else router.for_write()
         if self._gate is not None:
             assert self.tenant_id is not None
             await self._gate.acquire(self.tenant_id, self.node.role)  # else tenant_busy
@@ -262,23 +272,29 @@ async def read(
     *,
     strong: bool = False,
 ) -> T:
-    """`query` in a read-only unit of work. When a replica fails it (down, a pooled connection
-    the server closed, its breaker open) the read is retried once on the primary: `query`
-    returns only once it has all its rows, so nothing reached the caller, and a read is safe to
-    repeat. The failure is recorded on the node (breaker, health) as for any unit of work and
-    counted as `storefront_db_read_fallbacks{reason="read_retried"}`. Writes are never retried
-    here; nor is a read the primary failed (no other node is sure to be fresh enough)."""
+    """`query` in a read-only unit of work. When its node fails it (down, a pooled connection
+    the server closed, its breaker open) the read is retried once on another node the router
+    picks (`ReplicaRouter.for_retry`: a replica's failure goes to another eligible replica or
+    the primary; a primary's to a reachable replica when stale reads are allowed in a primary
+    outage, never for a strong read). `query` returns only once it has all its rows, so nothing
+    reached the caller, and a read is safe to repeat. The failure is recorded on the node
+    (breaker, health) as for any unit of work and counted as
+    `storefront_db_read_fallbacks{reason="read_retried"}`. Writes are never retried here."""
     uow = uow_factory(tenant_id, read_only=True, strong=strong)
     try:
         async with uow:
             return await query(uow)
     except DatabaseUnavailable as error:
-        node = uow.node
-        if not uow.node_failed or node is None or node.role == "primary":
+        failed = uow.node
+        if not uow.node_failed or failed is None:
             raise
-        uow.database.router.fallbacks["read_retried"] += 1
-        log.warning("db.read_retried", failed=node.name, error=str(error))
-    async with uow_factory(tenant_id, read_only=True, strong=True) as retry:
+        router = uow.database.router
+        target = router.for_retry(failed, uow.preference)
+        if target is None:
+            raise
+        router.fallbacks["read_retried"] += 1
+        log.warning("db.read_retried", failed=failed.name, on=target.name, error=str(error))
+    async with uow_factory(tenant_id, read_only=True, strong=strong, node=target) as retry:
         return await query(retry)
 
 

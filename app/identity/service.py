@@ -14,7 +14,7 @@ from app.core.clock import Clock
 from app.core.errors import Conflict, NotFound, Unauthenticated, Unprocessable
 from app.core.pagination import Slice, decode_keyset, keyset_page
 from app.core.tasks import in_background
-from app.db.uow import UnitOfWork, UnitOfWorkFactory, read_fresh
+from app.db.uow import UnitOfWork, UnitOfWorkFactory, read, read_fresh
 from app.identity import keys
 from app.identity.cache import CredentialCache
 from app.identity.passwords import PasswordHasher, check_password_policy
@@ -235,8 +235,7 @@ class ApiKeyService:
         self, tenant_id: uuid.UUID, limit: int = 100, cursor: str | None = None
     ) -> Slice[ApiKeyRecord]:
         after = decode_keyset(cursor)
-        async with self._uow(tenant_id, read_only=True) as uow:
-            rows = await uow.api_keys.page(limit, after)
+        rows = await read(self._uow, tenant_id, lambda uow: uow.api_keys.page(limit, after))
         return keyset_page(rows, limit)
 
     async def rotate(
@@ -300,8 +299,7 @@ class UserService:
 
     async def list(self, tenant_id: uuid.UUID, limit: int, cursor: str | None) -> Slice[UserRecord]:
         after = decode_keyset(cursor)
-        async with self._uow(tenant_id, read_only=True) as uow:
-            rows = await uow.users.page(limit, after)
+        rows = await read(self._uow, tenant_id, lambda uow: uow.users.page(limit, after))
         return keyset_page(rows, limit)
 
     async def create(

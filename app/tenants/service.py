@@ -7,7 +7,7 @@ import re
 import uuid
 
 from app.core.errors import Conflict, NotFound, TooManyRequests, Unprocessable
-from app.db.uow import UnitOfWork, UnitOfWorkFactory, read_fresh
+from app.db.uow import UnitOfWork, UnitOfWorkFactory, read, read_fresh
 from app.identity.passwords import PasswordHasher, check_password_policy
 from app.identity.permissions import Role
 from app.identity.repository import UserRecord
@@ -126,15 +126,13 @@ class TenantService:
         return tenant
 
     async def by_slug(self, slug: str) -> TenantRecord:
-        async with self._uow(read_only=True) as uow:
-            tenant = await uow.tenants.by_slug(slug)
+        tenant = await read(self._uow, None, lambda uow: uow.tenants.by_slug(slug))
         if tenant is None:
             raise TenantNotFound(f"no tenant '{slug}'")
         return tenant
 
     async def list(self) -> list[TenantRecord]:
-        async with self._uow(read_only=True) as uow:
-            return await uow.tenants.list()
+        return await read(self._uow, None, lambda uow: uow.tenants.list())
 
 
 def _check(slug: str, name: str) -> None:

@@ -322,7 +322,12 @@ class FakeUnitOfWorkFactory:
         self.opened: list[tuple[FakeUnitOfWork, bool]] = []
 
     def __call__(
-        self, tenant_id: uuid.UUID | None = None, *, read_only: bool = False, strong: bool = False
+        self,
+        tenant_id: uuid.UUID | None = None,
+        *,
+        read_only: bool = False,
+        strong: bool = False,
+        node: object = None,
     ) -> FakeUnitOfWork:
         uow = FakeUnitOfWork(self, tenant_id)
         self.opened.append((uow, read_only))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 from typing import Any
 
 import asyncpg
@@ -179,24 +178,18 @@ def test_etag_conditions() -> None:
         required_versions('W/"v3"')
 
 
-class _Node:
-    def __init__(self, role: str) -> None:
-        self.role = role
-        self.name = f"{role}-1"
-
-
 class _ReadUoW:
-    """A unit of work whose node fails (or not) on entry; records where it ran."""
+    """A unit of work routed by a real router whose node fails (or not) on entry."""
 
-    def __init__(self, factory: _ReadFactory, strong: bool) -> None:
-        self.factory, self.strong = factory, strong
-        self.node = _Node("primary" if strong else factory.read_role)
+    def __init__(self, factory: _ReadFactory, strong: bool, node: Any) -> None:
+        self.factory, self.database = factory, factory.database
+        self.preference = ReadPreference(strong=strong)
+        self.node = node or self.database.router.for_read(self.preference)
         self.node_failed = False
-        self.database = factory
 
     async def __aenter__(self) -> _ReadUoW:
-        self.factory.runs.append(self.node.role)
-        if self.node.role in self.factory.failing:
+        self.factory.runs.append(self.node.name)
+        if self.node.name in self.factory.failing:
             self.node_failed = self.factory.node_fault
             raise DatabaseUnavailable("down")
         return self
@@ -206,15 +199,17 @@ class _ReadUoW:
 
 
 class _ReadFactory:
-    def __init__(self, read_role: str, failing: set[str], node_fault: bool = True) -> None:
-        self.read_role, self.failing, self.node_fault = read_role, failing, node_fault
+    def __init__(self, failing: set[str], node_fault: bool = True, **routing: Any) -> None:
+        self.failing, self.node_fault = failing, node_fault
+        self.database = _database(**routing)
+        _healthy(self.database)
         self.runs: list[str] = []
-        self.router = self
-        self.fallbacks: Counter[str] = Counter()
 
-    def __call__(self, tenant_id: Any = None, *, read_only: bool, strong: bool) -> _ReadUoW:
+    def __call__(
+        self, tenant_id: Any = None, *, read_only: bool, strong: bool, node: Any = None
+    ) -> _ReadUoW:
         assert read_only
-        return _ReadUoW(self, strong)
+        return _ReadUoW(self, strong, node)
 
 
 async def _answer(uow: Any) -> str:
@@ -222,22 +217,43 @@ async def _answer(uow: Any) -> str:
 
 
 @pytest.mark.parametrize(
-    ("read_role", "failing", "node_fault", "runs", "retried"),
+    ("failing", "node_fault", "strong", "runs"),
     [
-        ("replica", set(), True, ["replica"], 0),  # no failure: one run
-        ("replica", {"replica"}, True, ["replica", "primary"], 1),  # replica failed: primary
-        ("primary", {"primary"}, True, ["primary"], 0),  # the primary failed: no other node
-        ("replica", {"replica"}, False, ["replica"], 0),  # refused (tenant slots): no retry
-        ("replica", {"replica", "primary"}, True, ["replica", "primary"], 1),  # once only
+        (set(), True, False, ["replica-1"]),  # no failure: one run
+        ({"replica-1"}, True, False, ["replica-1", "replica-2"]),  # another replica
+        ({"replica-1"}, False, False, ["replica-1"]),  # refused (tenant slots): no retry
+        ({"replica-1", "replica-2"}, True, False, ["replica-1", "replica-2"]),  # once only
+        ({"primary"}, True, True, ["primary"]),  # strong: no other node is fresh enough
     ],
 )
-async def test_a_read_is_retried_once_on_the_primary_only_when_its_replica_failed(
-    read_role: str, failing: set[str], node_fault: bool, runs: list[str], retried: int
+async def test_a_read_its_node_failed_is_retried_once_on_another_node(
+    failing: set[str], node_fault: bool, strong: bool, runs: list[str]
 ) -> None:
-    factory = _ReadFactory(read_role, failing, node_fault)
+    factory = _ReadFactory(failing, node_fault)
     try:
-        assert await read(factory, None, _answer) == "rows"  # type: ignore[arg-type]
+        assert await read(factory, None, _answer, strong=strong) == "rows"  # type: ignore[arg-type]
     except DatabaseUnavailable:
-        assert failing & {runs[-1]}
+        assert runs[-1] in failing
     assert factory.runs == runs
-    assert factory.fallbacks["read_retried"] == retried
+    assert factory.database.router.fallbacks["read_retried"] == len(runs) - 1
+
+
+def test_retry_targets_another_replica_then_the_primary_and_stale_only_when_allowed() -> None:
+    database = _database(max_replica_lag_seconds=1.0)
+    router = database.router
+    first, second = database.replicas
+    _healthy(database)
+    plain, strong = ReadPreference(), ReadPreference(strong=True)
+    assert router.for_retry(first, plain) is second
+    assert router.for_retry(first, ReadPreference(min_lsn=101)) is database.primary
+    second.health.reachable = False
+    assert router.for_retry(first, plain) is database.primary
+    # The primary failed a read (it had fallen back there: replicas lagging): a reachable
+    # replica answers it, stale, as the router does in a primary outage; never a strong read.
+    first.health.lag_seconds = 30.0
+    assert router.for_retry(database.primary, plain) is first
+    assert router.fallbacks["stale_replica_read"] == 1
+    assert router.for_retry(database.primary, strong) is None
+    strict = _database(stale_reads_on_primary_outage=False)
+    _healthy(strict)
+    assert strict.router.for_retry(strict.primary, plain) is None
