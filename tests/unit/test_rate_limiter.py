@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from limits.aio.storage import MemoryStorage
 from limits.errors import StorageError
 
@@ -191,3 +192,30 @@ def test_requests_waiting_on_a_failing_store_fail_open_after_one_timeout() -> No
     verdicts = asyncio.run(scenario())
     assert all(v.allowed and v.remaining is None for v in verdicts)
     assert storage.calls == 1
+
+
+def test_the_ratelimit_header_is_what_http_sfv_writes() -> None:
+    """The edge writes `RateLimit` members itself (app/http/ratelimit.py, the hot path): the
+    bytes must be http_sfv's for every value, the fallback's included."""
+    from http_sfv.item import Item
+    from http_sfv.list import List
+
+    from app.http.ratelimit import response_headers
+    from app.ratelimit.limiter import Verdict
+
+    cases = [(0, 0), (42, 17), (999_999_999_999_999, 60), (-1, 5), (10**15, 2**40)]
+    for name in ("tenant", "api_key", 'we"ird\\name'):
+        quota = Quota(name, 100, 60)
+        for remaining, reset in cases:
+            verdicts = [Verdict(quota, True, remaining, reset), Verdict(quota, True, None, 1)]
+            expected = List()
+            item = Item(name)
+            item.params["r"], item.params["t"] = remaining, reset
+            expected.append(item)
+            try:
+                wanted = str(expected).encode()
+            except ValueError:  # out of the sf-integer range: both must refuse
+                with pytest.raises(ValueError, match="out of Integer range"):
+                    response_headers(verdicts)
+                continue
+            assert dict(response_headers(verdicts))[b"ratelimit"] == wanted
