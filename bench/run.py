@@ -110,12 +110,15 @@ SCENARIOS: dict[str, Scenario] = {
                 "tutorial",
                 "storefront-list",
                 "storefront-jwt",
+                "storefront-nolog",
                 "storefront-nolimit",
                 "storefront-redis",
             ),
-            about="GET by id at 64 clients on all three apps, plus Storefront's list endpoint,"
-            " GET by id with a bearer access token instead of an API key, and GET by id with"
-            " rate limiting off and with it counted in Redis (the default counts in memory)",
+            about="GET by id at 64 clients on all three apps (Storefront with the production"
+            " defaults: access log, metrics, rate limits, the door), plus Storefront's list"
+            " endpoint, GET by id with a bearer access token instead of an API key, and GET by"
+            " id with the access log off, with rate limiting off and with it counted in Redis"
+            " (the default counts in memory)",
         ),
         Scenario(
             "read-200",
@@ -175,6 +178,7 @@ STOREFRONT_TARGETS = frozenset(
         "storefront-list",
         "storefront-jwt",
         "storefront-orders",
+        "storefront-nolog",
         "storefront-nolimit",
         "storefront-redis",
     }
@@ -183,11 +187,18 @@ STOREFRONT_TARGETS = frozenset(
 SCHEMA_TARGETS = STOREFRONT_TARGETS | {"reference-orders"}
 # The denominator of each ratio line, and the rows measured against it.
 RATIOS = {
-    "bare": ("storefront", "tutorial", "storefront-nolimit", "storefront-redis"),
+    "bare": (
+        "storefront",
+        "tutorial",
+        "storefront-nolog",
+        "storefront-nolimit",
+        "storefront-redis",
+    ),
     "reference-orders": ("storefront-orders",),
 }
 # Targets served by a Storefront with settings of their own (the server restarts for them).
-LIMITER_VARIANTS = {
+VARIANTS = {
+    "storefront-nolog": {"STOREFRONT_LOGGING__ACCESS_LOG": "false"},
     "storefront-nolimit": {"STOREFRONT_RATE_LIMITS__ENABLED": "false"},
     "storefront-redis": {"STOREFRONT_REDIS__URL": "<redis>"},  # the bench's own Redis
 }
@@ -542,9 +553,8 @@ class Storefront:
                 [{"url": sqlalchemy_url(replica), "weight": 1}]
             ),
             "STOREFRONT_OPS__OPERATOR_TOKEN": "bench-operator-token",
-            "STOREFRONT_LOGGING__ACCESS_LOG": "false",
+            # Production defaults: the access log at INFO (to the server's log file).
             "STOREFRONT_DATABASE__CONNECT__SSL": "disable",
-            "STOREFRONT_LOGGING__LEVEL": "WARNING",
             "STOREFRONT_AUTH__TOKENS__KEYS": json.dumps([generate_signing_key("bench")]),
             **READ_POOLS.env(),
         }
@@ -703,7 +713,7 @@ def variant_env(target: str, redis_url: str) -> dict[str, str]:
     """The settings a target's Storefront runs with beyond the defaults."""
     return {
         key: redis_url if value == "<redis>" else value
-        for key, value in LIMITER_VARIANTS.get(target, {}).items()
+        for key, value in VARIANTS.get(target, {}).items()
     }
 
 
@@ -916,7 +926,7 @@ def run(scenarios: Sequence[Scenario], *, wrk: str, duration: int, only_ref: boo
             targets["storefront-orders"] = Target(
                 "storefront-orders", f"{storefront.base_url}/v1/orders", auth
             )
-            for variant in LIMITER_VARIANTS:
+            for variant in VARIANTS:
                 targets[variant] = Target(
                     variant, f"{storefront.base_url}/v1/products/{ids[0]}", auth
                 )
