@@ -194,6 +194,7 @@ RATIOS = {
         "storefront-nolimit",
         "storefront-redis",
     ),
+    "tutorial": ("storefront", "storefront-nolog"),
     "reference-orders": ("storefront-orders",),
 }
 # Targets served by a Storefront with settings of their own (the server restarts for them).
