@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import json
 import logging
 import os
 import sys
+import threading
 from typing import Any, TextIO
 
 import orjson
@@ -29,25 +31,40 @@ class LineWriter:
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
         self._pending: list[str] = []
+        self._lock = threading.Lock()  # worker threads (asyncio.to_thread) log too
+        self._scheduled_on: asyncio.AbstractEventLoop | None = None
+        self._broken = False
 
     def write(self, line: str) -> None:
         try:
             loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop: start-up, the CLI, shutdown
+        except RuntimeError:  # no loop here: start-up, the CLI, shutdown, worker threads
+            with self._lock:
+                self._pending.append(line)
             self.flush()
-            self.stream.write(line + "\n")
-            self.stream.flush()
             return
-        if not self._pending:
-            loop.call_soon(self.flush)
-        self._pending.append(line)
+        with self._lock:
+            self._pending.append(line)
+            if self._scheduled_on is loop:
+                return
+            self._scheduled_on = loop
+        loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        if self._pending:
-            lines, self._pending = self._pending, []
-            lines.append("")
-            self.stream.write("\n".join(lines))
-            self.stream.flush()
+        with self._lock:
+            lines, self._pending, self._scheduled_on = self._pending, [], None
+            if not lines or self._broken:
+                return
+            try:
+                self.stream.write("\n".join(lines) + "\n")
+                self.stream.flush()
+            except Exception as error:  # never log about logging through itself
+                self._broken = True
+                if sys.__stderr__ is not None:
+                    with contextlib.suppress(Exception):
+                        sys.__stderr__.write(
+                            f"storefront: log stream failed, logging off: {error!r}\n"
+                        )
 
 
 class _WriterLogger:
@@ -84,18 +101,22 @@ def _dumps(value: Any, **kwargs: Any) -> str:
         return json.dumps(value, **kwargs)
 
 
-_writer: LineWriter | None = None
+_writers: list[LineWriter] = []  # every one made: loggers cached earlier may hold old ones
+
+
+def _flush_all() -> None:
+    for writer in _writers:
+        writer.flush()
 
 
 def configure_logging(settings: LoggingSettings, silent: bool = False) -> None:
     """`silent`: every line goes to the null device (one-shot CLI commands without --debug)."""
-    global _writer
     stream = open(os.devnull, "w") if silent else sys.stderr  # noqa: SIM115 (lives as long as the process)
-    if _writer is not None:
-        _writer.flush()
-    else:
-        atexit.register(lambda: _writer.flush() if _writer is not None else None)
-    writer = _writer = LineWriter(stream)
+    if not _writers:
+        atexit.register(_flush_all)
+    _flush_all()
+    writer = LineWriter(stream)
+    _writers.append(writer)
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer(serializer=_dumps)
         if settings.json_output

@@ -38,7 +38,7 @@ class Database:
     async def close(self) -> None:
         await self.monitor.stop()
         for node in self.nodes:
-            await node.close_idle()
+            await node.close()
         await asyncio.gather(*(node.engine.dispose() for node in self.nodes))
 
 

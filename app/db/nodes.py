@@ -69,6 +69,7 @@ class DatabaseNode:
         self._idle_limit = 0 if pool.pre_ping else pool.size
         self._lifo = pool.use_lifo
         self._recycle = pool.recycle
+        self._closed = False
         event.listen(engine.sync_engine, "connect", _stamp_connect_time)
 
     async def acquire(self) -> PoolProxiedConnection:
@@ -191,10 +192,13 @@ class DatabaseNode:
         invalidated one, or one from a pool replaced since) awaits I/O and so needs SQLAlchemy's
         greenlet bridge; the common case is a plain queue put, done inline (nothing else runs
         between the check and the put)."""
-        if len(self._idle) < self._idle_limit and self._reusable(fairy):
+        pool: Any = self.engine.sync_engine.pool
+        # Only while the pool has opened no overflow connection: a burst's extra connections go
+        # back through the pool, which closes those it has no room for (at most `size` stay).
+        room = len(self._idle) < self._idle_limit and pool.overflow() <= 0
+        if room and not self._closed and self._reusable(fairy):
             self._idle.append(fairy)
             return
-        pool: Any = self.engine.sync_engine.pool
         same_pool = fairy.info.get("pool_generation") == self._pool_generation
         if same_pool and fairy.is_valid and pool.checkedin() < pool.size():
             fairy.close()
@@ -210,6 +214,12 @@ class DatabaseNode:
         # pool is collected); connections still checked out go back to the old one.
         self._pool_generation += 1
         await self.engine.dispose(close=False)
+        await self.close_idle()
+
+    async def close(self) -> None:
+        """At shutdown: connections returned from now on go back to the pool (which disposal
+        closes), not to the idle list."""
+        self._closed = True
         await self.close_idle()
 
     async def close_idle(self) -> None:

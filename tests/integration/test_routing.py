@@ -119,3 +119,17 @@ async def test_idle_connections_are_reused_recycled_by_age_and_dropped_with_the_
     assert not node._idle
     node.health.reachable = True
     assert await _backend_pid(node) != recycled
+
+
+async def test_a_burst_leaves_at_most_size_idle_connections(harness: Harness) -> None:
+    """Overflow connections opened by a burst close when it ends: the node's idle list and the
+    pool's together hold at most `pool.size` connections."""
+    node = harness.container.database().replicas[0]
+    size = harness.container.settings().database.replica_pool.size
+    fairies = [await node.acquire() for _ in range(node.capacity)]
+    for fairy in fairies:
+        await node.release(fairy, None)
+    status = node.pool_status()
+    assert status["checked_out"] == 0
+    assert status["idle"] <= size
+    assert status["overflow"] == 0
