@@ -11,23 +11,18 @@ from app.logging import LineWriter
 
 
 class Recording(io.StringIO):
-    def __init__(self) -> None:
+    """A stream that counts its writes; `broken`: each one fails as a closed pipe would."""
+
+    def __init__(self, broken: bool = False) -> None:
         super().__init__()
         self.writes = 0
+        self.broken = broken
 
     def write(self, text: str) -> int:
         self.writes += 1
+        if self.broken:
+            raise BrokenPipeError("gone")
         return super().write(text)
-
-
-class Broken(io.StringIO):
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes = 0
-
-    def write(self, text: str) -> int:
-        self.writes += 1
-        raise BrokenPipeError("gone")
 
 
 async def test_lines_of_one_loop_iteration_go_out_in_one_write() -> None:
@@ -60,7 +55,7 @@ def test_outside_a_loop_and_from_threads_lines_are_written_at_once_and_whole() -
 
 
 async def test_a_broken_stream_turns_the_writer_off_without_spinning() -> None:
-    stream = Broken()
+    stream = Recording(broken=True)
     writer = LineWriter(stream)
     writer.write("lost")
     for _ in range(20):
