@@ -37,7 +37,11 @@ from app.identity.tokens import TokenService
 from app.metrics import Metrics, watch_sources
 from app.ops.service import OpsService, migration_head
 from app.orders.service import OrderService
-from app.payments.gateway import HttpPaymentGateway, open_payment_client, payment_client_lifecycle
+from app.payments.gateway import (
+    HttpPaymentGateway,
+    open_provider_transport,
+    provider_transport_lifecycle,
+)
 from app.payments.sandbox import SandboxProvider
 from app.ratelimit.limiter import rate_limit_storage, rate_limiter, rate_limiter_lifecycle
 from app.ratelimit.quotas import AddressQuotas, TenantQuotas
@@ -253,13 +257,15 @@ class Container(containers.DeclarativeContainer):
 
     # -- payments and orders ---------------------------------------------------------------------
     sandbox_provider = providers.Singleton(SandboxProvider)
-    payment_client = providers.Singleton(
-        open_payment_client, settings=settings.provided.payments, sandbox=sandbox_provider
+    payment_transport = providers.Singleton(
+        open_provider_transport, settings=settings.provided.payments, sandbox=sandbox_provider
     )
-    payment_client_lifecycle = providers.Resource(payment_client_lifecycle, client=payment_client)
+    payment_transport_lifecycle = providers.Resource(
+        provider_transport_lifecycle, transport=payment_transport
+    )
     payment_gateway = providers.Singleton(
         HttpPaymentGateway,
-        client=payment_client,
+        transport=payment_transport,
         settings=settings.provided.payments,
         observer=metrics,
     )

@@ -23,6 +23,7 @@ from app.http.openapi import TAGS, install_openapi, operation_id
 from app.http.ops_routes import router as ops_router
 from app.identity.routes import router as identity_router
 from app.logging import configure_logging
+from app.orders.routes import HOT_ROUTES as ORDER_HOT_ROUTES
 from app.orders.routes import router as orders_router
 from app.reports.routes import router as reports_router
 from app.secrets.routes import router as secrets_router
@@ -96,7 +97,8 @@ def create_app(container: Any) -> FastAPI:
     app.include_router(tenants_router)
     app.include_router(secrets_router)
     app.include_router(ops_router)
-    install_hot_routes(app, CATALOG_HOT_ROUTES)  # inside the edge: added before it
+    # Inside the edge: added before it.
+    install_hot_routes(app, [*CATALOG_HOT_ROUTES, *ORDER_HOT_ROUTES])
     door = container.door()
     container.metrics().watch_door(door)
     app.add_middleware(

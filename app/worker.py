@@ -53,7 +53,7 @@ async def run(container: Any, once: bool) -> dict[str, int] | None:
     settings = container.settings()
     lifecycles = (
         container.database_lifecycle,
-        container.payment_client_lifecycle,
+        container.payment_transport_lifecycle,
         container.event_publisher_lifecycle,
     )
     for lifecycle in lifecycles:

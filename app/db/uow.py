@@ -6,6 +6,10 @@ tenant is set at session level only when the pooled connection last served anoth
 in the pool's per-connection `info`), so a hot read costs exactly its own query. With
 `pgbouncer: true` server sessions are shared, so read-only work uses a transaction too, and
 that transaction also sets the statement timeout (PgBouncer refuses it as a startup parameter).
+Single-statement (`single_statement=True`): a write that is one statement is its own transaction
+(PostgreSQL runs it atomically in autocommit), so it skips `BEGIN`/`COMMIT` and sets the tenant
+as read-only work does; `commit()` takes the read-your-writes token. Behind PgBouncer it is a
+transaction as any other write.
 
 Fairness: a unit of work with a tenant holds one of that tenant's connection slots for the
 node's role (app/db/fairness.py) from before pool checkout until the connection is released.
@@ -58,6 +62,7 @@ class UnitOfWorkFactory(Protocol):
         read_only: bool = False,
         strong: bool = False,
         node: DatabaseNode | None = None,
+        single_statement: bool = False,
     ) -> UnitOfWork: ...
 
 
@@ -71,6 +76,7 @@ class UnitOfWork:
         strong: bool = False,
         gate: TenantGate | None = None,
         node: DatabaseNode | None = None,
+        single_statement: bool = False,
     ) -> None:
         if tenant_id is not None and not isinstance(tenant_id, UUID):
             # It is inlined into SQL (see _begin): only a real UUID is known to be safe.
@@ -84,7 +90,8 @@ class UnitOfWork:
         self.preference = ReadPreference()
         self.commit_lsn: int | None = None
         self._fairy: PoolProxiedConnection | None = None
-        self._transactional = not read_only or database.settings.pgbouncer
+        autocommit = read_only or single_statement
+        self._transactional = not autocommit or database.settings.pgbouncer
         self._conn: Any = None
         # Fairness (app/db/fairness.py): a tenant's unit of work holds one of its slots for the
         # node's role while it holds a connection; tenant-less work is not capped.
@@ -204,12 +211,11 @@ class UnitOfWork:
         """Commit and remember the WAL position, the request's read-your-writes token (one
         more round trip). `token=False` skips it, for a write the same request follows with
         another one whose token, taken after this commit, covers both."""
-        if not self._transactional:
-            return
-        try:
-            await self._conn.execute("COMMIT")
-        except Exception as error:
-            self._reraise(error)
+        if self._transactional:
+            try:
+                await self._conn.execute("COMMIT")
+            except Exception as error:
+                self._reraise(error)
         if self.read_only or not token:
             return
         try:

@@ -11,7 +11,10 @@ not take) and adds a plain handler for its well-formed common case:
 The path parameters are matched by the given patterns (canonical forms only); a request whose
 path or method does not match goes on to FastAPI exactly as before, so anything unusual gets
 FastAPI's validation and its problem+json. The handler is called with the Starlette request and
-the matched parameters and must answer: it runs the same use case, authentication and quota
+the matched parameters. It answers, or returns None to decline before it has done anything
+(no authentication, no quota counted): the request then goes on to FastAPI, with its body
+replayed (a POST handler declines a body it cannot validate, so FastAPI's 422 is the one
+clients see). It runs the same use case, authentication and quota
 as the FastAPI endpoint (they share one function each). The domain errors it raises are rendered
 by the edge middleware with the same renderer the app's exception handlers use, and
 `scope["route"]` is the FastAPI route, so metrics and the access log name the same template.
@@ -27,12 +30,12 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute, APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 _PARAMETER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
-Handler = Callable[..., Awaitable[Response]]
+Handler = Callable[..., Awaitable[Response | None]]
 
 
 class HotRoute:
@@ -83,9 +86,16 @@ class HotRoutes:
                 if scope["method"] == hot.method and (match := hot.pattern.fullmatch(path)):
                     params = match.groupdict()
                     scope["route"], scope["path_params"] = hot.route, params
-                    response = await hot.handler(Request(scope, receive), **params)
-                    await response(scope, receive, send)
-                    return
+                    read: list[bytes] = []
+                    request = Request(scope, _recording(receive, read))
+                    response = await hot.handler(request, **params)
+                    if response is not None:
+                        await response(scope, receive, send)
+                        return
+                    del scope["route"], scope["path_params"]  # FastAPI routes it afresh
+                    if read:
+                        receive = _replay(b"".join(read), receive)
+                    break
         await self.app(scope, receive, send)
 
 
@@ -93,6 +103,32 @@ def install_hot_routes(app: FastAPI, routes: Sequence[HotRoute]) -> None:
     """Call before the edge middleware is added: the edge must wrap the hot routes (the door,
     the request id, the error rendering, the access log)."""
     app.add_middleware(HotRoutes, routes=routes)
+
+
+def _recording(receive: Receive, chunks: list[bytes]) -> Receive:
+    """`receive` keeping the body chunks it delivers (to replay them if the handler declines)."""
+
+    async def recording() -> Message:
+        message = await receive()
+        if message["type"] == "http.request":
+            chunks.append(message.get("body", b""))
+        return message
+
+    return recording
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """`receive` with the request body (already read) delivered again first."""
+    pending = True
+
+    async def replayed() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
 
 
 def _route_path(scope: Scope) -> str:

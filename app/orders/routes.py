@@ -1,22 +1,31 @@
-"""Order routes: place (idempotent), list, read, cancel."""
+"""Order routes: place (idempotent, with a hot path), list, read, cancel."""
 
+import re
 import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response, status
+from pydantic import ValidationError
 from starlette.responses import JSONResponse
 
 from app.core.errors import InvalidRequest
 from app.http.di import Provide, inject
 from app.http.errors import problem
+from app.http.hot import HotRoute
 from app.http.params import Cursor, Limit
 from app.http.schemas import AUTHENTICATED, Page, problem_responses
-from app.http.security import OrdersReader, OrdersWriter
+from app.http.security import OrdersReader, OrdersWriter, authenticate, credentials
+from app.identity.authenticator import Authenticator
+from app.identity.permissions import Permission
+from app.identity.principal import Principal
 from app.orders.schemas import OrderCreate, OrderRead
 from app.orders.service import OrderService, fingerprint
+from app.ratelimit.quotas import TenantQuotas
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 _AUTH = AUTHENTICATED
+_KEY_PATTERN = r"^[\x21-\x7e]+$"
+_KEY = re.compile(_KEY_PATTERN)
 
 
 class IdempotencyKeyRequired(InvalidRequest):
@@ -42,7 +51,7 @@ async def place_order(
         str | None,
         Header(
             max_length=255,
-            pattern=r"^[\x21-\x7e]+$",
+            pattern=_KEY_PATTERN,
             description="Required. The same key with the same body replays the first answer.",
         ),
     ] = None,
@@ -53,9 +62,40 @@ async def place_order(
     leaves the key unused (retry with the same key)."""
     if not idempotency_key:
         raise IdempotencyKeyRequired("send an Idempotency-Key header (a unique string per order)")
+    return await _placed(request, service, principal, idempotency_key, body)
+
+
+@inject
+async def place_order_hot(
+    request: Request,
+    service: OrderService = Provide["order_service"],
+    authenticator: Authenticator = Provide["authenticator"],
+    quotas: TenantQuotas = Provide["tenant_quotas"],
+) -> Response | None:
+    """`place_order`'s fast path (app/http/hot.py): a JSON body that validates and a well-formed
+    key. Anything else is declined before authenticating (FastAPI answers it, 422s included)."""
+    key = request.headers.get("idempotency-key")
+    if not key or len(key) > 255 or not _KEY.fullmatch(key):
+        return None
+    if request.headers.get("content-type") != "application/json":
+        return None
+    try:
+        body = OrderCreate.model_validate_json(await request.body())
+    except ValidationError:
+        return None
+    api_key, access_token = await credentials(request)
+    principal = await authenticate(
+        request, api_key, access_token, Permission.ORDERS_WRITE, authenticator, quotas
+    )
+    return await _placed(request, service, principal, key, body)
+
+
+async def _placed(
+    request: Request, service: OrderService, principal: Principal, key: str, body: OrderCreate
+) -> Response:
     outcome = await service.place(
         principal.tenant_id,
-        idempotency_key,
+        key,
         fingerprint(body.model_dump(mode="json")),
         [(item.product_id, item.quantity) for item in body.items],
         body.payment.token,
@@ -100,3 +140,6 @@ async def cancel_order(
 ) -> OrderRead:
     """Voids the payment and restocks; cancelling a cancelled order returns it unchanged."""
     return OrderRead.of(await service.cancel(principal.tenant_id, order_id))
+
+
+HOT_ROUTES = [HotRoute(router, "POST", "", place_order_hot)]

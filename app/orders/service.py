@@ -230,7 +230,8 @@ class OrderService:
         body = OrderRead.of(order).model_dump(mode="json")
         authorization_id = order.authorization_id
         assert authorization_id is not None
-        async with self._uow(order.tenant_id) as uow:
+        # One statement (the compare-and-set, the stored answer, `order.paid`): no BEGIN/COMMIT.
+        async with self._uow(order.tenant_id, single_statement=True) as uow:
             moved = await uow.orders.confirm(
                 order.id, now, authorization_id, body, (uuid.uuid4(), _sale(order))
             )

@@ -2,11 +2,12 @@
 idempotent on the caller's key.
 
 `HttpPaymentGateway` talks to any provider with the sandbox's HTTP shape (app/payments/sandbox.py)
-through httpx, bounded by `payments.timeout_seconds` and guarded by pybreaker breakers: one per
-provider account (the tenant's account at the provider; see app/payments/breakers.py) and one
-provider-wide, opened only when several accounts fail within a window and none succeeds in it.
-Only timeouts, connection errors and 5xx count as failures: a decline (402) or another 4xx proves
-the provider is up.
+through a `ProviderTransport` (httpx to `payments.url`, or the in-process sandbox called
+directly when none is configured), bounded by `payments.timeout_seconds` and guarded by
+pybreaker breakers: one per provider account (the tenant's account at the provider; see
+app/payments/breakers.py) and one provider-wide, opened only when several accounts fail within
+a window and none succeeds in it. Only timeouts, connection errors and 5xx count as failures: a
+decline (402) or another 4xx proves the provider is up.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pybreaker
 from app.core.errors import PaymentRequired, ServiceUnavailable, Unprocessable
 from app.core.money import Money
 from app.payments.breakers import PaymentBreakers, ProviderAccount, ProviderFailure, open_for
+from app.payments.sandbox import SandboxProvider
 from app.settings import PaymentSettings
 
 
@@ -72,14 +74,63 @@ class PaymentObserver(Protocol):
         ...
 
 
+class ProviderTransport(Protocol):
+    """How a provider call travels: `post` returns the status and the decoded JSON reply (None
+    when the body is not JSON) and raises ProviderFailure when no answer arrives."""
+
+    async def post(
+        self, path: str, idempotency_key: str, body: dict[str, Any]
+    ) -> tuple[int, Any]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class HttpTransport:
+    """A provider served over HTTP (`payments.url`)."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+
+    async def post(self, path: str, idempotency_key: str, body: dict[str, Any]) -> tuple[int, Any]:
+        try:
+            response = await self._client.post(
+                path, json=body, headers={"Idempotency-Key": idempotency_key}
+            )
+        except httpx.TransportError as error:
+            raise ProviderFailure(f"payment provider: {type(error).__name__}") from error
+        if response.status_code >= 300:
+            return response.status_code, None
+        try:
+            return response.status_code, response.json()
+        except ValueError:
+            return response.status_code, None
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class SandboxTransport:
+    """The in-process sandbox, called directly: no HTTP client or server between the saga and a
+    fake provider (their cost is not the service's; a served sandbox measures it)."""
+
+    def __init__(self, sandbox: SandboxProvider) -> None:
+        self._sandbox = sandbox
+
+    async def post(self, path: str, idempotency_key: str, body: dict[str, Any]) -> tuple[int, Any]:
+        return await self._sandbox.handle(path, idempotency_key, body)
+
+    async def aclose(self) -> None:
+        pass
+
+
 class HttpPaymentGateway:
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        transport: ProviderTransport,
         settings: PaymentSettings,
         observer: PaymentObserver | None = None,
     ) -> None:
-        self._client = client
+        self._transport = transport
         self._timeout = settings.timeout_seconds
         self.breakers = PaymentBreakers(settings)
         self._observer = observer
@@ -139,7 +190,7 @@ class HttpPaymentGateway:
         started = time.perf_counter()
         try:
             with provider.calling(), breaker.calling():
-                response = await self._send(path, idempotency_key, body)
+                status, reply = await self._send(path, idempotency_key, body)
         except pybreaker.CircuitBreakerError:  # only if a trial call just failed
             self._observe(operation, "failed", started)
             self.breakers.failed(account)
@@ -151,35 +202,29 @@ class HttpPaymentGateway:
             self.breakers.failed(account)
             raise PaymentUnavailable(str(error), retry_after=self._retry_after(breaker)) from error
         self.breakers.succeeded(account)
-        if response.status_code == 402:
+        if status == 402:
             self._observe(operation, "declined", started)
             raise PaymentDeclined("the payment was declined")
-        if response.status_code >= 400:
+        if status >= 400:
             self._observe(operation, "rejected", started)
-            raise PaymentRejected(f"the provider refused: {response.status_code}")
+            raise PaymentRejected(f"the provider refused: {status}")
         self._observe(operation, "ok", started)
-        try:
-            reply = response.json()
-        except ValueError:
-            reply = None
         if not isinstance(reply, dict):
             raise PaymentUnavailable("the payment provider's reply is not a JSON object")
         return reply
 
     async def _send(
         self, path: str, idempotency_key: str, body: dict[str, Any] | None
-    ) -> httpx.Response:
+    ) -> tuple[int, Any]:
         try:
-            # asyncio's timeout also bounds the in-process transport, which ignores httpx's.
+            # asyncio's timeout also bounds the in-process transport, which has none of its own.
             async with asyncio.timeout(self._timeout):
-                response = await self._client.post(
-                    path, json=body or {}, headers={"Idempotency-Key": idempotency_key}
-                )
-        except (TimeoutError, httpx.TransportError) as error:
+                status, reply = await self._transport.post(path, idempotency_key, body or {})
+        except TimeoutError as error:
             raise ProviderFailure(f"payment provider: {type(error).__name__}") from error
-        if response.status_code >= 500:
-            raise ProviderFailure(f"payment provider answered {response.status_code}")
-        return response
+        if status >= 500:
+            raise ProviderFailure(f"payment provider answered {status}")
+        return status, reply
 
     def _observe(self, operation: str, result: str, started: float) -> None:
         if self._observer is not None:
@@ -193,16 +238,18 @@ def _seconds(wait: float) -> int:
     return max(1, int(wait + 0.999))
 
 
-def open_payment_client(settings: PaymentSettings, sandbox: Any) -> httpx.AsyncClient:
+def open_provider_transport(
+    settings: PaymentSettings, sandbox: SandboxProvider
+) -> ProviderTransport:
     """The provider at `payments.url`, or the in-process sandbox when none is configured."""
     if settings.url:
-        return httpx.AsyncClient(base_url=settings.url, timeout=settings.timeout_seconds)
-    transport = httpx.ASGITransport(app=sandbox.app)
-    return httpx.AsyncClient(transport=transport, base_url="http://sandbox.invalid")
+        client = httpx.AsyncClient(base_url=settings.url, timeout=settings.timeout_seconds)
+        return HttpTransport(client)
+    return SandboxTransport(sandbox)
 
 
-async def payment_client_lifecycle(client: httpx.AsyncClient) -> AsyncIterator[None]:
+async def provider_transport_lifecycle(transport: ProviderTransport) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await client.aclose()
+        await transport.aclose()

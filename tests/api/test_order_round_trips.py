@@ -25,9 +25,9 @@ from tests.conftest import Harness
 _counting: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
     "_counting", default=None
 )
-# BEGIN + tenant, claim key + prices, order + lines + event + reservation, COMMIT; BEGIN +
-# tenant, confirm (status, key, event), COMMIT, read-your-writes token.
-ORDER_ROUND_TRIPS = 8
+# BEGIN + tenant, claim key + prices, order + lines + event + reservation, COMMIT; confirm
+# (status, key, event: one statement, its own transaction), read-your-writes token.
+ORDER_ROUND_TRIPS = 6
 
 
 def _log(record: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from typing import Any
 
@@ -375,3 +376,62 @@ async def test_the_worker_settles_an_order_a_crash_left_pending(
     assert [o["status"] for o in listed.json()["items"]] == [settled]
     assert await _stock(harness, product) == (3 if settled == "confirmed" else 5)
     assert await service.recover() == 0  # nothing left
+
+
+async def test_the_hot_path_and_the_fastapi_route_place_orders_alike(harness: Harness) -> None:
+    """POST /v1/orders with `Content-Type: application/json`, a well-formed key and a body that
+    validates takes the hot path (app/http/hot.py); with a charset parameter it goes through
+    FastAPI. Either way: the same status, header names, body shape and problem codes. A body
+    the hot path declines must reach FastAPI whole (its 422 names the failing field)."""
+    product = await _shop(harness, stock=100)
+    _, reader_key = await harness.tenant_with_key("initech", scopes=("orders:read",))
+    unknown = "00000000-0000-4000-8000-000000000000"
+    cases: list[tuple[dict[str, Any] | bytes, dict[str, str]]] = [
+        (_order(product), {}),
+        (_order(product, 2, "tok_declined"), {}),  # 402
+        (_order(product, 1000), {}),  # 409 not enough stock
+        (_order(unknown), {}),  # 422 unknown product
+        (_order(product), {"X-API-Key": ""}),  # 401
+        (_order(product), {"X-API-Key": reader_key}),  # 403
+        ({"items": [], "payment": {"token": "tok_ok"}}, {}),  # 422 from validation
+        (b'{"items": [', {}),  # 422 malformed JSON
+        (_order(product), {"Idempotency-Key": "has space"}),  # 422 header pattern
+    ]
+    volatile = {"x-request-id", "date", "ratelimit", "ratelimit-policy", "location"}
+    volatile |= {"x-consistency-token"}
+    for body, extra in cases:
+        answers = []
+        for content_type in ("application/json", "application/json; charset=utf-8"):
+            content = body if isinstance(body, bytes) else json.dumps(body).encode()
+            headers = {
+                "Content-Type": content_type,
+                "Idempotency-Key": str(uuid.uuid4()),
+                **extra,
+            }
+            answers.append(
+                await harness.client.post("/v1/orders", content=content, headers=headers)
+            )
+        hot, slow = answers
+        assert hot.status_code == slow.status_code, (body, extra, hot.text, slow.text)
+        assert set(hot.headers) == set(slow.headers), (body, extra)
+        skip = volatile | {"content-length"}
+        assert {k: v for k, v in hot.headers.items() if k not in skip} == {
+            k: v for k, v in slow.headers.items() if k not in skip
+        }
+        if hot.status_code >= 400:
+            ignored = {"instance", "request_id"}
+            assert {k: v for k, v in problem(hot).items() if k not in ignored} == {
+                k: v for k, v in problem(slow).items() if k not in ignored
+            }
+        else:
+            moving = {"id", "created_at", "updated_at"}
+            assert {k: v for k, v in hot.json().items() if k not in moving} == {
+                k: v for k, v in slow.json().items() if k not in moving
+            }
+    empty = await harness.client.post(
+        "/v1/orders",
+        json={"items": [], "payment": {"token": "tok_ok"}},
+        headers={"Idempotency-Key": "k-empty"},
+    )
+    assert empty.status_code == 422
+    assert "items" in json.dumps(problem(empty)), problem(empty)

@@ -328,6 +328,7 @@ class FakeUnitOfWorkFactory:
         read_only: bool = False,
         strong: bool = False,
         node: object = None,
+        single_statement: bool = False,
     ) -> FakeUnitOfWork:
         uow = FakeUnitOfWork(self, tenant_id)
         self.opened.append((uow, read_only))

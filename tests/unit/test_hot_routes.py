@@ -3,6 +3,9 @@ handler takes, and that everything else reaches FastAPI untouched."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI, Request
@@ -23,10 +26,12 @@ async def hot_thing(request: Request, thing_id: str) -> Response:
     return PlainTextResponse(f"hot {thing_id} {route.path} {request.scope['path_params']}")
 
 
-def client() -> httpx.AsyncClient:
+def client(
+    on: APIRouter = router, method: str = "GET", handler: Any = hot_thing
+) -> httpx.AsyncClient:
     app = FastAPI()
-    app.include_router(router)
-    install_hot_routes(app, [HotRoute(router, "GET", "/{thing_id}", hot_thing, thing_id=UUID)])
+    app.include_router(on)
+    install_hot_routes(app, [HotRoute(on, method, "/{thing_id}", handler, thing_id=UUID)])
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
 
 
@@ -69,3 +74,34 @@ def test_each_path_parameter_needs_its_pattern() -> None:
         HotRoute(router, "GET", "/{thing_id}", hot_thing)
     with pytest.raises(LookupError):  # no FastAPI route declared for it
         HotRoute(router, "GET", "/{thing_id}/parts", hot_thing, thing_id=UUID)
+
+
+posts = APIRouter(prefix="/posts")
+
+
+@posts.post("/{thing_id}")
+async def post_thing(thing_id: str, request: Request) -> Response:
+    return PlainTextResponse(f"fastapi {thing_id} {(await request.body()).decode()}")
+
+
+async def hot_post(request: Request, thing_id: str) -> Response | None:
+    body = await request.body()
+    if body != b"hot please":
+        return None  # declined after reading the body: FastAPI must still get all of it
+    return PlainTextResponse(f"hot {thing_id}")
+
+
+async def test_a_declining_handler_hands_fastapi_the_body_it_read() -> None:
+    # Without the replay FastAPI would wait for a body that never comes: fail, don't hang.
+    async with asyncio.timeout(10), client(posts, "POST", hot_post) as http:
+        taken = await http.post(f"/posts/{ID}", content=b"hot please")
+        declined = await http.post(f"/posts/{ID}", content=b"x" * 70_000)
+
+        async def chunks() -> Any:
+            yield b"two "
+            yield b"chunks"
+
+        streamed = await http.post(f"/posts/{ID}", content=chunks())
+    assert taken.text == f"hot {ID}"
+    assert declined.text == f"fastapi {ID} {'x' * 70_000}"
+    assert streamed.text == f"fastapi {ID} two chunks"
