@@ -12,8 +12,9 @@ The path parameters are matched by the given patterns (canonical forms only); a 
 path or method does not match goes on to FastAPI exactly as before, so anything unusual gets
 FastAPI's validation and its problem+json. The handler is called with the Starlette request and
 the matched parameters and must answer: it runs the same use case, authentication and quota
-as the FastAPI endpoint (they share one function each). The domain errors it raises are rendered
-by the edge middleware with the same renderer the app's exception handlers use, and
+as the FastAPI endpoint (they share one function each). The domain errors and HTTPExceptions
+(Starlette's or FastAPI's) it raises are rendered by the edge middleware with the same renderers
+the app's exception handlers use (same status, problem+json, code and headers), and
 `scope["route"]` is the FastAPI route, so metrics and the access log name the same template.
 """
 
