@@ -6,8 +6,11 @@ from collections.abc import Awaitable
 from typing import Any
 
 import httpx
+import pytest
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
 
-from tests.conftest import Harness, replay_paused
+from tests.conftest import Harness, raw_connect, replay_paused
 
 SHIRT = {"sku": "S-1", "name": "Shirt", "price": {"amount": 100, "currency": "EUR"}, "stock": 1}
 
@@ -133,3 +136,25 @@ async def test_a_burst_leaves_at_most_size_idle_connections(harness: Harness) ->
     assert status["checked_out"] == 0
     assert status["idle"] <= size
     assert status["overflow"] == 0
+
+
+async def test_an_idle_connection_made_before_a_pool_invalidation_is_not_reused(
+    harness: Harness,
+) -> None:
+    """A disconnect seen through SQLAlchemy invalidates its whole pool (every connection made
+    before it is recycled at the pool's checkout): the node's idle connections must follow."""
+    node = harness.container.database().replicas[0]
+    await node.close_idle()
+    first = await _backend_pid(node)
+    assert await _backend_pid(node) == first  # idle, reused
+    async with node.engine.connect() as conn:  # another pooled connection, through Core
+        doomed = await conn.scalar(text("SELECT pg_backend_pid()"))
+        killer = await raw_connect(harness.cluster, "replica", "postgres")
+        try:
+            assert await killer.fetchval("SELECT pg_terminate_backend($1, 5000)", doomed)
+        finally:
+            await killer.close()
+        with pytest.raises(sa_exc.DBAPIError) as caught:
+            await conn.execute(text("SELECT 1"))
+    assert caught.value.connection_invalidated  # SQLAlchemy saw a disconnect: pool invalidated
+    assert await _backend_pid(node) != first
