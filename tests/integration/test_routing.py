@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import os
+import signal
+import warnings
 from collections.abc import Awaitable
 from typing import Any
 
@@ -158,3 +163,62 @@ async def test_an_idle_connection_made_before_a_pool_invalidation_is_not_reused(
             await conn.execute(text("SELECT 1"))
     assert caught.value.connection_invalidated  # SQLAlchemy saw a disconnect: pool invalidated
     assert await _backend_pid(node) != first
+
+
+async def _backend_gone(harness: Harness, pid: int) -> bool:
+    conn = await raw_connect(harness.cluster, "replica", "postgres")
+    try:
+        gone: bool = await conn.fetchval(
+            "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $1", pid
+        )
+        return gone
+    finally:
+        await conn.close()
+
+
+async def test_a_cancelled_close_of_a_stale_idle_connection_leaks_nothing(
+    make_harness: Any,
+) -> None:
+    """A request cancelled while it closes a stale idle connection (a client gone, a timeout):
+    the connection is gone from the server and from the pool's count, no slot is lost (every
+    slot can be filled at once afterwards) and nothing is left for the garbage collector."""
+    from app.db.nodes import _CONNECTED_AT
+
+    harness: Harness = await make_harness(
+        replica_pool={"size": 2, "max_overflow": 2},
+        routing={"health_interval_seconds": 3600},  # no probe may take the stale connection
+    )
+    node = harness.container.database().replicas[0]
+    await node.close_idle()
+    stale = await node.acquire()
+    pid = await stale.driver_connection.fetchval("SELECT pg_backend_pid()")
+    await node.release(stale, None)
+    assert list(node._idle) == [stale]
+    # The pool's queue full: closing the stale connection is then real I/O (the pool has no
+    # room for it), which a stopped backend holds up until the cancellation.
+    others = [await node.engine.raw_connection() for _ in range(2)]
+    for other in others:
+        other.close()
+    stale.info[_CONNECTED_AT] -= node._recycle + 1
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        request = asyncio.create_task(node.acquire())
+        await asyncio.sleep(0.3)
+        assert not request.done()  # held in the close
+        request.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await request
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert not node._idle
+    status = node.pool_status()
+    assert (status["checked_out"], status["overflow"]) == (0, 0), status
+    await harness.wait_for(lambda: _backend_gone(harness, pid), what="the backend to go")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del stale, request
+        gc.collect()
+    assert not [w for w in caught if "non-checked-in" in str(w.message)]
+    every = [await asyncio.wait_for(node.acquire(), 2) for _ in range(node.capacity)]
+    for fairy in every:
+        await node.release(fairy, None)
