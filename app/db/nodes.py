@@ -64,7 +64,8 @@ class DatabaseNode:
         # Idle connections kept checked out of SQLAlchemy's pool, reused without its checkout
         # and checkin (a third of a cached read's database-side CPU, docs/performance.md). Only
         # without pre-ping (which needs the pool's checkout); at most `size` of them; recycled
-        # by age like the pool's own; dropped when the pool is replaced.
+        # by age and after a pool-wide invalidation like the pool's own; dropped when the pool
+        # is replaced.
         self._idle: deque[PoolProxiedConnection] = deque()
         self._idle_limit = 0 if pool.pre_ping else pool.size
         self._lifo = pool.use_lifo
@@ -173,12 +174,17 @@ class DatabaseNode:
             ) from error
 
     def _reusable(self, fairy: PoolProxiedConnection) -> bool:
+        """What the pool's checkout would let through: valid, of this node's pool, not past
+        `recycle`, and made after the pool's last invalidation (SQLAlchemy invalidates the whole
+        pool on a disconnect: its checkout recycles every connection older than that)."""
         info = fairy.info
         age = time.monotonic() - info.get(_CONNECTED_AT, -math.inf)
+        pool: Any = self.engine.sync_engine.pool
         return (
             fairy.is_valid
             and info.get("pool_generation") == self._pool_generation
             and (self._recycle < 0 or age <= self._recycle)
+            and info.get(_STARTED, -math.inf) >= pool._invalidate_time
         )
 
     def _observe_wait(self, seconds: float) -> None:
@@ -240,11 +246,15 @@ class DatabaseNode:
 
 
 _CONNECTED_AT = "storefront_connected_at"
+_STARTED = "storefront_started"
 
 
 def _stamp_connect_time(_: Any, record: Any) -> None:
-    """Pool `connect` event: when the server connection was made (for recycling idle ones)."""
+    """Pool `connect` event: when the server connection was made, on the monotonic clock (for
+    recycling idle ones) and as the pool's record has it (its wall-clock `starttime`, taken
+    before connecting: what the pool compares with its invalidation time)."""
     record.info[_CONNECTED_AT] = time.monotonic()
+    record.info[_STARTED] = record.starttime
 
 
 async def _close_quietly(fairy: PoolProxiedConnection) -> None:

@@ -141,7 +141,9 @@ async def _validation(request: Request, error: Exception) -> JSONResponse:
     )
 
 
-async def _http(request: Request, error: Exception) -> JSONResponse:
+async def render_http(request: Request, error: Exception) -> JSONResponse:
+    """Starlette's and FastAPI's HTTPException: from FastAPI's routes (the app's handler) and
+    from hot routes (app/http/hot.py; the edge middleware calls this)."""
     assert isinstance(error, StarletteHTTPException)
     code = _HTTP_CODES.get(error.status_code, f"http.{error.status_code}")
     title = str(error.detail) if error.detail else "Error"
@@ -190,4 +192,4 @@ async def render_unexpected(request: Request, error: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, render_domain)
     app.add_exception_handler(RequestValidationError, _validation)
-    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(StarletteHTTPException, render_http)

@@ -14,10 +14,19 @@ FastAPI's validation and its problem+json. The handler is called with the Starle
 the matched parameters. It answers, or returns None to decline before it has done anything
 (no authentication, no quota counted): the request then goes on to FastAPI, with its body
 replayed (a POST handler declines a body it cannot validate, so FastAPI's 422 is the one
-clients see). It runs the same use case, authentication and quota
-as the FastAPI endpoint (they share one function each). The domain errors it raises are rendered
-by the edge middleware with the same renderer the app's exception handlers use, and
+clients see). It runs the same use case, authentication and quota as the FastAPI endpoint
+(they share one function each). The domain errors and HTTPExceptions (Starlette's or
+FastAPI's) it raises are rendered by the edge middleware with the same renderers the app's
+exception handlers use (same status, problem+json, code and headers), and
 `scope["route"]` is the FastAPI route, so metrics and the access log name the same template.
+
+`app.dependency_overrides`: while it holds any override, every request goes to FastAPI. A hot
+handler solves no FastAPI dependencies, so it cannot honour one; the rule is checked per request
+(one dict truth test), so an override set or cleared mid-test applies at once. It deliberately
+does not ask whether the override touches this route's dependencies (that means walking the
+route's dependency tree, sub-dependencies included): production sets no overrides, so the hot
+path costs nothing more there. Overrides of container providers (`container.x.override(...)`)
+need none of this: the handler resolves its services from the container as the endpoint does.
 """
 
 from __future__ import annotations
@@ -73,14 +82,16 @@ class HotRoute:
 
 class HotRoutes:
     """ASGI middleware, innermost (inside the edge): a request that matches a hot route is
-    answered by its handler; every other request goes on to FastAPI."""
+    answered by its handler; every other request (and every request while `fastapi` has a
+    dependency override) goes on to FastAPI."""
 
-    def __init__(self, app: ASGIApp, routes: Sequence[HotRoute]) -> None:
+    def __init__(self, app: ASGIApp, routes: Sequence[HotRoute], fastapi: FastAPI) -> None:
         self.app = app
         self.routes = routes
+        self.fastapi = fastapi  # read per request: tests may replace its overrides dict
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and not self.fastapi.dependency_overrides:
             path = _route_path(scope)
             for hot in self.routes:
                 if scope["method"] == hot.method and (match := hot.pattern.fullmatch(path)):
@@ -102,7 +113,7 @@ class HotRoutes:
 def install_hot_routes(app: FastAPI, routes: Sequence[HotRoute]) -> None:
     """Call before the edge middleware is added: the edge must wrap the hot routes (the door,
     the request id, the error rendering, the access log)."""
-    app.add_middleware(HotRoutes, routes=routes)
+    app.add_middleware(HotRoutes, routes=routes, fastapi=app)
 
 
 def _recording(receive: Receive, chunks: list[bytes]) -> Receive:

@@ -6,9 +6,11 @@ Per request it: assigns `X-Request-ID`; takes the client address from trusted pr
 few seconds holds a socket, never a slot, and gets a 408); turns `X-Consistency-Token` /
 `X-Read-Consistency` into the database read preference and a commit's WAL position back into
 `X-Consistency-Token`; adds the security headers and the rate-limit headers of the quotas the
-request was counted on (app/http/ratelimit.py); renders any unhandled exception as a problem (so
-even a 500 carries the request id); logs and measures (the access log: one line per request at
-error for 5xx, warning for 4xx, info otherwise, with the client address and the user agent).
+request was counted on (app/http/ratelimit.py); renders what escapes the app as a problem (domain
+errors and HTTPExceptions raised here or by a hot route, app/http/hot.py, exactly as the app's
+handlers render them; anything else as a 500, which still carries the request id); logs and
+measures (the access log: one line per request at error for 5xx, warning for 4xx, info
+otherwise, with the client address and the user agent).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import time
 from typing import Any
 
 import structlog
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -129,6 +132,9 @@ class EdgeMiddleware:
             status = 499  # nginx's name for it: nobody is left to answer
         except DomainError as error:  # raised here, before the app's own handlers
             response = await errors.render_domain(Request(scope), error)
+            await response(scope, receive, send_with_headers)
+        except HTTPException as error:  # from a hot route: FastAPI's routes render their own
+            response = await errors.render_http(Request(scope), error)
             await response(scope, receive, send_with_headers)
         except Exception as error:
             if started_response:  # headers already sent: nothing sane left to do

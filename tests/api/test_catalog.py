@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+import uuid
+from typing import Any, get_args
 
+from app.http.security import CatalogReader
+from app.identity.principal import Principal
 from tests.conftest import Harness, problem
 
 SHIRT = {"sku": "TSHIRT-M", "name": "T-shirt", "price": {"amount": 1299, "currency": "EUR"}}
@@ -282,3 +285,29 @@ async def test_the_hot_path_and_the_fastapi_route_answer_alike(
             name: value for name, value in slow.headers.items() if name not in skip
         }
         assert set(hot.headers) == set(slow.headers)
+
+
+async def test_a_dependency_override_is_honoured_on_the_hot_path(
+    harness: Harness, acme: dict[str, Any]
+) -> None:
+    """A test that overrides a FastAPI dependency (here the caller) gets the override on
+    GET /v1/products/{canonical id} too: while any override is set, hot routes go to FastAPI."""
+    product = await create(harness)
+    del harness.client.headers["X-API-Key"]  # only the override can let this request in
+    reader = get_args(CatalogReader)[1].dependency
+    tenant_id = acme["tenant"].id
+
+    async def acme_reader() -> Principal:
+        return Principal("api_key", uuid.uuid4(), tenant_id, scopes=frozenset({"catalog:read"}))
+
+    url = f"/v1/products/{product['id']}"
+    harness.app.dependency_overrides[reader] = acme_reader
+    try:
+        overridden = await harness.client.get(url)
+    finally:
+        harness.app.dependency_overrides.clear()
+    assert overridden.status_code == 200, overridden.text
+    assert overridden.json()["id"] == product["id"]
+    without = await harness.client.get(url)  # the hot path again: no credential, 401
+    assert without.status_code == 401
+    assert problem(without)["code"] == "auth.unauthenticated"

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import os
+import signal
+import warnings
 from collections.abc import Awaitable
 from typing import Any
 
 import httpx
+import pytest
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
 
-from tests.conftest import Harness, replay_paused
+from tests.conftest import Harness, raw_connect, replay_paused
 
 SHIRT = {"sku": "S-1", "name": "Shirt", "price": {"amount": 100, "currency": "EUR"}, "stock": 1}
 
@@ -133,3 +141,84 @@ async def test_a_burst_leaves_at_most_size_idle_connections(harness: Harness) ->
     assert status["checked_out"] == 0
     assert status["idle"] <= size
     assert status["overflow"] == 0
+
+
+async def test_an_idle_connection_made_before_a_pool_invalidation_is_not_reused(
+    harness: Harness,
+) -> None:
+    """A disconnect seen through SQLAlchemy invalidates its whole pool (every connection made
+    before it is recycled at the pool's checkout): the node's idle connections must follow."""
+    node = harness.container.database().replicas[0]
+    await node.close_idle()
+    first = await _backend_pid(node)
+    assert await _backend_pid(node) == first  # idle, reused
+    async with node.engine.connect() as conn:  # another pooled connection, through Core
+        doomed = await conn.scalar(text("SELECT pg_backend_pid()"))
+        killer = await raw_connect(harness.cluster, "replica", "postgres")
+        try:
+            assert await killer.fetchval("SELECT pg_terminate_backend($1, 5000)", doomed)
+        finally:
+            await killer.close()
+        with pytest.raises(sa_exc.DBAPIError) as caught:
+            await conn.execute(text("SELECT 1"))
+    assert caught.value.connection_invalidated  # SQLAlchemy saw a disconnect: pool invalidated
+    assert await _backend_pid(node) != first
+
+
+async def _backend_gone(harness: Harness, pid: int) -> bool:
+    conn = await raw_connect(harness.cluster, "replica", "postgres")
+    try:
+        gone: bool = await conn.fetchval(
+            "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $1", pid
+        )
+        return gone
+    finally:
+        await conn.close()
+
+
+async def test_a_cancelled_close_of_a_stale_idle_connection_leaks_nothing(
+    make_harness: Any,
+) -> None:
+    """A request cancelled while it closes a stale idle connection (a client gone, a timeout):
+    the connection is gone from the server and from the pool's count, no slot is lost (every
+    slot can be filled at once afterwards) and nothing is left for the garbage collector."""
+    from app.db.nodes import _CONNECTED_AT
+
+    harness: Harness = await make_harness(
+        replica_pool={"size": 2, "max_overflow": 2},
+        routing={"health_interval_seconds": 3600},  # no probe may take the stale connection
+    )
+    node = harness.container.database().replicas[0]
+    await node.close_idle()
+    stale = await node.acquire()
+    pid = await stale.driver_connection.fetchval("SELECT pg_backend_pid()")
+    await node.release(stale, None)
+    assert list(node._idle) == [stale]
+    # The pool's queue full: closing the stale connection is then real I/O (the pool has no
+    # room for it), which a stopped backend holds up until the cancellation.
+    others = [await node.engine.raw_connection() for _ in range(2)]
+    for other in others:
+        other.close()
+    stale.info[_CONNECTED_AT] -= node._recycle + 1
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        request = asyncio.create_task(node.acquire())
+        await asyncio.sleep(0.3)
+        assert not request.done()  # held in the close
+        request.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await request
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert not node._idle
+    status = node.pool_status()
+    assert (status["checked_out"], status["overflow"]) == (0, 0), status
+    await harness.wait_for(lambda: _backend_gone(harness, pid), what="the backend to go")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del stale, request
+        gc.collect()
+    assert not [w for w in caught if "non-checked-in" in str(w.message)]
+    every = [await asyncio.wait_for(node.acquire(), 2) for _ in range(node.capacity)]
+    for fairy in every:
+        await node.release(fairy, None)

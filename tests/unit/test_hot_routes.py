@@ -4,14 +4,21 @@ handler takes, and that everything else reaches FastAPI untouched."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
+import fastapi
 import httpx
 import pytest
+import starlette.exceptions
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 
+from app.http.client_address import TrustedProxies
+from app.http.errors import install_error_handlers
 from app.http.hot import UUID, HotRoute, install_hot_routes
+from app.http.middleware import BodyBudget, Door, EdgeMiddleware
+from app.metrics import Metrics
 
 router = APIRouter(prefix="/things")
 
@@ -26,12 +33,54 @@ async def hot_thing(request: Request, thing_id: str) -> Response:
     return PlainTextResponse(f"hot {thing_id} {route.path} {request.scope['path_params']}")
 
 
-def client(
-    on: APIRouter = router, method: str = "GET", handler: Any = hot_thing
-) -> httpx.AsyncClient:
+# Both kinds a handler may raise: FastAPI's is a subclass of Starlette's.
+HTTP_EXCEPTIONS = {
+    "starlette": starlette.exceptions.HTTPException,
+    "fastapi": fastapi.HTTPException,
+}
+
+
+@router.get("/{thing_id}/refused/{kind}")
+async def refuse_thing(thing_id: str, kind: str) -> Response:
+    raise HTTP_EXCEPTIONS[kind](418, "no tea here", headers={"X-Why": "refused"})
+
+
+async def hot_refuse_thing(request: Request, thing_id: str, kind: str) -> Response:
+    raise HTTP_EXCEPTIONS[kind](418, "no tea here", headers={"X-Why": "refused"})
+
+
+def client(*, edge: bool = False) -> httpx.AsyncClient:
+    """The test app; `edge=True` layers it as create_app does: the app's error handlers, the
+    hot routes inside the edge middleware."""
     app = FastAPI()
-    app.include_router(on)
-    install_hot_routes(app, [HotRoute(on, method, "/{thing_id}", handler, thing_id=UUID)])
+    if edge:
+        install_error_handlers(app)
+    app.include_router(router)
+    install_hot_routes(
+        app,
+        [
+            HotRoute(router, "GET", "/{thing_id}", hot_thing, thing_id=UUID),
+            HotRoute(
+                router,
+                "GET",
+                "/{thing_id}/refused/{kind}",
+                hot_refuse_thing,
+                thing_id=UUID,
+                kind="[a-z]+",
+            ),
+        ],
+    )
+    if edge:
+        app.add_middleware(
+            EdgeMiddleware,
+            metrics=Metrics(),
+            access_log=False,
+            door=Door(limit=10, timeout=1.0),
+            max_body_bytes=1024,
+            body_timeout=1.0,
+            proxies=TrustedProxies([]),
+            body_budget=BodyBudget(10_240),
+        )
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
 
 
@@ -76,6 +125,32 @@ def test_each_path_parameter_needs_its_pattern() -> None:
         HotRoute(router, "GET", "/{thing_id}/parts", hot_thing, thing_id=UUID)
 
 
+@pytest.mark.parametrize("kind", sorted(HTTP_EXCEPTIONS))
+async def test_an_http_exception_from_a_hot_handler_renders_as_fastapi_renders_it(
+    kind: str,
+) -> None:
+    """Same status, problem+json body (but its `instance` and `request_id`) and headers as the
+    FastAPI route raising it, not a 500."""
+    async with client(edge=True) as http:
+        hot = await http.get(f"/things/{ID}/refused/{kind}")
+        slow = await http.get(f"/things/{ID.replace('-', '')}/refused/{kind}")
+    assert slow.status_code == 418, slow.text  # the FastAPI route, through the app's handler
+    assert hot.status_code == slow.status_code, hot.text
+    volatile = {"x-request-id", "content-length"}  # the length: `instance` names the path
+    assert {k: v for k, v in hot.headers.items() if k not in volatile} == {
+        k: v for k, v in slow.headers.items() if k not in volatile
+    }
+    assert hot.headers["content-type"] == "application/problem+json"
+    assert hot.headers["x-why"] == "refused"
+    ignored = {"instance", "request_id"}
+    hot_body, slow_body = json.loads(hot.text), json.loads(slow.text)
+    assert {k: v for k, v in hot_body.items() if k not in ignored} == {
+        k: v for k, v in slow_body.items() if k not in ignored
+    }
+    assert (hot_body["code"], hot_body["instance"]) == ("http.418", hot.url.path)
+    assert hot_body["request_id"] == hot.headers["x-request-id"]
+
+
 posts = APIRouter(prefix="/posts")
 
 
@@ -91,9 +166,16 @@ async def hot_post(request: Request, thing_id: str) -> Response | None:
     return PlainTextResponse(f"hot {thing_id}")
 
 
+def posting_client() -> httpx.AsyncClient:
+    app = FastAPI()
+    app.include_router(posts)
+    install_hot_routes(app, [HotRoute(posts, "POST", "/{thing_id}", hot_post, thing_id=UUID)])
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+
+
 async def test_a_declining_handler_hands_fastapi_the_body_it_read() -> None:
     # Without the replay FastAPI would wait for a body that never comes: fail, don't hang.
-    async with asyncio.timeout(10), client(posts, "POST", hot_post) as http:
+    async with asyncio.timeout(10), posting_client() as http:
         taken = await http.post(f"/posts/{ID}", content=b"hot please")
         declined = await http.post(f"/posts/{ID}", content=b"x" * 70_000)
 
