@@ -596,9 +596,14 @@ class Storefront:
         # Rate limiting stays on (counted on every request, as in production) with a quota the
         # load never reaches, so the rows measure the limiter's cost, not its refusals. No
         # per-second burst cap: a plan with one counts a second quota (docs/performance.md).
+        # The one bench tenant may hold the whole pool (the reference's budget of 20), as the
+        # only tenant of a process would be allowed to: the plan's fairness cap (10 per process
+        # on the default plan) would otherwise halve Storefront's connections.
         self.cli(
             *("tenants", "override", "bench"),
             *("requests_per_window=1000000000", "window_seconds=60", "burst=0"),
+            f"db_concurrency_primary={REFERENCE_POOL_SIZE}",
+            f"db_concurrency_replica={REFERENCE_POOL_SIZE}",
         )
         out = self.cli(
             *("api-keys", "create", "--tenant", "bench", "--scopes"),

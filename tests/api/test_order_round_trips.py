@@ -25,6 +25,7 @@ from tests.conftest import Harness
 _counting: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
     "_counting", default=None
 )
+_arguments: dict[str, tuple[Any, ...]] = {}  # the last arguments each statement was sent with
 # BEGIN + tenant, claim key + prices, order + lines + event + reservation, COMMIT; confirm
 # (status, key, event: one statement, its own transaction), read-your-writes token.
 ORDER_ROUND_TRIPS = 6
@@ -34,6 +35,7 @@ def _log(record: Any) -> None:
     statements = _counting.get()
     if statements is not None:
         statements.append(" ".join(record.query.split()))
+        _arguments[statements[-1]] = tuple(record.args or ())
 
 
 @asynccontextmanager
@@ -106,3 +108,44 @@ async def test_an_order_costs_a_fixed_number_of_round_trips(make_harness: Any) -
     assert len(one_line) == ORDER_ROUND_TRIPS, listing
     # One statement reserves every line: lines do not add round trips.
     assert len(three_lines) == ORDER_ROUND_TRIPS, "\n".join(three_lines)
+
+
+async def test_no_statement_of_an_order_scans_a_table(make_harness: Any) -> None:
+    """Every statement an order sends (placed, declined and compensated, cancelled) is planned
+    with sequential scans disabled: a plan that still has one has no index to use, and its cost
+    grows with the table (a key looked up by its order scanned every key of the tenant)."""
+    harness = await make_harness(auth={"api_key_cache_ttl_seconds": 30})
+    products = await _products(harness, 2)
+    sent: set[str] = set()
+    for token in ("tok_ok", "tok_declined"):
+        body = {"items": [{"product_id": products[0], "quantity": 1}], "payment": {"token": token}}
+        async with statements_of(harness) as statements:
+            placed = await harness.client.post(
+                "/v1/orders", json=body, headers={"Idempotency-Key": str(uuid.uuid4())}
+            )
+            if token == "tok_ok":
+                order_id = placed.json()["id"]
+                cancelled = await harness.client.post(f"/v1/orders/{order_id}/cancel")
+                assert cancelled.status_code == 200, cancelled.text
+            await asyncio.sleep(0)
+        sent.update(statements)
+    data = [
+        q for q in sent if q.split(" ", 1)[0] in ("WITH", "SELECT", "UPDATE", "INSERT", "DELETE")
+    ]
+    assert any("idempotency_keys" in q and "order_id" in q for q in data), data
+    tenant = harness.client.headers["X-API-Key"]
+    assert tenant
+    node = harness.container.database().nodes[0]
+    async with node.engine.connect() as connection:
+        raw = await connection.get_raw_connection()
+        conn: Any = raw.driver_connection
+        async with conn.transaction():
+            await conn.execute("SET LOCAL enable_seqscan = off")
+            await conn.execute(f"SELECT set_config('app.tenant_id', '{uuid.uuid4()}', true)")
+            for query in data:
+                if "pg_wal" in query or "set_config" in query:
+                    continue
+                plan = "\n".join(
+                    row[0] for row in await conn.fetch("EXPLAIN " + query, *_arguments[query])
+                )
+                assert "Seq Scan" not in plan, f"{query}\n{plan}"
