@@ -242,3 +242,15 @@ def _check(name: str, recorded: list[Any]) -> None:
 
 async def test_the_first_version_keeps_its_recorded_contract(harness: Harness) -> None:
     _check(FIRST_VERSION, await tour(harness.client, harness, None))
+
+
+async def test_the_first_versions_openapi_document_is_unchanged(harness: Harness) -> None:
+    """The document served for 2026-11-23 is the one recorded before versions existed, byte
+    for byte (the file holds the exact bytes served)."""
+    served = await harness.client.get("/openapi.json")
+    assert served.status_code == 200
+    path = SNAPSHOTS / f"openapi-{FIRST_VERSION}.json"
+    if os.environ.get("SNAPSHOT_UPDATE") == "1" or not path.exists():
+        assert os.environ.get("CI") is None, f"{path} is missing: record it locally"
+        path.write_bytes(served.content)
+    assert served.content == path.read_bytes(), f"{path.name}: the published contract changed"
