@@ -76,6 +76,13 @@ class IdempotencyKey(Base):
     __table_args__ = (
         CheckConstraint("status IN ('in_flight', 'completed')", name="status_known"),
         Index("ix_idempotency_keys_expires_at", "expires_at"),
+        Index(
+            "ix_idempotency_keys_order",
+            "tenant_id",
+            "order_id",
+            unique=True,
+            postgresql_where=text("order_id IS NOT NULL"),
+        ),
     )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(
