@@ -21,6 +21,7 @@ from app.events.relay import OutboxRelay, listen_dsn, relay_in_api
 from app.flags.provider import OpenFeatureFlags
 from app.flags.service import FlagService, FlagStore
 from app.http.middleware import BodyBudget, Door
+from app.http.versioning import Deprecations
 from app.identity.authenticator import Authenticator
 from app.identity.cache import CredentialCache
 from app.identity.passwords import PasswordHasher
@@ -52,6 +53,7 @@ from app.settings import load_settings
 from app.tenancy.policies import TenantPolicies
 from app.tenancy.service import TenancyService
 from app.tenants.service import SignupLimit, TenantService
+from app.versions.usage import VersionUsage, version_usage_flusher
 
 
 class Container(containers.DeclarativeContainer):
@@ -69,6 +71,7 @@ class Container(containers.DeclarativeContainer):
             "app.reports.routes",
             "app.flags.routes",
             "app.secrets.routes",
+            "app.versions.routes",
         ],
         warn_unresolved=True,
     )
@@ -318,6 +321,18 @@ class Container(containers.DeclarativeContainer):
     )
 
     # -- HTTP edge ------------------------------------------------------------------------------
+    api_deprecations = providers.Singleton(
+        Deprecations, entries=settings.provided.api.deprecations, clock=clock
+    )
+    # Requests per tenant and API version, written every `api.usage_flush_seconds`.
+    version_usage = providers.Singleton(
+        VersionUsage, uow_factory=uow_factory.provider, clock=clock, metrics=metrics
+    )
+    version_usage_flusher = providers.Resource(
+        version_usage_flusher,
+        usage=version_usage,
+        interval=settings.provided.api.usage_flush_seconds,
+    )
     door = providers.Singleton(
         Door,
         limit=settings.provided.server.max_concurrent_requests,

@@ -58,6 +58,8 @@ cli.add_typer(users_cli, name="users")
 cli.add_typer(auth_cli, name="auth")
 cli.add_typer(db_cli, name="db")
 cli.add_typer(events_cli, name="events")
+api_cli = typer.Typer(help="API versions: usage and changelog.", no_args_is_help=True)
+cli.add_typer(api_cli, name="api")
 limits_cli = typer.Typer(help="Tenant traffic policies (operator).", no_args_is_help=True)
 cli.add_typer(limits_cli, name="limits")
 cli.add_typer(flags_cli, name="flags")
@@ -365,6 +367,65 @@ def _print_policy(
             f"  usage {quota['name']}: {left} of {quota['limit']} left in"
             f" {quota['window_seconds']} s (frees in {quota['reset_seconds']} s)"
         )
+
+
+@tenants_cli.command("api-version")
+def tenants_api_version(
+    slug: Annotated[str, typer.Argument(help="Tenant slug.")],
+    version: Annotated[str, typer.Argument(help="An API version (docs/changelog.md).")],
+) -> None:
+    """Pin a tenant to an API version (what its requests get without a Storefront-Version
+    header); every API process applies it within ~2 s."""
+    record = run(lambda c: c.tenancy_service().pin_api_version(slug, version))
+    typer.echo(f"tenant {slug} is now pinned to API version {record.api_version}")
+
+
+@api_cli.command("usage")
+def api_usage(
+    deprecated: Annotated[
+        bool, typer.Option("--deprecated", help="Only versions deprecated in api.deprecations.")
+    ] = False,
+    days: Annotated[int, typer.Option(min=1, help="Look back this many days.")] = 30,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines.")] = False,
+) -> None:
+    """Requests per tenant and API version (summed over every API process, as of their last
+    flush): whom to contact before a version's sunset."""
+    from datetime import UTC, datetime, timedelta
+
+    async def work(container: Any) -> Any:
+        entries = container.settings().api.deprecations
+        marked = {e.version: e for e in entries if e.version is not None}
+        since = (datetime.now(UTC) - timedelta(days=days)).date()
+        uses = await container.version_usage().report(since, sorted(marked) if deprecated else None)
+        return uses, marked
+
+    uses, marked = run(work)
+    if deprecated and not marked:
+        typer.echo("no API version is deprecated (api.deprecations)")
+        return
+    for use in uses:
+        entry = marked.get(use.version)
+        sunset = entry.sunset_at.isoformat() if entry and entry.sunset_at else None
+        if as_json:
+            line = {"tenant": use.slug, "tenant_id": str(use.tenant_id), "version": use.version}
+            line |= {"requests": use.requests, "last_seen_at": use.last_seen_at.isoformat()}
+            typer.echo(json.dumps(line | {"deprecated": entry is not None, "sunset_at": sunset}))
+            continue
+        status = f" deprecated, sunset {sunset or 'not set'}" if entry else ""
+        typer.echo(
+            f"{use.version}  {use.slug:<24} {use.requests:>10} requests, last"
+            f" {use.last_seen_at.isoformat(timespec='seconds')}{status}"
+        )
+    if not uses:
+        typer.echo(f"no requests in the last {days} days")
+
+
+@api_cli.command("changelog")
+def api_changelog() -> None:
+    """Every API version and what it changed (docs/changelog.md is this output)."""
+    from app.versions import changelog
+
+    typer.echo(changelog(), nl=False)
 
 
 @tenants_cli.command("set-plan")

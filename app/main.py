@@ -21,6 +21,7 @@ from app.http.hot import install_hot_routes
 from app.http.middleware import EdgeMiddleware
 from app.http.openapi import TAGS, install_openapi, operation_id
 from app.http.ops_routes import router as ops_router
+from app.http.versioning import ApiVersioning
 from app.identity.routes import router as identity_router
 from app.logging import configure_logging
 from app.orders.routes import HOT_ROUTES as ORDER_HOT_ROUTES
@@ -28,6 +29,7 @@ from app.orders.routes import router as orders_router
 from app.reports.routes import router as reports_router
 from app.secrets.routes import router as secrets_router
 from app.tenants.routes import router as tenants_router
+from app.versions.routes import router as versions_router
 
 
 def create_app(container: Any) -> FastAPI:
@@ -95,10 +97,18 @@ def create_app(container: Any) -> FastAPI:
     app.include_router(reports_router)
     app.include_router(flags_router)
     app.include_router(tenants_router)
+    app.include_router(versions_router)
     app.include_router(secrets_router)
     app.include_router(ops_router)
     # Inside the edge: added before it.
     install_hot_routes(app, [*CATALOG_HOT_ROUTES, *ORDER_HOT_ROUTES])
+    app.add_middleware(
+        ApiVersioning,
+        pins=container.tenant_policies().api_version_of,
+        deprecations=container.api_deprecations(),
+        counted=container.version_usage().seen,
+        openapi_url=app.openapi_url,
+    )
     door = container.door()
     container.metrics().watch_door(door)
     app.add_middleware(

@@ -14,6 +14,7 @@ import importlib.metadata
 import os
 import platform
 import subprocess
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,13 @@ class Metrics:
             "Order outcomes: placed, rejected (reason = the problem code), cancelled, recovered"
             " (settled by the worker after a crash); idempotent replays are not counted here.",
             ["outcome", "reason"],
+            registry=self.registry,
+        )
+        self.deprecated_requests = Counter(
+            "storefront_api_deprecated_requests",
+            "Requests served a deprecated API version, per version and tenant (whom to contact"
+            " before its sunset); tenant is empty before authentication.",
+            ["version", "tenant"],
             registry=self.registry,
         )
         self.idempotent_replays = Counter(
@@ -143,6 +151,9 @@ class Metrics:
 
     def order_outcome(self, outcome: str, reason: str = "") -> None:
         self.orders.labels(outcome, reason).inc()
+
+    def deprecated_request(self, version: str, tenant_id: uuid.UUID | None) -> None:
+        self.deprecated_requests.labels(version, str(tenant_id) if tenant_id else "").inc()
 
     def idempotent_replay(self) -> None:
         self.idempotent_replays.inc()

@@ -12,11 +12,20 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -308,6 +317,44 @@ class PaymentSettings(_Section):
     outage: PaymentOutageSettings = PaymentOutageSettings()
 
 
+class DeprecationSettings(_Section):
+    """A deprecated API version or route (exactly one of the two), announced with RFC 9745
+    `Deprecation`, RFC 8594 `Sunset` and a `Link` to what replaces it; past `sunset_at` it
+    answers 410."""
+
+    version: str | None = Field(None, description="An API version (e.g. 2026-11-23).")
+    route: str | None = Field(
+        None,
+        pattern=r"^(GET|POST|PUT|PATCH|DELETE) /\S*$",
+        description='One route of every version: "METHOD /template" (e.g. "GET /v1/features").',
+    )
+    deprecated_at: datetime
+    sunset_at: datetime | None = Field(None, description="Never before deprecated_at.")
+    link: str = Field(
+        "https://storefront.dev/docs/changelog", description="What to read and move to."
+    )
+
+    @model_validator(mode="after")
+    def _one_target_and_order(self) -> DeprecationSettings:
+        if (self.version is None) == (self.route is None):
+            raise ValueError("give exactly one of version and route")
+        for moment in (self.deprecated_at, self.sunset_at):
+            if moment is not None and moment.tzinfo is None:
+                raise ValueError("deprecated_at and sunset_at need a time zone (e.g. Z)")
+        if self.sunset_at is not None and self.sunset_at < self.deprecated_at:
+            raise ValueError("sunset_at must not be earlier than deprecated_at")
+        return self
+
+
+class ApiSettings(_Section):
+    deprecations: list[DeprecationSettings] = Field(
+        default_factory=list, description="Deprecated versions and routes (docs/api-versions.md)."
+    )
+    usage_flush_seconds: float = Field(
+        10.0, gt=0, description="How often each API process writes its API version usage."
+    )
+
+
 class OrderSettings(_Section):
     recovery_age_seconds: float = Field(
         60.0,
@@ -578,6 +625,7 @@ class Settings(BaseSettings):
     rate_limits: RateLimitSettings = RateLimitSettings()
     payments: PaymentSettings = PaymentSettings()
     orders: OrderSettings = OrderSettings()
+    api: ApiSettings = ApiSettings()
     outbox: OutboxSettings = OutboxSettings()
     worker: WorkerSettings = WorkerSettings()
     broker: BrokerSettings = BrokerSettings()

@@ -206,18 +206,30 @@ def clean_database(request: pytest.FixtureRequest) -> None:
     if "cluster" not in request.fixturenames:
         return
     local: LocalCluster = request.getfixturevalue("cluster")
-    try:
-        local.psql(
-            "primary",
-            "SET lock_timeout = '20s'; TRUNCATE tenants, revocations, feature_flags CASCADE",
-        )
-    except ClusterError as error:  # a session a test left in a transaction: name it
-        holders = local.psql(
-            "primary",
-            "SELECT pid, application_name, state, now() - xact_start, left(query, 200)"
-            " FROM pg_stat_activity WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid()",
-        )
-        raise ClusterError(f"{error}\nsessions in a transaction:\n{holders}") from None
+    # Between tests no event loop runs: a background task of a longer-lived app (a module's
+    # harness reloading a tenant's policy after a NOTIFY) can be frozen mid-transaction until
+    # its loop runs again, holding locks the TRUNCATE needs. Apps' sessions still in a
+    # transaction are ended first, as a server restart would end them (their pools replace
+    # them); a lock conflict with another process's background work is retried once.
+    statement = (
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+        " WHERE xact_start IS NOT NULL AND application_name LIKE 'storefront:%';"
+        " SET lock_timeout = '10s';"
+        " TRUNCATE tenants, revocations, feature_flags, api_version_usage CASCADE"
+    )
+    for attempt in (1, 2):
+        try:
+            local.psql("primary", statement)
+            return
+        except ClusterError as error:  # a session a test left in a transaction: name it
+            if attempt == 1:
+                continue
+            holders = local.psql(
+                "primary",
+                "SELECT pid, application_name, state, now() - xact_start, left(query, 200)"
+                " FROM pg_stat_activity WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid()",
+            )
+            raise ClusterError(f"{error}\nsessions in a transaction:\n{holders}") from None
 
 
 class MovableClock:

@@ -53,6 +53,13 @@ class Conflict(DomainError):
     title = "Conflict"
 
 
+class Gone(DomainError):
+    """What was asked for existed and is withdrawn for good (a sunset API version or route)."""
+
+    code = "gone"
+    title = "Gone"
+
+
 class PreconditionRequired(DomainError):
     code = "precondition.required"
     title = "Precondition required"

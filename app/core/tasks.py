@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 
@@ -18,6 +18,23 @@ async def in_background(work: Coroutine[Any, Any, Any], name: str) -> AsyncItera
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+@contextlib.asynccontextmanager
+async def flushing(
+    flush: Callable[[], Awaitable[None]], interval: float, name: str
+) -> AsyncIterator[None]:
+    """`flush()` every `interval` seconds in the background for the block, and once more on
+    leaving it (counts kept in memory and written in batches)."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await flush()
+
+    async with in_background(loop(), name):
+        yield
+    await flush()
 
 
 class TaskSet:

@@ -48,6 +48,7 @@ from app.reports.repository import SalesRepository
 from app.secrets.repository import TenantSecretRepository
 from app.tenancy.repository import TenantConfigRepository
 from app.tenants.repository import TenantRepository
+from app.versions.repository import ApiUsageRepository
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -188,6 +189,10 @@ class UnitOfWork:
     @cached_property
     def tenant_secrets(self) -> TenantSecretRepository:
         return TenantSecretRepository(self._conn, self.tenant_id)
+
+    @cached_property
+    def api_usage(self) -> ApiUsageRepository:
+        return ApiUsageRepository(self._conn)
 
     @cached_property
     def flags(self) -> FlagRepository:

@@ -36,7 +36,7 @@ from app.core.errors import (
 )
 from app.db import context as db_context
 from app.db.routing import ReadPreference, format_lsn, parse_lsn
-from app.http import errors, ratelimit
+from app.http import errors, ratelimit, versioning
 from app.http.client_address import TrustedProxies
 from app.http.request_id import bind_request_id, unbind_request_id
 from app.metrics import Metrics
@@ -104,6 +104,9 @@ class EdgeMiddleware:
                 if db.commit_lsn is not None and status < 400:
                     raw.append((b"x-consistency-token", format_lsn(db.commit_lsn).encode()))
                 _secure(raw, authenticated)
+                served = scope.get(versioning.SCOPE_KEY)
+                if served is not None:  # which API version served it, and its deprecation
+                    raw.extend(served.headers())
                 verdicts = scope.get(ratelimit.SCOPE_KEY)
                 if verdicts:
                     raw.extend(ratelimit.response_headers(verdicts))

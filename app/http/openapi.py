@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from app.http.middleware import UNGATED  # probes and operator paths: no tenant credential
+from app.versions import VERSIONS
 
 PROBLEM = "application/problem+json"
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -93,6 +94,51 @@ _HEADERS: dict[str, tuple[dict[str, Any], str]] = {
         {"type": "string"},
         "The credentials this API accepts.",
     ),
+}
+
+# Headers every response may carry, written once under components.headers and referenced (an
+# optional header needs no `required`, so a reference serves): the API version that served the
+# request, and that version's or route's deprecation (app/http/versioning.py).
+_VERSION_HEADERS: dict[str, dict[str, Any]] = {
+    "Storefront-Version": {
+        "description": "The API version that served the request (docs/changelog.md): the"
+        " request's `Storefront-Version`, else the tenant's pin, else the newest. Absent only"
+        " on a request refused before a version was chosen (an unknown version; the edge's"
+        " 408, 413 and 503 for a slow or oversized body or a full server).",
+        "schema": {"type": "string", "enum": [v.name for v in VERSIONS]},
+    },
+    "Deprecation": {
+        "description": "RFC 9745: the served version or this route is deprecated since this"
+        " moment (a structured-field Date, `@<unix seconds>`).",
+        "schema": {
+            "type": "string",
+            "maxLength": 17,
+            "pattern": "^@-?[0-9]{1,15}$",
+            "example": "@1767225600",
+        },
+    },
+    "Sunset": {
+        "description": "RFC 8594: from this moment (an HTTP-date) the deprecated version or route"
+        " answers 410 `api.version_sunset` / `api.route_sunset`.",
+        "schema": {
+            "type": "string",
+            "maxLength": 29,
+            "pattern": "^[A-Z][a-z]{2}, [0-9]{2} [A-Z][a-z]{2} [0-9]{4} [0-9:]{8} GMT$",
+            "example": "Wed, 01 Jul 2026 00:00:00 GMT",
+        },
+    },
+    "Link": {
+        "description": 'With a deprecation: `<url>; rel="deprecation"`, what to read and move to.',
+        "schema": {"type": "string", "maxLength": 2048, "pattern": '^<[^>]+>; rel="deprecation"$'},
+    },
+}
+_VERSION_PARAMETER = {
+    "name": "Storefront-Version",
+    "in": "header",
+    "required": False,
+    "description": "The API version to serve this request with (overrides the tenant's pin;"
+    " 400 `api.version_unknown` for a name that is not a version).",
+    "schema": {"type": "string", "enum": [v.name for v in VERSIONS]},
 }
 
 _NO_STORE = [("Cache-Control", True), ("Pragma", True)]
@@ -184,6 +230,8 @@ def refine(document: dict[str, Any]) -> dict[str, Any]:
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             _refine_operation(path, method, operation)
+    components.setdefault("headers", {}).update(_VERSION_HEADERS)
+    components.setdefault("parameters", {})["StorefrontVersion"] = _VERSION_PARAMETER
     schemas = components.setdefault("schemas", {})
     schemas["ReadConsistency"] = _READ_CONSISTENCY
     for unused in ("HTTPValidationError", "ValidationError"):
@@ -208,6 +256,9 @@ def _refine_operation(path: str, method: str, operation: dict[str, Any]) -> None
             parameter["name"] = _CANONICAL.get(parameter["name"], parameter["name"])
             if parameter["name"] in _REQUIRED_REQUEST_HEADERS.get(name, ()):
                 parameter["required"] = True
+    operation.setdefault("parameters", []).append(
+        {"$ref": "#/components/parameters/StorefrontVersion"}
+    )
     responses = operation["responses"]
     # Any request may carry a body (read, within its deadline and cap, before routing) and be
     # refused for the process's body budget: 400/408/413/503 can come from the edge anywhere.
@@ -217,6 +268,8 @@ def _refine_operation(path: str, method: str, operation: dict[str, Any]) -> None
         code = int(status)
         headers = response.setdefault("headers", {})
         headers["X-Request-ID"] = _header("X-Request-ID", required=True)
+        for versioned in _VERSION_HEADERS:
+            headers[versioned] = {"$ref": f"#/components/headers/{versioned}"}
         if code >= 400:
             # The readiness probe's own 503 is its JSON body; the edge's is a problem.
             own = response.get("content", {}).get("application/json") if name in _OWN_503 else None

@@ -22,6 +22,7 @@ from app.core.errors import Unauthenticated
 from app.http.client_address import throttle_bucket
 from app.http.di import Provide, inject
 from app.http.ratelimit import admit_tenant
+from app.http.versioning import pin_tenant
 from app.identity.authenticator import Authenticator
 from app.identity.permissions import Permission
 from app.identity.principal import Principal
@@ -89,6 +90,7 @@ async def authenticate(
     else:
         raise Unauthenticated("send an API key (X-API-Key) or a bearer access token")
     structlog.contextvars.bind_contextvars(tenant=str(principal.tenant_id))
+    await pin_tenant(principal.tenant_id)  # its API version, unless the request names one
     # The tenant's quota (per API key where its policy says so): 429 past it.
     key_id = principal.id if principal.kind == "api_key" else None
     await admit_tenant(request, quotas, principal.tenant_id, key_id)
@@ -138,4 +140,5 @@ ApiKeysDeleter = Annotated[Principal, allowed(Permission.API_KEYS_DELETE)]
 OrdersReader = Annotated[Principal, allowed(Permission.ORDERS_READ)]
 OrdersWriter = Annotated[Principal, allowed(Permission.ORDERS_WRITE)]
 ReportsReader = Annotated[Principal, allowed(Permission.REPORTS_READ)]
+VersionPinner = Annotated[Principal, allowed(Permission.API_VERSION_PIN)]
 Operator = Depends(require_operator)

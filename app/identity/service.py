@@ -13,7 +13,7 @@ import structlog
 from app.core.clock import Clock
 from app.core.errors import Conflict, NotFound, Unauthenticated, Unprocessable
 from app.core.pagination import Slice, decode_keyset, keyset_page
-from app.core.tasks import in_background
+from app.core.tasks import flushing
 from app.db.uow import UnitOfWork, UnitOfWorkFactory, read, read_fresh
 from app.identity import keys
 from app.identity.cache import CredentialCache
@@ -128,15 +128,8 @@ class ApiKeyUsage:
 
 async def api_key_usage_flusher(usage: ApiKeyUsage, interval: float) -> AsyncIterator[None]:
     """Resource: flushes `last_used_at` every `interval` seconds, and once more on shutdown."""
-
-    async def loop() -> None:
-        while True:
-            await asyncio.sleep(interval)
-            await usage.flush()
-
-    async with in_background(loop(), "api-key-usage-flusher"):
+    async with flushing(usage.flush, interval, "api-key-usage-flusher"):
         yield
-    await usage.flush()
 
 
 class ApiKeyService:

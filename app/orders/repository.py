@@ -79,7 +79,7 @@ WITH moved AS (
     WHERE tenant_id = $1 AND id = $2 AND status = 'pending'
     RETURNING {_ORDER_COLUMNS}),
 answered AS (
-    UPDATE idempotency_keys SET status = 'completed', response_status = 201,
+    UPDATE idempotency_keys SET status = 'completed', response_status = NULL,
                                 response_body = $5::jsonb
     WHERE tenant_id = $1 AND order_id = $2 AND EXISTS (SELECT 1 FROM moved)),
 event AS (
@@ -266,17 +266,14 @@ class IdempotencyRepository(TenantScoped):
         )
         return IdempotencyRecord(*row) if row else None
 
-    async def complete_for_order(
-        self, order_id: uuid.UUID, status: int, body: dict[str, Any]
-    ) -> None:
+    async def complete_for_order(self, order_id: uuid.UUID, outcome: dict[str, Any]) -> None:
         """Store the outcome a replay of the order's request answers with."""
         await self._conn.execute(
-            "UPDATE idempotency_keys SET status = 'completed', response_status = $3,"
-            " response_body = $4::jsonb WHERE tenant_id = $1 AND order_id = $2",
+            "UPDATE idempotency_keys SET status = 'completed', response_status = NULL,"
+            " response_body = $3::jsonb WHERE tenant_id = $1 AND order_id = $2",
             self._tenant_id,
             order_id,
-            status,
-            json.dumps(body),
+            json.dumps(outcome),
         )
 
     async def release_for_order(self, order_id: uuid.UUID) -> None:

@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse
 
 from app.core.errors import InvalidRequest
 from app.http.di import Provide, inject
-from app.http.errors import problem
+from app.http.errors import render_domain
 from app.http.hot import HotRoute
 from app.http.params import Cursor, Limit
 from app.http.schemas import AUTHENTICATED, Page, problem_responses
@@ -100,12 +100,18 @@ async def _placed(
         [(item.product_id, item.quantity) for item in body.items],
         body.payment.token,
     )
-    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
-    if outcome.status >= 400:
-        b = outcome.body
-        return problem(request, outcome.status, b["code"], b["title"], b["detail"], headers=headers)
-    headers["Location"] = f"{router.prefix}/{outcome.body['id']}"
-    return JSONResponse(outcome.body, status_code=outcome.status, headers=headers)
+    if outcome.refusal is not None:  # a declined or rejected payment, kept by the key
+        response = await render_domain(request, outcome.refusal)
+    else:
+        assert outcome.order is not None
+        response = JSONResponse(
+            OrderRead.of(outcome.order).model_dump(mode="json"),
+            status_code=status.HTTP_201_CREATED,
+            headers={"Location": f"{router.prefix}/{outcome.order.id}"},
+        )
+    if outcome.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
 
 
 @router.get("", response_model=Page[OrderRead], responses=problem_responses(*_AUTH, 422))

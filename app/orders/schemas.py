@@ -54,13 +54,16 @@ class OrderLineRead(BaseModel):
     product_id: uuid.UUID
     quantity: int
     unit_price: MoneyOut
+    line_total: MoneyOut
 
 
 class OrderRead(BaseModel):
+    """The newest version's order (older versions: app/versions/changes)."""
+
     id: uuid.UUID
     status: Literal["pending", "confirmed", "payment_failed", "failed", "cancelled"]
     total: MoneyOut
-    items: list[OrderLineRead]
+    lines: list[OrderLineRead]
     created_at: datetime
     updated_at: datetime
 
@@ -70,11 +73,14 @@ class OrderRead(BaseModel):
             id=order.id,
             status=order.status,
             total=MoneyOut(amount=order.total_amount, currency=order.currency),
-            items=[
+            lines=[
                 OrderLineRead(
                     product_id=line.product_id,
                     quantity=line.quantity,
                     unit_price=MoneyOut(amount=line.unit_amount, currency=order.currency),
+                    line_total=MoneyOut(
+                        amount=line.quantity * line.unit_amount, currency=order.currency
+                    ),
                 )
                 for line in order.lines
             ],

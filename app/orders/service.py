@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -37,8 +37,8 @@ from app.orders.errors import (
     TotalLimitExceeded,
     UnknownProduct,
 )
+from app.orders.outcomes import Outcome, replayed, stored
 from app.orders.repository import OrderLineRecord, OrderRecord
-from app.orders.schemas import OrderRead
 from app.payments.breakers import ProviderAccount
 from app.payments.gateway import (
     PaymentDeclined,
@@ -49,15 +49,6 @@ from app.payments.gateway import (
 
 log = structlog.get_logger(__name__)
 IDEMPOTENCY_RETENTION = timedelta(hours=24)
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What the request answers, live or replayed: 201 + the order, or 402 + a problem."""
-
-    status: int
-    body: dict[str, Any]
-    replayed: bool = False
 
 
 class OrderObserver(Protocol):
@@ -85,10 +76,6 @@ def fingerprint(body: dict[str, Any]) -> bytes:
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).digest()
 
 
-def _problem_body(error: DomainError) -> dict[str, Any]:
-    return {"code": error.code, "title": error.title, "detail": error.detail}
-
-
 class OrderService:
     def __init__(
         self,
@@ -113,7 +100,8 @@ class OrderService:
         payment_token: str,
     ) -> Outcome:
         """The saga; every answer is reported to the observer: a replay as a replay, a refusal
-        (raised, or a stored 402/422) as `rejected` with its code, a confirmed order as `placed`."""
+        (raised, or kept by the key) as `rejected` with its code, a confirmed order as `placed`.
+        The answer is a domain outcome: the edge renders it for the caller's API version."""
         try:
             outcome = await self._place(
                 tenant_id, idempotency_key, request_fingerprint, items, payment_token
@@ -123,8 +111,8 @@ class OrderService:
             raise
         if outcome.replayed:
             self._observer.idempotent_replay()
-        elif outcome.status >= 400:
-            self._observer.order_outcome("rejected", str(outcome.body.get("code", "")))
+        elif outcome.refusal is not None:
+            self._observer.order_outcome("rejected", outcome.refusal.code)
         else:
             self._observer.order_outcome("placed")
         return outcome
@@ -157,7 +145,7 @@ class OrderService:
                 sorted(quantities),
             )
             if not claimed:
-                return await self._replay(uow, idempotency_key, request_fingerprint)
+                return await self._replay(uow, tenant_id, idempotency_key, request_fingerprint)
             unknown = sorted(set(quantities) - set(prices))
             if unknown:
                 raise UnknownProduct(f"no product {unknown[0]}")
@@ -187,15 +175,20 @@ class OrderService:
             await uow.commit(token=False)
         return await self._settle(order)
 
-    async def _replay(self, uow: UnitOfWork, key: str, request_fingerprint: bytes) -> Outcome:
+    async def _replay(
+        self, uow: UnitOfWork, tenant_id: uuid.UUID, key: str, request_fingerprint: bytes
+    ) -> Outcome:
         existing = await uow.idempotency.get(key)
         if existing is None:  # released between our insert attempt and this read
             raise IdempotencyInFlight("retry the request")
         if existing.fingerprint != request_fingerprint:
             raise IdempotencyMismatch("this idempotency key was used with a different request")
-        if existing.status != "completed" or existing.response_body is None:
+        outcome = None
+        if existing.status == "completed" and existing.response_body is not None:
+            outcome = replayed(tenant_id, existing.response_status, existing.response_body)
+        if outcome is None:
             raise IdempotencyInFlight("the first request with this key is still in progress")
-        return Outcome(existing.response_status or 201, existing.response_body, replayed=True)
+        return outcome
 
     async def _settle(self, order: OrderRecord) -> Outcome:
         """Authorize the pending `order`, then confirm (or compensate). The provider key is the
@@ -211,8 +204,7 @@ class OrderService:
                 Money(order.total_amount, order.currency),
             )
         except (PaymentDeclined, PaymentRejected) as refused:
-            status = 402 if isinstance(refused, PaymentDeclined) else 422
-            final = Outcome(status, _problem_body(refused))
+            final = Outcome(refusal=refused)
             settled = await self._compensate(tenant_id, order_id, lines, "payment_failed", final)
             return settled or final
         except PaymentUnavailable:
@@ -227,21 +219,19 @@ class OrderService:
         answer and event are built before the one statement that stores them."""
         now = self._clock.now()
         order = replace(confirmed, updated_at=now)
-        body = OrderRead.of(order).model_dump(mode="json")
         authorization_id = order.authorization_id
         assert authorization_id is not None
         # One statement (the compare-and-set, the stored answer, `order.paid`): no BEGIN/COMMIT.
         async with self._uow(order.tenant_id, single_statement=True) as uow:
-            moved = await uow.orders.confirm(
-                order.id, now, authorization_id, body, (uuid.uuid4(), _sale(order))
-            )
+            answer, event = stored(Outcome(order)), (uuid.uuid4(), _sale(order))
+            moved = await uow.orders.confirm(order.id, now, authorization_id, answer, event)
             if not moved:
                 found = await uow.orders.get(order.id)
                 assert found is not None
-                order, body = found, OrderRead.of(found).model_dump(mode="json")
+                order = found
             await uow.commit()
         if moved or order.authorization_id == authorization_id:
-            return Outcome(201, body)
+            return Outcome(order)
         # Someone else settled it meanwhile (recovery compensated it): release our hold.
         await self._release_hold(order.tenant_id, order.payment_key, authorization_id)
         raise PaymentUnavailable("the order was settled without this payment; retry the request")
@@ -271,13 +261,15 @@ class OrderService:
             # The compare-and-set on the status is the guard: only one settlement restocks.
             if not await uow.orders.transition(order_id, "pending", status, now):
                 # Settled by someone else meanwhile: answer what they stored.
-                stored = await uow.idempotency.for_order(order_id)
-                if stored is not None and stored.response_body is not None:
-                    return Outcome(stored.response_status or 201, stored.response_body)
+                key = await uow.idempotency.for_order(order_id)
+                if key is not None and key.response_body is not None:
+                    theirs = replayed(tenant_id, key.response_status, key.response_body)
+                    if theirs is not None:
+                        return replace(theirs, replayed=False)
                 raise PaymentUnavailable("the order was settled elsewhere; retry the request")
             await _restock(uow, order_id, lines, now)
             if final is not None:
-                await uow.idempotency.complete_for_order(order_id, final.status, final.body)
+                await uow.idempotency.complete_for_order(order_id, stored(final))
             else:
                 await uow.idempotency.release_for_order(order_id)
             await uow.commit()

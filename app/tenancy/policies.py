@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Coroutine, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -81,6 +82,11 @@ class TenantPolicies:
             log.warning("tenancy.policy_load_failed", tenant_id=str(tenant_id), error=repr(error))
         return self._policies.get(tenant_id) or self.fallback(tenant_id)
 
+    async def api_version_of(self, tenant_id: uuid.UUID) -> str | None:
+        """The tenant's pinned API version (app/http/versioning.py); None: not known."""
+        policy = self._policies.get(tenant_id) or await self.policy_for(tenant_id)
+        return policy.api_version
+
     def fallback(self, tenant_id: uuid.UUID) -> TenantPolicy:
         return resolve(tenant_id, "", {}, {}, defaults=self._defaults, plans={})
 
@@ -93,6 +99,7 @@ class TenantPolicies:
             defaults=self._defaults,
             plans=self._plans,
         )
+        policy = replace(policy, api_version=record.api_version)
         if not policy.plan_known and record.plan not in self._warned_plans:
             self._warned_plans.add(record.plan)
             log.warning("tenancy.unknown_plan", plan=record.plan, fallback="tenancy.defaults")

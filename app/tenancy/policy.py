@@ -66,6 +66,7 @@ class TenantPolicy:
     # field -> "defaults" | "plan:<name>" | "override" | "emergency"
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
     plan_known: bool = True
+    api_version: str | None = None  # not a traffic value: the tenant's pinned API version
 
     def db_concurrency(self, role: str) -> int:
         return self.db_concurrency_primary if role == "primary" else self.db_concurrency_replica

@@ -21,9 +21,10 @@ class TenantConfigRecord:
     overrides: dict[str, Any]
     emergency: dict[str, Any]
     config_updated_at: datetime
+    api_version: str | None = None  # the API version its requests get without a header
 
 
-_COLUMNS = "id, slug, plan, overrides, emergency, config_updated_at"
+_COLUMNS = "id, slug, plan, overrides, emergency, config_updated_at, api_version"
 
 
 def _document(value: Any) -> dict[str, Any]:
@@ -34,7 +35,9 @@ def _document(value: Any) -> dict[str, Any]:
 
 
 def _record(row: Any) -> TenantConfigRecord:
-    return TenantConfigRecord(row[0], row[1], row[2], _document(row[3]), _document(row[4]), row[5])
+    return TenantConfigRecord(
+        row[0], row[1], row[2], _document(row[3]), _document(row[4]), row[5], row[6]
+    )
 
 
 class TenantConfigRepository:
@@ -59,12 +62,23 @@ class TenantConfigRepository:
         row = await self._conn.fetchrow(f"SELECT {_COLUMNS} FROM tenants WHERE slug = $1", slug)
         return _record(row) if row else None
 
+    async def set_api_version(
+        self, tenant_id: uuid.UUID, version: str
+    ) -> TenantConfigRecord | None:
+        return await self._set(tenant_id, "api_version", version)
+
     async def set_plan(self, tenant_id: uuid.UUID, plan: str) -> TenantConfigRecord | None:
+        return await self._set(tenant_id, "plan", plan)
+
+    async def _set(
+        self, tenant_id: uuid.UUID, column: str, value: str
+    ) -> TenantConfigRecord | None:
+        assert column in ("plan", "api_version")  # a column name, never input
         row = await self._conn.fetchrow(
-            f"UPDATE tenants SET plan = $2, config_updated_at = now() WHERE id = $1"
+            f"UPDATE tenants SET {column} = $2, config_updated_at = now() WHERE id = $1"
             f" RETURNING {_COLUMNS}",
             tenant_id,
-            plan,
+            value,
         )
         return _record(row) if row else None
 

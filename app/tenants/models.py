@@ -38,6 +38,8 @@ class Tenant(Base):
     config_updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+    # The API version its requests get without a Storefront-Version header (app/versions).
+    api_version: Mapped[str] = mapped_column(String(10), server_default="2026-11-23")
 
 
 class FeatureFlag(Base):

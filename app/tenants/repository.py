@@ -22,14 +22,17 @@ class TenantRepository:
     def __init__(self, conn: Any) -> None:
         self._conn = conn
 
-    async def add(self, tenant_id: uuid.UUID, slug: str, name: str) -> TenantRecord | None:
+    async def add(
+        self, tenant_id: uuid.UUID, slug: str, name: str, api_version: str
+    ) -> TenantRecord | None:
         """Insert; None when the slug is taken (no exception, so the transaction stays usable)."""
         row = await self._conn.fetchrow(
-            f"INSERT INTO tenants (id, slug, name) VALUES ($1, $2, $3)"
+            f"INSERT INTO tenants (id, slug, name, api_version) VALUES ($1, $2, $3, $4)"
             f" ON CONFLICT (slug) DO NOTHING RETURNING {_COLUMNS}",
             tenant_id,
             slug,
             name,
+            api_version,
         )
         return TenantRecord(*row) if row else None
 

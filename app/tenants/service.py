@@ -15,6 +15,7 @@ from app.identity.service import normalize_email
 from app.ratelimit.limiter import Quota, RateLimiter
 from app.settings import SignupLimitSettings
 from app.tenants.repository import TenantRecord
+from app.versions import NEWEST
 
 SLUG = re.compile(r"^[a-z0-9-]{3,40}$")
 
@@ -114,7 +115,8 @@ class TenantService:
     async def _add(
         uow: UnitOfWork, slug: str, name: str, tenant_id: uuid.UUID | None = None
     ) -> TenantRecord:
-        tenant = await uow.tenants.add(tenant_id or uuid.uuid4(), slug, name.strip())
+        # A new tenant is pinned to the newest API version (app/versions).
+        tenant = await uow.tenants.add(tenant_id or uuid.uuid4(), slug, name.strip(), NEWEST.name)
         if tenant is None:
             raise SlugTaken(f"tenant '{slug}' already exists")
         return tenant

@@ -23,7 +23,8 @@ def test_a_generated_client_works_and_sees_typed_problems(
 ) -> None:
     generator = python_tool("openapi-python-client", "openapi-python-client==0.29.1")
     spec = tmp_path / "openapi.json"
-    spec.write_text(httpx.get(f"{served}/openapi.json").text)
+    document = httpx.get(f"{served}/openapi.json")  # the newest version's
+    spec.write_text(document.text)
     (tmp_path / "config.yaml").write_text(CONFIG)
     generated = subprocess.run(
         [
@@ -42,7 +43,7 @@ def test_a_generated_client_works_and_sees_typed_problems(
     assert generated.returncode == 0, generated.stdout + generated.stderr
     python = str(Path(generator).with_name("python"))
     run = subprocess.run(
-        [python, str(FLOW), served, api_key],
+        [python, str(FLOW), served, api_key, document.headers["storefront-version"]],
         capture_output=True,
         text=True,
         timeout=120,

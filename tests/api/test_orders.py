@@ -64,8 +64,13 @@ async def test_an_order_reserves_stock_and_is_confirmed(harness: Harness) -> Non
     order = response.json()
     assert order["status"] == "confirmed"
     assert order["total"] == {"amount": 2598, "currency": "EUR"}
-    assert order["items"] == [
-        {"product_id": product, "quantity": 2, "unit_price": {"amount": 1299, "currency": "EUR"}}
+    assert order["lines"] == [
+        {
+            "product_id": product,
+            "quantity": 2,
+            "unit_price": {"amount": 1299, "currency": "EUR"},
+            "line_total": {"amount": 2598, "currency": "EUR"},
+        }
     ]
     assert response.headers["location"] == f"/v1/orders/{order['id']}"
     assert "idempotent-replayed" not in response.headers

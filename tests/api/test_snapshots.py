@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+from app.versions import FIRST, NEWEST, VERSIONS
+from app.versions.openapi_diff import breaking
 from tests.api.identity_helpers import PASSWORD, bearer, log_in, sign_up
 from tests.conftest import OPERATOR_TOKEN, Harness
 
@@ -88,10 +91,18 @@ class Normaliser:
         return {"step": label, **recorded}
 
 
-async def tour(client: httpx.AsyncClient, harness: Harness, version: str | None) -> list[Any]:
-    """Every route once (the failures that have their own shape too), in a fixed order."""
-    if version is not None:
-        client.headers["Storefront-Version"] = version
+async def tour(
+    client: httpx.AsyncClient,
+    harness: Harness,
+    *,
+    pin: str | None = None,
+    header: str | None = None,
+) -> list[Any]:
+    """Every route once (the failures that have their own shape too), in a fixed order, as a
+    tenant signed up (so pinned to the newest version) and then pinned to `pin` by an operator,
+    with `Storefront-Version: <header>` on every request when given."""
+    if header is not None:
+        client.headers["Storefront-Version"] = header
     n = Normaliser()
     out: list[Any] = []
 
@@ -102,6 +113,8 @@ async def tour(client: httpx.AsyncClient, harness: Harness, version: str | None)
     await step("health live", await client.get("/health/live"))
     await step("health ready", await client.get("/health/ready"), body=False)  # live numbers
     signed = await sign_up(client, "snap")
+    if pin is not None:  # as `storefront tenants api-version snap <pin>` does (not recorded)
+        await harness.container.tenancy_service().pin_api_version("snap", pin)
     out.append({"step": "sign up", "body": n.value(signed)})
     tokens = await log_in(client, "owner@snap.example")
     out.append({"step": "log in", "body": n.value(tokens)})
@@ -229,7 +242,14 @@ async def tour(client: httpx.AsyncClient, harness: Harness, version: str | None)
     return out
 
 
-def _check(name: str, recorded: list[Any]) -> None:
+def _check(name: str, recorded: list[Any], *, without: str | None = None) -> None:
+    """`recorded` against the checked-in `<name>.json`; `without` names a response header to
+    leave out of the comparison (after checking every response carries it)."""
+    if without is not None:
+        for step in recorded:
+            if "headers" in step:
+                assert without in step["headers"], (step["step"], "no", without)
+                del step["headers"][without]
     path = SNAPSHOTS / f"{name}.json"
     text = json.dumps(recorded, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
     if os.environ.get("SNAPSHOT_UPDATE") == "1" or not path.exists():
@@ -240,17 +260,81 @@ def _check(name: str, recorded: list[Any]) -> None:
     assert text == expected, f"{path.name}: the contract changed (diff the file to see how)"
 
 
-async def test_the_first_version_keeps_its_recorded_contract(harness: Harness) -> None:
-    _check(FIRST_VERSION, await tour(harness.client, harness, None))
+# The first version's snapshot was recorded before versions existed, so without the header that
+# now says which version served each response: the one difference allowed (an added response
+# header breaks no client), checked present on every response and then left out.
+_SERVED = "storefront-version"
 
 
-async def test_the_first_versions_openapi_document_is_unchanged(harness: Harness) -> None:
-    """The document served for 2026-11-23 is the one recorded before versions existed, byte
-    for byte (the file holds the exact bytes served)."""
-    served = await harness.client.get("/openapi.json")
+async def test_a_tenant_pinned_to_the_first_version_keeps_its_recorded_contract(
+    harness: Harness,
+) -> None:
+    _check(FIRST_VERSION, await tour(harness.client, harness, pin=FIRST_VERSION), without=_SERVED)
+
+
+async def test_the_first_version_by_header_whatever_the_pin(harness: Harness) -> None:
+    """A tenant on the newest version that sends `Storefront-Version: 2026-11-23`."""
+    recorded = await tour(harness.client, harness, header=FIRST_VERSION)
+    assert {step["headers"][_SERVED] for step in recorded if "headers" in step} == {FIRST_VERSION}
+    _check(FIRST_VERSION, recorded, without=_SERVED)
+
+
+async def test_the_newest_version_keeps_its_recorded_contract(harness: Harness) -> None:
+    """Recorded when the version was made; a tenant signed up now is on it."""
+    recorded = await tour(harness.client, harness)
+    served = {step["headers"][_SERVED] for step in recorded if "headers" in step}
+    assert served == {NEWEST.name}
+    _check(NEWEST.name, recorded)
+
+
+async def test_the_newest_shape_by_header_for_a_tenant_pinned_to_the_first(
+    harness: Harness,
+) -> None:
+    _check(NEWEST.name, await tour(harness.client, harness, pin=FIRST_VERSION, header=NEWEST.name))
+
+
+async def _document(harness: Harness, version: str) -> dict[str, Any]:
+    served = await harness.client.get("/openapi.json", params={"version": version})
     assert served.status_code == 200
-    path = SNAPSHOTS / f"openapi-{FIRST_VERSION}.json"
-    if os.environ.get("SNAPSHOT_UPDATE") == "1" or not path.exists():
+    assert served.headers[_SERVED] == version
+    document: dict[str, Any] = served.json()
+    return document
+
+
+@pytest.mark.parametrize("version", [v.name for v in VERSIONS])
+async def test_each_versions_openapi_document_breaks_nothing_it_published(
+    harness: Harness, version: str
+) -> None:
+    """The document of every version against the one recorded when it was released
+    (`openapi-<version>.json`): additions pass, anything breaking fails the build."""
+    document = await _document(harness, version)
+    path = SNAPSHOTS / f"openapi-{version}.json"
+    if not path.exists():
         assert os.environ.get("CI") is None, f"{path} is missing: record it locally"
-        path.write_bytes(served.content)
-    assert served.content == path.read_bytes(), f"{path.name}: the published contract changed"
+        path.write_text(json.dumps(document, indent=1) + "\n")
+    assert breaking(json.loads(path.read_text()), document) == []
+
+
+async def test_the_openapi_diff_fails_on_a_removed_response_field(harness: Harness) -> None:
+    """The test of the test: a response field removed, a request field newly required and a
+    narrowed parameter are each caught."""
+    published = await _document(harness, NEWEST.name)
+    changed = json.loads(json.dumps(published))
+    schemas = changed["components"]["schemas"]
+    del schemas["OrderRead"]["properties"]["created_at"]
+    schemas["ProductCreate"]["required"].append("description")
+    limit = next(
+        p for p in changed["paths"]["/v1/orders"]["get"]["parameters"] if p.get("name") == "limit"
+    )
+    limit["schema"]["maximum"] = 10
+    found = breaking(published, changed)
+    # (a schema shared by several operations is reported once, where it is first met)
+    assert "POST /v1/orders 201 body: property created_at removed" in found
+    assert "POST /v1/products request: property description now required" in found
+    assert "GET /v1/orders query parameter limit: maximum lowered" in found
+
+
+async def test_the_versions_differ_by_their_changes_exactly(harness: Harness) -> None:
+    """From the first version to the newest, what breaks is what the changelog says."""
+    first, newest = await _document(harness, FIRST.name), await _document(harness, NEWEST.name)
+    assert breaking(first, newest) == ["POST /v1/orders 201 body: property items removed"]

@@ -82,11 +82,11 @@ async def test_concurrent_order_mixes_conserve_stock(
         if not page.json()["next_cursor"]:
             break
         cursor = f"&cursor={page.json()['next_cursor']}"
-    mine = [o for o in everything if o["items"][0]["product_id"] in products]
+    mine = [o for o in everything if o["lines"][0]["product_id"] in products]
     confirmed = [o for o in mine if o["status"] == "confirmed"]
     sold = dict.fromkeys(products, 0)
     for order in confirmed:
-        for item in order["items"]:
+        for item in order["lines"]:
             sold[item["product_id"]] += item["quantity"]
     # Conservation: what is left + what confirmed orders hold = what there was.
     assert [final[i] + sold[p] for i, p in enumerate(products)] == stocks

@@ -171,7 +171,7 @@ class FakeOrders:
     ) -> OrderRecord | None:
         moved = await self.transition(order_id, "pending", "confirmed", at, authorization_id)
         if moved is not None:
-            await self._idempotency.complete_for_order(order_id, 201, answer)
+            await self._idempotency.complete_for_order(order_id, answer)
             await self._outbox.add("order.paid", event[1], at)
         return moved
 
@@ -221,13 +221,11 @@ class FakeIdempotency:
     async def for_order(self, order_id: uuid.UUID) -> IdempotencyRecord | None:
         return next((r for r in self.rows.values() if r.order_id == order_id), None)
 
-    async def complete_for_order(
-        self, order_id: uuid.UUID, status: int, body: dict[str, Any]
-    ) -> None:
+    async def complete_for_order(self, order_id: uuid.UUID, outcome: dict[str, Any]) -> None:
         record = await self.for_order(order_id)
         if record is not None:
             self.rows[record.key] = replace(
-                record, status="completed", response_status=status, response_body=body
+                record, status="completed", response_status=None, response_body=outcome
             )
 
     async def release_for_order(self, order_id: uuid.UUID) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -71,13 +72,15 @@ async def test_confirmed_order_keeps_its_stock_and_stores_the_answer(world: Any)
     service, uows, gateway, product = world
     await _seed(uows, product)
     outcome = await service.place(TENANT, "k", b"fp", [(product, 2)], "ok")
-    assert (outcome.status, outcome.body["status"]) == (201, "confirmed")
-    assert outcome.body["total"] == {"amount": 1000, "currency": "EUR"}
+    assert outcome.order is not None
+    assert outcome.refusal is None
+    assert (outcome.order.status, outcome.order.total_amount) == ("confirmed", 1000)
     assert await _stock(uows, product) == 1
     assert gateway.keys == [f"{TENANT}:k"]  # the client's key, not the order id
     replay = await service.place(TENANT, "k", b"fp", [(product, 2)], "ok")
     assert replay.replayed
-    assert replay.body == outcome.body
+    # The stored domain outcome (not an HTTP body), without the payment's token and key.
+    assert replay.order == replace(outcome.order, payment_token="", payment_key="")
     with pytest.raises(IdempotencyMismatch):
         await service.place(TENANT, "k", b"other", [(product, 1)], "ok")
     assert [t for t, _ in uows.outbox.events] == ["order.placed", "order.paid"]
@@ -87,8 +90,8 @@ async def test_a_decline_restocks_and_is_final(world: Any) -> None:
     service, uows, _, product = world
     await _seed(uows, product)
     outcome = await service.place(TENANT, "k", b"fp", [(product, 2)], "declined")
-    assert outcome.status == 402
-    assert outcome.body["code"] == "payment.declined"
+    assert outcome.order is None
+    assert isinstance(outcome.refusal, PaymentDeclined)
     assert await _stock(uows, product) == 3
     assert (await uows.idempotency.get("k")).status == "completed"  # type: ignore[union-attr]
 
@@ -102,7 +105,8 @@ async def test_an_outage_restocks_and_frees_the_key(world: Any) -> None:
     assert await uows.idempotency.get("k") is None
     assert [o.status for o in uows.orders.rows.values()] == ["failed"]
     retried = await service.place(TENANT, "k", b"fp", [(product, 2)], "ok")
-    assert retried.status == 201
+    assert retried.order is not None
+    assert retried.order.status == "confirmed"
 
 
 async def test_not_enough_stock_keeps_nothing(world: Any) -> None:
@@ -128,7 +132,8 @@ async def test_bounds_on_units_and_total_keep_nothing(world: Any) -> None:
     assert uows.idempotency.rows == {}
     assert gateway.keys == []
     fits = await service.place(TENANT, "k", b"fp", [(expensive, 100)], "ok")
-    assert fits.body["total"] == {"amount": MAX_ORDER_TOTAL, "currency": "EUR"}
+    assert fits.order is not None
+    assert fits.order.total_amount == MAX_ORDER_TOTAL
 
 
 async def test_every_answer_is_reported_to_the_observer_once() -> None:
@@ -143,8 +148,9 @@ async def test_every_answer_is_reported_to_the_observer_once() -> None:
         await service.place(TENANT, "c", b"fp", [(product, 9)], "ok")
     with pytest.raises(PaymentUnavailable):
         await service.place(TENANT, "d", b"fp", [(product, 1)], "down")
-    await service.cancel(TENANT, uuid.UUID(placed.body["id"]))
-    await service.cancel(TENANT, uuid.UUID(placed.body["id"]))  # already cancelled: no change
+    assert placed.order is not None
+    await service.cancel(TENANT, placed.order.id)
+    await service.cancel(TENANT, placed.order.id)  # already cancelled: no change
     assert observer.seen == [
         ("placed", ""),
         ("replayed", ""),

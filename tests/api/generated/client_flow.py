@@ -28,8 +28,15 @@ from storefront_client.models import (
 )
 
 
-def main(base: str, key: str) -> dict[str, object]:
-    client = AuthenticatedClient(base, token=key, prefix="", auth_header_name="X-API-Key")
+def main(base: str, key: str, version: str) -> dict[str, object]:
+    # A client speaks the API version of the document it was generated from.
+    client = AuthenticatedClient(
+        base,
+        token=key,
+        prefix="",
+        auth_header_name="X-API-Key",
+        headers={"Storefront-Version": version},
+    )
     seen: dict[str, object] = {}
     sku = f"GEN-{uuid.uuid4().hex[:10]}"
     price = MoneyIn(amount=1999, currency="EUR")
@@ -77,4 +84,4 @@ def main(base: str, key: str) -> dict[str, object]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(sys.argv[1], sys.argv[2])))
+    print(json.dumps(main(sys.argv[1], sys.argv[2], sys.argv[3])))
