@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import aio_pika
 import pytest
+from cloudevents.core.bindings import rabbitmq
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
 from dependency_injector import providers
+from jsonschema import Draft202012Validator, FormatChecker
 
 from app.events.bus import consume_from_rabbit
 from app.events.relay import OutboxRelay
@@ -189,10 +196,54 @@ async def test_events_reach_rabbitmq_with_message_ids_and_none_is_lost(
             await harness.wait_for(lambda: len(received) == 6, what="messages")
             ids = [message.message_id for message in received]
             assert len(set(ids)) == 6
-            assert {m.type for m in received} == {"order.placed", "order.paid"}
+            assert {m.type for m in received} == {
+                "storefront.order.placed.v1",
+                "storefront.order.paid.v2",
+            }
+            for message in received:
+                assert_cloudevent(message)
             await harness.wait_for(lambda: _report_units(harness, mug) == 3, what="read model")
             for _ in range(2):  # a restarted relay finds nothing left to send
                 assert await relay.drain() == 0
+
+
+SCHEMAS = {
+    (loaded := json.loads(path.read_text()))["$id"]: loaded
+    for path in (Path(__file__).parents[2] / "app" / "events" / "schemas").glob("*.json")
+}
+TYPE = re.compile(r"^storefront\.([a-z]+\.[a-z]+)\.v([1-9][0-9]*)$")
+
+
+def assert_cloudevent(message: aio_pika.abc.AbstractIncomingMessage) -> CloudEvent:
+    """The message is a CloudEvent 1.0 (parsed by the SDK from the AMQP message, structured
+    mode) with every attribute we promise, and its data validates against the JSON schema its
+    `dataschema` names (one of the files shipped in app/events/schemas/)."""
+    assert message.content_type == "application/cloudevents+json"
+    parsed = rabbitmq.from_rabbitmq(
+        rabbitmq.RabbitMQMessage(headers={}, content_type=message.content_type, body=message.body),
+        JSONFormat(),
+    )
+    assert isinstance(parsed, CloudEvent)
+    attributes = parsed.get_attributes()
+    assert attributes["specversion"] == "1.0"
+    assert attributes["id"] == message.message_id
+    assert attributes["type"] == message.type
+    matched = TYPE.match(attributes["type"])
+    assert matched, attributes["type"]
+    assert attributes["source"] in ("urn:storefront:orders", "urn:storefront:catalog")
+    time = parsed.get_time()
+    assert time is not None
+    assert time.tzinfo is not None
+    assert attributes["datacontenttype"] == "application/json"
+    data = parsed.get_data()
+    assert isinstance(data, dict)
+    subject = data["order_id"] if matched[1].startswith("order.") else data["product_id"]
+    assert attributes["subject"] == subject
+    uuid.UUID(attributes["tenantid"])
+    schema = SCHEMAS[attributes["dataschema"]]  # KeyError: a dataschema we do not ship
+    assert schema["title"].startswith(f"{matched[1]} v{matched[2]}:")
+    Draft202012Validator(schema, format_checker=FormatChecker()).validate(data)
+    return parsed
 
 
 def _report_units(harness: Harness, product_id: str) -> int:
