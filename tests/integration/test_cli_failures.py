@@ -61,6 +61,7 @@ BAD_TARGETS: dict[tuple[str, ...], tuple[str, list[str]]] = {
     ("sandbox-gateway",): ("port", ["--port", "{port}"]),
     ("events", "dead-letters"): ("database", []),
     ("events", "retry"): ("database", ["--all"]),
+    ("events", "replay"): ("database", ["--projection", "sales_daily"]),
     ("flags", "list"): ("database", []),
     ("flags", "set"): ("database", ["catalog.search_prefix", "--enabled"]),
     ("flags", "override"): ("database", ["catalog.search_prefix", "on", "--tenant", "acme"]),

@@ -429,3 +429,93 @@ async def test_operators_list_and_retry_dead_letters_from_the_cli(harness: Harne
     assert retried.stdout.startswith("1 event(s) due again")
     assert await harness.container.outbox_relay().drain() == 1
     assert await _report(harness) == {(str(TODAY), mug): (1, 1200)}
+
+
+def _insert_v1_sale(harness: Harness, tenant_id: str, product_id: str, quantity: int) -> str:
+    """An `order.paid` row as a release before versions wrote it: v1 payload (one currency,
+    bare unit amounts) and no version named (the column's default, 1)."""
+    event_id = str(uuid.uuid4())
+    payload = {
+        "order_id": str(uuid.uuid4()),
+        "currency": "EUR",
+        "at": datetime.now(UTC).isoformat(),
+        "lines": [{"product_id": product_id, "quantity": quantity, "unit_amount": 1200}],
+    }
+    harness.cluster.psql(
+        "primary",
+        "INSERT INTO outbox (id, tenant_id, topic, payload)"
+        f" VALUES ('{event_id}', '{tenant_id}', 'order.paid', '{json.dumps(payload)}')",
+    )
+    return event_id
+
+
+def _tenant_id(harness: Harness, slug: str = "acme") -> str:
+    return harness.cluster.psql("primary", f"SELECT id FROM tenants WHERE slug = '{slug}'").strip()
+
+
+async def test_a_v1_event_in_the_outbox_is_consumed_through_its_upcaster(harness: Harness) -> None:
+    mug, _ = await _shop(harness)
+    _insert_v1_sale(harness, _tenant_id(harness), mug, 3)
+    versions = "SELECT version FROM outbox WHERE topic = 'order.paid'"
+    assert harness.cluster.psql("primary", versions).split() == ["1"]
+    assert await harness.container.outbox_relay().drain() == 1
+    assert _dead_letters(harness) == []
+    assert await _report(harness) == {(str(TODAY), mug): (3, 3600)}
+    await _buy(harness, [(mug, 1)])  # a v2 one beside it
+    assert await harness.container.outbox_relay().drain() == 2
+    assert await _report(harness) == {(str(TODAY), mug): (4, 4800)}
+
+
+async def test_v1_messages_from_the_broker_are_upcast_by_the_consumer(
+    make_harness: Any, rabbit_url: str
+) -> None:
+    """A v1 row still in the outbox goes out as a `...order.paid.v1` CloudEvent (valid against
+    the v1 schema), and a message in the envelope of the release before CloudEvents (still
+    queued during a rolling deploy) is read as v1 too: both are projected as v2 ones are."""
+    suffix = uuid.uuid4().hex[:8]
+    broker = {"url": rabbit_url, "exchange": f"test.events.{suffix}", "queue": f"test.q.{suffix}"}
+    harness = await make_harness(broker=broker)
+    async with rabbit_spy(rabbit_url, broker["exchange"], "order.*") as received:
+        consumer = consume_from_rabbit(
+            rabbit_url,
+            broker["exchange"],
+            broker["queue"],
+            harness.container.sales_projector().handle,
+        )
+        async with consumer:
+            mug, _ = await _shop(harness)
+            tenant = _tenant_id(harness)
+            event_id = _insert_v1_sale(harness, tenant, mug, 2)
+            assert await harness.container.outbox_relay().drain() == 1
+            await harness.wait_for(lambda: len(received) == 1, what="the v1 message")
+            assert received[0].type == "storefront.order.paid.v1"
+            assert assert_cloudevent(received[0]).get_id() == event_id
+            await harness.wait_for(lambda: _report_units(harness, mug) == 2, what="read model")
+
+            legacy = {
+                "id": str(uuid.uuid4()),
+                "tenant_id": tenant,
+                "topic": "order.paid",
+                "payload": {
+                    "order_id": str(uuid.uuid4()),
+                    "currency": "EUR",
+                    "at": datetime.now(UTC).isoformat(),
+                    "lines": [{"product_id": mug, "quantity": 5, "unit_amount": 1200}],
+                },
+                "created_at": datetime.now(UTC).isoformat(),
+            }
+            connection = await aio_pika.connect_robust(rabbit_url)
+            async with connection:
+                channel = await connection.channel()
+                exchange = await channel.get_exchange(broker["exchange"])
+                await exchange.publish(
+                    aio_pika.Message(
+                        json.dumps(legacy).encode(),
+                        message_id=legacy["id"],
+                        type="order.paid",
+                        content_type="application/json",
+                    ),
+                    routing_key="order.paid",
+                )
+            await harness.wait_for(lambda: _report_units(harness, mug) == 7, what="legacy message")
+    assert await _report(harness) == {(str(TODAY), mug): (7, 8400)}
