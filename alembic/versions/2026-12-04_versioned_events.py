@@ -72,5 +72,6 @@ def downgrade() -> None:
         op.execute("SET lock_timeout = '5s'")
         op.execute("DROP INDEX CONCURRENTLY IF EXISTS ix_outbox_tenant")
     op.execute("SET LOCAL lock_timeout = '5s'")
+    op.execute("SET LOCAL statement_timeout = '60s'")
     op.drop_table("sales_daily_rebuild")
     op.drop_column("outbox", "version")
