@@ -18,6 +18,7 @@ from app.db.invalidation import InvalidationListener, invalidation_listening
 from app.db.uow import UnitOfWork
 from app.events.bus import InProcessBus, event_publisher, publisher_lifecycle
 from app.events.relay import OutboxRelay, listen_dsn, relay_in_api
+from app.events.replay import Replayer
 from app.flags.provider import OpenFeatureFlags
 from app.flags.service import FlagService, FlagStore
 from app.http.middleware import BodyBudget, Door
@@ -308,6 +309,13 @@ class Container(containers.DeclarativeContainer):
         listen_dsn=providers.Callable(listen_dsn, settings.provided.database),
     )
     report_service = providers.Singleton(ReportService, uow_factory=uow_factory.provider)
+    # `storefront events replay`: the read models it can rebuild from the retained outbox.
+    replayer = providers.Singleton(
+        Replayer,
+        uow_factory=uow_factory.provider,
+        projections=providers.List(sales_projector),
+        settings=settings.provided.outbox,
+    )
 
     # -- metrics of a long-running process: `process_metrics(process="api" | "worker")` once ----
     process_metrics = providers.Callable(

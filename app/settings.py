@@ -378,7 +378,22 @@ class OutboxSettings(_Section):
         description="In-process bus: attempts of an event whose handler keeps failing (not for"
         " an outage) before it is dead-lettered; a permanent failure dead-letters at once.",
     )
-    retention_hours: int = Field(168, ge=1, description="Published events kept this long.")
+    retention_days: int | None = Field(
+        None,
+        ge=1,
+        description="Published events kept this long; null (the default): kept for good, the"
+        " log `storefront events replay` rebuilds read models from (once the worker purged an"
+        " event a read model holds, replaying that read model is refused).",
+    )
+    replay_batch_size: int = Field(
+        500, ge=1, le=10_000, description="`events replay`: events per rebuild transaction."
+    )
+    replay_lock_timeout_ms: int = Field(
+        2000,
+        ge=1,
+        description="`events replay`: how long the swap waits for the consumer's lock per"
+        " attempt (5 attempts) before giving up with events.replay_busy.",
+    )
     relay_in_api: bool = Field(
         False, description="Also run the relay inside each API process (no worker needed)."
     )

@@ -1,4 +1,5 @@
-"""Where the relay publishes: RabbitMQ when `broker.url` is set, else an in-process bus.
+"""Where the relay publishes: RabbitMQ when `broker.url` is set (each message a CloudEvent,
+app/events/envelope.py), else an in-process bus (the `Event` itself, no wire format).
 
 Both deliver at least once: the relay marks events published only after the publish returned
 (with RabbitMQ: after the broker confirmed it), so a crash in between publishes them again and
@@ -8,15 +9,13 @@ consumers dedupe through their inbox.
 from __future__ import annotations
 
 import contextlib
-import json
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime
 from typing import Any, Protocol
 
 import aio_pika
 import structlog
 
+from app.events.envelope import decode, encode
 from app.events.errors import HandlerFailed
 from app.events.repository import Event
 
@@ -46,34 +45,6 @@ class InProcessBus:
                 except Exception as error:
                     name = getattr(handler, "__qualname__", repr(handler))
                     raise HandlerFailed(event, name, error) from error
-
-
-def encode(event: Event) -> aio_pika.Message:
-    body = {
-        "id": str(event.id),
-        "tenant_id": str(event.tenant_id),
-        "topic": event.topic,
-        "payload": event.payload,
-        "created_at": event.created_at.isoformat(),
-    }
-    return aio_pika.Message(
-        json.dumps(body).encode(),
-        message_id=str(event.id),
-        type=event.topic,
-        content_type="application/json",
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-    )
-
-
-def decode(body: bytes) -> Event:
-    data: dict[str, Any] = json.loads(body)
-    return Event(
-        uuid.UUID(data["id"]),
-        uuid.UUID(data["tenant_id"]),
-        data["topic"],
-        data["payload"],
-        datetime.fromisoformat(data["created_at"]),
-    )
 
 
 class RabbitPublisher:
@@ -135,7 +106,7 @@ async def consume_from_rabbit(
         async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
             # First failure: back on the queue; second: rejected to the dead-letter queue.
             async with message.process(requeue=not message.redelivered):
-                await handler(decode(message.body))
+                await handler(decode(message.body, message.content_type))
 
         await bound.consume(on_message)
         yield

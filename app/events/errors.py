@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncpg
 from sqlalchemy import exc as sa_exc
 
-from app.core.errors import ServiceUnavailable
+from app.core.errors import Conflict, NotFound, ServiceUnavailable
 from app.db.errors import is_unavailable
 from app.events.repository import Event
 
@@ -50,3 +50,21 @@ def is_transient(error: BaseException) -> bool:
         state = getattr(error, "sqlstate", "") or ""
         return state.startswith(_TRANSIENT_SQLSTATES)
     return False
+
+
+# `storefront events replay` (app/events/replay.py)
+
+
+class UnknownProjection(NotFound):
+    code = "events.unknown_projection"
+    title = "Unknown projection"
+
+
+class LogIncomplete(Conflict):
+    code = "events.log_incomplete"
+    title = "The event log no longer holds every event"
+
+
+class ReplayBusy(ServiceUnavailable):
+    code = "events.replay_busy"
+    title = "The read model's consumer kept its lock"

@@ -137,7 +137,11 @@ class OutboxRelay:
         return total
 
     async def purge(self) -> int:
-        before = self._clock.now() - timedelta(hours=self._settings.retention_hours)
+        """Delete published events older than `outbox.retention_days` (none when it is null:
+        the outbox is then the retained log that replays read)."""
+        if self._settings.retention_days is None:
+            return 0
+        before = self._clock.now() - timedelta(days=self._settings.retention_days)
         async with self._uow() as uow:
             gone = await uow.outbox.purge(before)
             await uow.commit()

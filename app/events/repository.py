@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from app.db.repository import TenantScoped
+from app.events.types import current_version
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +19,7 @@ class Event:
     topic: str
     payload: dict[str, Any]
     created_at: datetime
+    version: int = 1  # of the payload's shape (app/events/types.py); consumers upcast
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,16 +45,21 @@ class Backlog:
     oldest_age_seconds: float  # of the oldest of them, by the database's clock; 0 when none
 
 
+EVENT_COLUMNS = "id, tenant_id, topic, payload, created_at, version"  # Event's fields, in order
+
+
 class OutboxRepository(TenantScoped):
     async def add(self, topic: str, payload: dict[str, Any], at: datetime) -> uuid.UUID:
-        """In the transaction of the change the event describes (a trigger NOTIFYs at commit)."""
+        """In the transaction of the change the event describes (a trigger NOTIFYs at commit);
+        `payload` is of the topic's current version."""
         event_id = uuid.uuid4()
         await self._conn.execute(
-            "INSERT INTO outbox (id, tenant_id, topic, payload, created_at, next_attempt_at)"
-            " VALUES ($1, $2, $3, $4::jsonb, $5, $5)",
+            "INSERT INTO outbox (id, tenant_id, topic, version, payload, created_at,"
+            " next_attempt_at) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $6)",
             event_id,
             self._tenant_id,
             topic,
+            current_version(topic),
             json.dumps(payload),
             at,
         )
@@ -64,13 +71,13 @@ class OutboxRepository(TenantScoped):
         """Due, unpublished, not dead-lettered events in order, locked; concurrent relays skip
         each other's."""
         rows = await self._conn.fetch(
-            "SELECT seq, attempts, id, tenant_id, topic, payload, created_at FROM outbox"
+            f"SELECT seq, attempts, {EVENT_COLUMNS} FROM outbox"
             " WHERE published_at IS NULL AND dead_lettered_at IS NULL AND next_attempt_at <= $2"
             " ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
             limit,
             now,
         )
-        return [PendingEvent(r[0], r[1], Event(r[2], r[3], r[4], r[5], r[6])) for r in rows]
+        return [PendingEvent(r[0], r[1], Event(*r[2:])) for r in rows]
 
     async def dead_letter(self, seq: int, at: datetime, error: str) -> None:
         """Set the event aside: no longer claimed until an operator retries it."""
@@ -127,6 +134,39 @@ class OutboxRepository(TenantScoped):
         assert row is not None
         return Backlog(row[0], max(0.0, row[1] or 0.0))
 
+    # The retained log, read by a replay (app/events/replay.py): this tenant's events.
+
+    async def log(self, topics: list[str], after: int, limit: int) -> list[tuple[int, Event]]:
+        """Events of `topics` after position `after`, in order (keyset on `ix_outbox_tenant`)."""
+        rows = await self._conn.fetch(
+            f"SELECT seq, {EVENT_COLUMNS} FROM outbox WHERE tenant_id = $1"
+            " AND topic = ANY($2::text[]) AND seq > $3 ORDER BY seq LIMIT $4",
+            self._tenant_id,
+            topics,
+            after,
+            limit,
+        )
+        return [(r[0], Event(*r[1:])) for r in rows]
+
+    async def not_applied(
+        self, topics: list[str], consumer: str, skipped: list[uuid.UUID], limit: int
+    ) -> list[tuple[int, Event]]:
+        """Events of `topics` that `consumer` has not applied (its inbox), minus `skipped`, in
+        order: a position alone would miss an event whose transaction committed after later
+        ones did."""
+        rows = await self._conn.fetch(
+            f"SELECT seq, {EVENT_COLUMNS} FROM outbox o WHERE tenant_id = $1"
+            " AND topic = ANY($2::text[]) AND id <> ALL($4::uuid[]) AND NOT EXISTS"
+            " (SELECT 1 FROM inbox i WHERE i.consumer = $3 AND i.event_id = o.id)"
+            " ORDER BY seq LIMIT $5",
+            self._tenant_id,
+            topics,
+            consumer,
+            skipped,
+            limit,
+        )
+        return [(r[0], Event(*r[1:])) for r in rows]
+
     async def purge(self, before: datetime) -> int:
         status: str = await self._conn.execute("DELETE FROM outbox WHERE published_at < $1", before)
         return int(status.split()[-1])
@@ -144,3 +184,48 @@ class InboxRepository(TenantScoped):
             self._tenant_id,
         )
         return row is not None
+
+    async def hold(
+        self, consumer: str, *, exclusive: bool = False, timeout_ms: int | None = None
+    ) -> None:
+        """The transaction's lock on `consumer`'s inbox for this tenant: shared while a consumer
+        applies an event (first thing in its transaction), exclusive while a replay swaps its
+        rebuild in (app/events/replay.py). Taken before any inbox row, so the two cannot
+        deadlock; an advisory lock, so no row has to exist and PgBouncer is fine."""
+        kind = "" if exclusive else "_shared"
+        if timeout_ms is not None:  # for this transaction: LockNotAvailableError past it
+            await self._conn.execute(f"SET LOCAL lock_timeout = {int(timeout_ms)}")
+        await self._conn.execute(
+            f"SELECT pg_advisory_xact_lock{kind}(hashtextextended($1 || '/' || $2::uuid::text, 0))",
+            consumer,
+            self._tenant_id,
+        )
+
+    async def adopt(self, source: str, consumer: str) -> None:
+        """`consumer` counts as having applied every event `source` applied (a replay's run
+        handing its events to the live consumer); then `source` is forgotten."""
+        await self._conn.execute(
+            "INSERT INTO inbox (consumer, event_id, tenant_id)"
+            " SELECT $2, event_id, tenant_id FROM inbox WHERE consumer = $1 AND tenant_id = $3"
+            " ON CONFLICT DO NOTHING",
+            source,
+            consumer,
+            self._tenant_id,
+        )
+        await self.forget(source)
+
+    async def forget(self, consumer: str) -> None:
+        await self._conn.execute(
+            "DELETE FROM inbox WHERE consumer = $1 AND tenant_id = $2", consumer, self._tenant_id
+        )
+
+    async def missing_from_log(self, consumer: str) -> int:
+        """Events `consumer` applied that the outbox no longer holds (purged): a rebuild from
+        the log would lack them."""
+        count: int = await self._conn.fetchval(
+            "SELECT count(*) FROM inbox i WHERE i.consumer = $1 AND i.tenant_id = $2"
+            " AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.id = i.event_id)",
+            consumer,
+            self._tenant_id,
+        )
+        return count

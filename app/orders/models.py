@@ -15,6 +15,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    SmallInteger,
     String,
     Text,
     func,
@@ -104,12 +105,14 @@ class OutboxEvent(Base):
     __tablename__ = "outbox"
     __table_args__ = (
         Index("ix_outbox_unpublished", "seq", postgresql_where=text("published_at IS NULL")),
+        Index("ix_outbox_tenant", "tenant_id", "seq"),  # a tenant's log, for replays
     )
 
     seq: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     id: Mapped[uuid.UUID] = mapped_column(unique=True)
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     topic: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(SmallInteger, server_default="1")  # of the payload
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")

@@ -10,6 +10,7 @@ from typing import Any
 
 from app.core.money import Money
 from app.db.repository import TenantScoped
+from app.events.types import current_version
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +47,7 @@ _ORDER_COLUMNS = (
 # Products are locked in id order (`locked`: FOR UPDATE over the sorted rows), so concurrent
 # multi-line orders cannot deadlock; the UPDATE re-checks its guard on the latest row version
 # (READ COMMITTED), so stock never goes below zero.
-_PLACE_SQL = """
+_PLACE_SQL = f"""
 WITH new_order AS (
     INSERT INTO orders (id, tenant_id, status, total_amount, currency, payment_token,
                         payment_key, created_at, updated_at)
@@ -56,8 +57,8 @@ new_lines AS (
     SELECT $1, u.product_id, $2, u.quantity, u.unit_amount
     FROM unnest($8::uuid[], $9::int[], $10::bigint[]) AS u(product_id, quantity, unit_amount)),
 event AS (
-    INSERT INTO outbox (id, tenant_id, topic, payload, created_at, next_attempt_at)
-    VALUES ($11, $2, 'order.placed', $12::jsonb, $7, $7)),
+    INSERT INTO outbox (id, tenant_id, topic, version, payload, created_at, next_attempt_at)
+    VALUES ($11, $2, 'order.placed', {current_version("order.placed")}, $12::jsonb, $7, $7)),
 locked AS (
     SELECT id FROM products WHERE tenant_id = $2 AND id = ANY($8::uuid[])
     ORDER BY id FOR UPDATE),
@@ -83,8 +84,9 @@ answered AS (
                                 response_body = $5::jsonb
     WHERE tenant_id = $1 AND order_id = $2 AND EXISTS (SELECT 1 FROM moved)),
 event AS (
-    INSERT INTO outbox (id, tenant_id, topic, payload, created_at, next_attempt_at)
-    SELECT $6, $1, 'order.paid', $7::jsonb, $3, $3 WHERE EXISTS (SELECT 1 FROM moved))
+    INSERT INTO outbox (id, tenant_id, topic, version, payload, created_at, next_attempt_at)
+    SELECT $6, $1, 'order.paid', {current_version("order.paid")}, $7::jsonb, $3, $3
+    WHERE EXISTS (SELECT 1 FROM moved))
 SELECT {_ORDER_COLUMNS} FROM moved
 """
 

@@ -370,13 +370,17 @@ async def _restock(
 
 
 def _sale(order: OrderRecord) -> dict[str, Any]:
-    """What the sales read model needs of an order event."""
+    """What the sales read model needs of an order event: the `order.paid` / `order.cancelled`
+    payload, v2 (app/events/types.py; schema in app/events/schemas/)."""
     return {
         "order_id": str(order.id),
-        "currency": order.currency,
         "at": order.created_at.isoformat(),
         "lines": [
-            {"product_id": str(x.product_id), "quantity": x.quantity, "unit_amount": x.unit_amount}
+            {
+                "product_id": str(x.product_id),
+                "quantity": x.quantity,
+                "unit_price": {"amount": x.unit_amount, "currency": order.currency},
+            }
             for x in order.lines
         ],
     }

@@ -22,3 +22,20 @@ class SalesDaily(Base):
     currency: Mapped[str] = mapped_column(String(3), primary_key=True)
     units: Mapped[int] = mapped_column(BigInteger)
     revenue: Mapped[int] = mapped_column(BigInteger)
+
+
+class SalesDailyRebuild(Base):
+    """`storefront events replay --projection sales_daily`: the rows of a rebuild in progress,
+    tagged with its run; swapped into sales_daily per tenant, then deleted."""
+
+    __tablename__ = "sales_daily_rebuild"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    run_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    product_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    units: Mapped[int] = mapped_column(BigInteger)
+    revenue: Mapped[int] = mapped_column(BigInteger)

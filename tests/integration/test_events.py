@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import aio_pika
 import pytest
+from cloudevents.core.bindings import rabbitmq
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
 from dependency_injector import providers
+from jsonschema import Draft202012Validator, FormatChecker
 
 from app.events.bus import consume_from_rabbit
 from app.events.relay import OutboxRelay
@@ -172,7 +179,10 @@ async def test_events_reach_rabbitmq_with_message_ids_and_none_is_lost(
     suffix = uuid.uuid4().hex[:8]
     broker = {"url": rabbit_url, "exchange": f"test.events.{suffix}", "queue": f"test.q.{suffix}"}
     harness = await make_harness(broker=broker)
-    async with rabbit_spy(rabbit_url, broker["exchange"], "order.*") as received:
+    async with (
+        rabbit_spy(rabbit_url, broker["exchange"], "order.*") as received,
+        rabbit_spy(rabbit_url, broker["exchange"]) as everything,
+    ):
         # The read model's own consumer, as the worker runs it.
         consumer = consume_from_rabbit(
             rabbit_url,
@@ -189,10 +199,56 @@ async def test_events_reach_rabbitmq_with_message_ids_and_none_is_lost(
             await harness.wait_for(lambda: len(received) == 6, what="messages")
             ids = [message.message_id for message in received]
             assert len(set(ids)) == 6
-            assert {m.type for m in received} == {"order.placed", "order.paid"}
+            assert {m.type for m in received} == {
+                "storefront.order.placed.v1",
+                "storefront.order.paid.v2",
+            }
+            await harness.wait_for(lambda: len(everything) == 8, what="all messages")
+            assert sum(m.type == "storefront.product.changed.v1" for m in everything) == 2
+            for message in everything:  # the products' events too
+                assert_cloudevent(message)
             await harness.wait_for(lambda: _report_units(harness, mug) == 3, what="read model")
             for _ in range(2):  # a restarted relay finds nothing left to send
                 assert await relay.drain() == 0
+
+
+SCHEMAS = {
+    (loaded := json.loads(path.read_text()))["$id"]: loaded
+    for path in (Path(__file__).parents[2] / "app" / "events" / "schemas").glob("*.json")
+}
+TYPE = re.compile(r"^storefront\.([a-z]+\.[a-z]+)\.v([1-9][0-9]*)$")
+
+
+def assert_cloudevent(message: aio_pika.abc.AbstractIncomingMessage) -> CloudEvent:
+    """The message is a CloudEvent 1.0 (parsed by the SDK from the AMQP message, structured
+    mode) with every attribute we promise, and its data validates against the JSON schema its
+    `dataschema` names (one of the files shipped in app/events/schemas/)."""
+    assert message.content_type == "application/cloudevents+json"
+    parsed = rabbitmq.from_rabbitmq(
+        rabbitmq.RabbitMQMessage(headers={}, content_type=message.content_type, body=message.body),
+        JSONFormat(),
+    )
+    assert isinstance(parsed, CloudEvent)
+    attributes = parsed.get_attributes()
+    assert attributes["specversion"] == "1.0"
+    assert attributes["id"] == message.message_id
+    assert attributes["type"] == message.type
+    matched = TYPE.match(attributes["type"])
+    assert matched, attributes["type"]
+    assert attributes["source"] in ("urn:storefront:orders", "urn:storefront:catalog")
+    time = parsed.get_time()
+    assert time is not None
+    assert time.tzinfo is not None
+    assert attributes["datacontenttype"] == "application/json"
+    data = parsed.get_data()
+    assert isinstance(data, dict)
+    subject = data["order_id"] if matched[1].startswith("order.") else data["product_id"]
+    assert attributes["subject"] == subject
+    uuid.UUID(attributes["tenantid"])
+    schema = SCHEMAS[attributes["dataschema"]]  # KeyError: a dataschema we do not ship
+    assert schema["title"].startswith(f"{matched[1]} v{matched[2]}:")
+    Draft202012Validator(schema, format_checker=FormatChecker()).validate(data)
+    return parsed
 
 
 def _report_units(harness: Harness, product_id: str) -> int:
@@ -378,3 +434,93 @@ async def test_operators_list_and_retry_dead_letters_from_the_cli(harness: Harne
     assert retried.stdout.startswith("1 event(s) due again")
     assert await harness.container.outbox_relay().drain() == 1
     assert await _report(harness) == {(str(TODAY), mug): (1, 1200)}
+
+
+def _insert_v1_sale(harness: Harness, tenant_id: str, product_id: str, quantity: int) -> str:
+    """An `order.paid` row as a release before versions wrote it: v1 payload (one currency,
+    bare unit amounts) and no version named (the column's default, 1)."""
+    event_id = str(uuid.uuid4())
+    payload = {
+        "order_id": str(uuid.uuid4()),
+        "currency": "EUR",
+        "at": datetime.now(UTC).isoformat(),
+        "lines": [{"product_id": product_id, "quantity": quantity, "unit_amount": 1200}],
+    }
+    harness.cluster.psql(
+        "primary",
+        "INSERT INTO outbox (id, tenant_id, topic, payload)"
+        f" VALUES ('{event_id}', '{tenant_id}', 'order.paid', '{json.dumps(payload)}')",
+    )
+    return event_id
+
+
+def _tenant_id(harness: Harness, slug: str = "acme") -> str:
+    return harness.cluster.psql("primary", f"SELECT id FROM tenants WHERE slug = '{slug}'").strip()
+
+
+async def test_a_v1_event_in_the_outbox_is_consumed_through_its_upcaster(harness: Harness) -> None:
+    mug, _ = await _shop(harness)
+    _insert_v1_sale(harness, _tenant_id(harness), mug, 3)
+    versions = "SELECT version FROM outbox WHERE topic = 'order.paid'"
+    assert harness.cluster.psql("primary", versions).split() == ["1"]
+    assert await harness.container.outbox_relay().drain() == 1
+    assert _dead_letters(harness) == []
+    assert await _report(harness) == {(str(TODAY), mug): (3, 3600)}
+    await _buy(harness, [(mug, 1)])  # a v2 one beside it
+    assert await harness.container.outbox_relay().drain() == 2
+    assert await _report(harness) == {(str(TODAY), mug): (4, 4800)}
+
+
+async def test_v1_messages_from_the_broker_are_upcast_by_the_consumer(
+    make_harness: Any, rabbit_url: str
+) -> None:
+    """A v1 row still in the outbox goes out as a `...order.paid.v1` CloudEvent (valid against
+    the v1 schema), and a message in the envelope of the release before CloudEvents (still
+    queued during a rolling deploy) is read as v1 too: both are projected as v2 ones are."""
+    suffix = uuid.uuid4().hex[:8]
+    broker = {"url": rabbit_url, "exchange": f"test.events.{suffix}", "queue": f"test.q.{suffix}"}
+    harness = await make_harness(broker=broker)
+    async with rabbit_spy(rabbit_url, broker["exchange"], "order.*") as received:
+        consumer = consume_from_rabbit(
+            rabbit_url,
+            broker["exchange"],
+            broker["queue"],
+            harness.container.sales_projector().handle,
+        )
+        async with consumer:
+            mug, _ = await _shop(harness)
+            tenant = _tenant_id(harness)
+            event_id = _insert_v1_sale(harness, tenant, mug, 2)
+            assert await harness.container.outbox_relay().drain() == 1
+            await harness.wait_for(lambda: len(received) == 1, what="the v1 message")
+            assert received[0].type == "storefront.order.paid.v1"
+            assert assert_cloudevent(received[0]).get_id() == event_id
+            await harness.wait_for(lambda: _report_units(harness, mug) == 2, what="read model")
+
+            legacy = {
+                "id": str(uuid.uuid4()),
+                "tenant_id": tenant,
+                "topic": "order.paid",
+                "payload": {
+                    "order_id": str(uuid.uuid4()),
+                    "currency": "EUR",
+                    "at": datetime.now(UTC).isoformat(),
+                    "lines": [{"product_id": mug, "quantity": 5, "unit_amount": 1200}],
+                },
+                "created_at": datetime.now(UTC).isoformat(),
+            }
+            connection = await aio_pika.connect_robust(rabbit_url)
+            async with connection:
+                channel = await connection.channel()
+                exchange = await channel.get_exchange(broker["exchange"])
+                await exchange.publish(
+                    aio_pika.Message(
+                        json.dumps(legacy).encode(),
+                        message_id=legacy["id"],
+                        type="order.paid",
+                        content_type="application/json",
+                    ),
+                    routing_key="order.paid",
+                )
+            await harness.wait_for(lambda: _report_units(harness, mug) == 7, what="legacy message")
+    assert await _report(harness) == {(str(TODAY), mug): (7, 8400)}

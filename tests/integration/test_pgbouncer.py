@@ -232,6 +232,14 @@ async def test_an_order_through_pgbouncer_reserves_stock_and_replays(
     assert too_many.json()["code"] == "inventory.insufficient"
 
 
+# The CloudEvents types (with their versions) the relay sends as the AMQP `type`.
+PUBLISHED = {
+    "storefront.product.changed.v1",
+    "storefront.order.placed.v1",
+    "storefront.order.paid.v2",
+}
+
+
 async def test_the_relay_polls_through_pgbouncer_and_publishes_to_rabbitmq(
     make_harness: Any,
     through: dict[str, Any],
@@ -260,7 +268,7 @@ async def test_the_relay_polls_through_pgbouncer_and_publishes_to_rabbitmq(
         assert order.status_code == 201, order.text
         # Polled, not woken: a few poll intervals (generous: a shared, busy machine).
         await harness.wait_for(
-            lambda: {"product.changed", "order.placed", "order.paid"} <= {m.type for m in received},
+            lambda: {m.type for m in received} >= PUBLISHED,
             within=20 * poll + 5,
             what="the events on RabbitMQ",
         )
