@@ -35,7 +35,7 @@ from app.identity.service import (
 from app.identity.throttle import ApiKeyThrottle, LoginThrottle
 from app.identity.tokens import TokenService
 from app.metrics import Metrics, watch_sources
-from app.ops.service import OpsService, migration_head
+from app.ops.service import OpsService, migration_head, schema_compatibility
 from app.orders.service import OrderService
 from app.payments.gateway import (
     HttpPaymentGateway,
@@ -334,6 +334,7 @@ class Container(containers.DeclarativeContainer):
         expected_head=providers.Callable(migration_head),
         door=door,
         gate=tenant_gate,
+        compatible=providers.Callable(schema_compatibility),
     )
     tenancy_service = providers.Singleton(
         TenancyService,

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from alembic import context
 from app.catalog import models as _catalog  # noqa: F401  (register tables on the metadata)
+from app.db import models as _db  # noqa: F401
 from app.db.base import Base
 from app.db.engines import asyncpg_url
 from app.events import models as _events  # noqa: F401

@@ -67,6 +67,9 @@ class OrderLine(Base):
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     quantity: Mapped[int] = mapped_column(Integer)
     unit_amount: Mapped[int] = mapped_column(BigInteger)
+    # quantity x unit_amount, stored since migration 0010 (expand) and NOT NULL since 0011
+    # (contract, after the backfill `order_line_amounts`).
+    line_amount: Mapped[int] = mapped_column(BigInteger)
 
 
 class IdempotencyKey(Base):
