@@ -297,3 +297,24 @@ async def test_this_release_is_ready_on_a_later_releases_schema(
     response = await _ready(make_harness, later_release)
     assert response.status_code == 200, response.text
     assert response.json()["primary"]["schema_revision"] == "f00dfeed0001"
+
+
+def test_migrating_to_head_applies_the_expand_and_refuses_the_contract(
+    before_expand: ScratchDatabase,
+) -> None:
+    """One transaction per revision: on a database with lines, `storefront migrate` commits the
+    expand step and then stops at the contract step's guard (one line, exit 1)."""
+    tenant, product, order = (uuid.uuid4() for _ in range(3))
+    before_expand.psql(
+        f"INSERT INTO tenants (id, slug, name) VALUES ('{tenant}', 'early', 'Early');"
+        " INSERT INTO products (id, tenant_id, sku, name, price_amount, price_currency, stock)"
+        f" VALUES ('{product}', '{tenant}', 'S', 'S', 250, 'EUR', 1);"
+        " INSERT INTO orders (id, tenant_id, status, total_amount, currency, payment_token,"
+        f" payment_key) VALUES ('{order}', '{tenant}', 'confirmed', 500, 'EUR', 't', 'k');"
+        " INSERT INTO order_lines (order_id, product_id, tenant_id, quantity, unit_amount)"
+        f" VALUES ('{order}', '{product}', '{tenant}', 2, 250)"
+    )
+    refused = storefront(before_expand, "migrate")
+    assert refused.returncode == 1
+    assert "storefront migrate backfill order_line_amounts" in refused.stderr
+    assert before_expand.psql("SELECT version_num FROM alembic_version") == OLDEST_SCHEMA
