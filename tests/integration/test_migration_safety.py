@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from tests.schema_rehearsal import ROOT, offline_sql, revisions
 
-SQUAWK = ROOT / ".venv" / "bin" / "squawk"
+SQUAWK = Path(sys.executable).parent / "squawk"  # squawk-cli, a dev dependency: make install
 
 _TABLES_ONLY = "shipped before the rule; creates tables, so on the empty databases it runs on now"
 _BOUNDED_INTS = (
@@ -52,6 +54,7 @@ def squawk(sql: str, name: str, ignore: list[str] | None = None) -> list[dict[st
     this file is exempt from (a `-- squawk-ignore-file` line in front of it)."""
     if ignore:
         sql = f"-- squawk-ignore-file {', '.join(ignore)}\n{sql}"
+    assert SQUAWK.exists(), f"{SQUAWK} missing: make install (squawk-cli is a dev dependency)"
     command = [str(SQUAWK), "-c", str(ROOT / ".squawk.toml"), "--reporter", "json"]
     done = subprocess.run(
         [*command, "--stdin-filepath", name], input=sql, capture_output=True, text=True, timeout=60

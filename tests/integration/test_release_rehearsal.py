@@ -144,6 +144,21 @@ async def _log_in(client: httpx.AsyncClient, slug: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token.json()['access_token']}"}
 
 
+async def _order(
+    harness: Harness, auth: dict[str, str], product_id: str, quantity: int
+) -> httpx.Response:
+    placed: httpx.Response = await harness.client.post(
+        "/v1/orders",
+        headers={**auth, "Idempotency-Key": str(uuid.uuid4())},
+        json={
+            "items": [{"product_id": product_id, "quantity": quantity}],
+            "payment": {"token": "tok_ok"},
+        },
+    )
+    assert placed.status_code == 201, placed.text
+    return placed
+
+
 def _previous_head(tree: Path) -> str | None:
     config = Config(str(tree / "alembic.ini"))
     config.set_main_option("script_location", str(tree / "alembic"))
@@ -185,15 +200,8 @@ async def test_a_release_through_expand_backfill_and_contract(
     assert read.status_code == 200, read.text
     for old_line, new_line in zip(old_order["items"], read.json()["items"], strict=True):
         assert old_line.items() <= new_line.items()
-    placed = await harness.client.post(
-        "/v1/orders",
-        headers={**auth, "Idempotency-Key": str(uuid.uuid4())},
-        json={
-            "items": [{"product_id": old_order["items"][0]["product_id"], "quantity": 2}],
-            "payment": {"token": "tok_ok"},
-        },
-    )
-    assert placed.status_code == 201, placed.text
+    product_id = old_order["items"][0]["product_id"]
+    placed = await _order(harness, auth, product_id, quantity=2)
     assert expanded.psql(
         f"SELECT line_amount FROM order_lines WHERE order_id = '{placed.json()['id']}'"
     ) == str(2 * 1299), "this release stores the amount"
@@ -233,15 +241,7 @@ async def test_a_release_through_expand_backfill_and_contract(
     for order_id in (old_order["id"], placed.json()["id"]):
         again = await harness.client.get(f"/v1/orders/{order_id}", headers=strong)
         assert again.status_code == 200, again.text
-    another = await harness.client.post(
-        "/v1/orders",
-        headers={**auth, "Idempotency-Key": str(uuid.uuid4())},
-        json={
-            "items": [{"product_id": old_order["items"][0]["product_id"], "quantity": 1}],
-            "payment": {"token": "tok_ok"},
-        },
-    )
-    assert another.status_code == 201, another.text
+    await _order(harness, auth, product_id, quantity=1)
 
 
 def test_the_contract_step_reruns_after_an_interrupted_run(expanded: ScratchDatabase) -> None:
