@@ -22,7 +22,6 @@ from app.events.replay import Replayer
 from app.flags.provider import OpenFeatureFlags
 from app.flags.service import FlagService, FlagStore
 from app.http.middleware import BodyBudget, Door
-from app.http.versioning import Deprecations
 from app.identity.authenticator import Authenticator
 from app.identity.cache import CredentialCache
 from app.identity.passwords import PasswordHasher
@@ -37,7 +36,7 @@ from app.identity.service import (
 from app.identity.throttle import ApiKeyThrottle, LoginThrottle
 from app.identity.tokens import TokenService
 from app.metrics import Metrics, watch_sources
-from app.ops.service import OpsService, migration_head
+from app.ops.service import OpsService, migration_head, schema_compatibility
 from app.orders.service import OrderService
 from app.payments.gateway import (
     HttpPaymentGateway,
@@ -54,6 +53,7 @@ from app.settings import load_settings
 from app.tenancy.policies import TenantPolicies
 from app.tenancy.service import TenancyService
 from app.tenants.service import SignupLimit, TenantService
+from app.versions.deprecations import Deprecations
 from app.versions.usage import VersionUsage, version_usage_flusher
 
 
@@ -357,6 +357,7 @@ class Container(containers.DeclarativeContainer):
         expected_head=providers.Callable(migration_head),
         door=door,
         gate=tenant_gate,
+        compatible=providers.Callable(schema_compatibility),
     )
     tenancy_service = providers.Singleton(
         TenancyService,
@@ -365,4 +366,5 @@ class Container(containers.DeclarativeContainer):
         gate=tenant_gate,
         quotas=tenant_quotas,
         flags=flags,
+        deprecations=api_deprecations,
     )

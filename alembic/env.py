@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from alembic import context
 from app.catalog import models as _catalog  # noqa: F401  (register tables on the metadata)
+from app.db import models as _db  # noqa: F401
 from app.db.base import Base
 from app.db.engines import asyncpg_url
 from app.events import models as _events  # noqa: F401
@@ -25,8 +26,18 @@ config.attributes.setdefault("app_role", settings.database.app_role)
 target_metadata = Base.metadata
 
 
+# One transaction per revision: the locks an expand step takes are released when it commits,
+# not held while a later revision (a contract step's guard, a VALIDATE) scans a table, and a
+# refused contract step leaves the expand steps before it applied.
+PER_REVISION = True
+
+
 def _run(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata)
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        transaction_per_migration=PER_REVISION,
+    )
     with context.begin_transaction():
         context.run_migrations()
 
@@ -45,7 +56,11 @@ async def _run_async() -> None:
 
 
 if context.is_offline_mode():
-    context.configure(url=settings.database.owner_url, target_metadata=target_metadata)
+    context.configure(
+        url=settings.database.owner_url,
+        target_metadata=target_metadata,
+        transaction_per_migration=PER_REVISION,
+    )
     with context.begin_transaction():
         context.run_migrations()
 else:

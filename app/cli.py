@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
+import typer.core
 from pydantic import ValidationError
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError  # typer's click
 
@@ -169,9 +170,27 @@ def serve(
     uvicorn.run("app.main:asgi", factory=True, **options)
 
 
-@cli.command()
+class _MigrateGroup(typer.core.TyperGroup):
+    """`storefront migrate [REVISION]` is `storefront migrate up [REVISION]`: words that name
+    no subcommand (or none at all) go to `up`, so the documented form keeps working."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and not args[0].startswith("-")):
+            args = ["up", *args]
+        return super().parse_args(ctx, args)
+
+
+migrate_cli = typer.Typer(
+    cls=_MigrateGroup,
+    help="Schema migrations (as database.migration_url, the schema owner) and backfills.",
+)
+cli.add_typer(migrate_cli, name="migrate")
+
+
+@migrate_cli.command("up")
 def migrate(revision: Annotated[str, typer.Argument()] = "head") -> None:
-    """Apply database migrations (as database.migration_url, the schema owner)."""
+    """Apply database migrations (as database.migration_url, the schema owner); `storefront
+    migrate` alone does this. Expand and contract steps: docs/operations.md."""
     from alembic.config import Config
 
     from alembic import command
@@ -185,6 +204,53 @@ def migrate(revision: Annotated[str, typer.Argument()] = "head") -> None:
             raise
         fail(f"migration failed: {describe_failure(error)}")
     typer.echo(f"migrated to {revision}")
+
+
+@migrate_cli.command("backfill")
+def migrate_backfill(
+    name: Annotated[str, typer.Argument(help="e.g. order_line_amounts (app/db/backfills.py).")],
+    batch_size: Annotated[int, typer.Option(min=1, max=100_000, help="Rows per batch.")] = 1000,
+    max_batches: Annotated[
+        int | None, typer.Option(min=1, help="Stop after this many (run again to resume).")
+    ] = None,
+    pause: Annotated[
+        float, typer.Option(min=0, help="Seconds between batches (spares replicas and IO).")
+    ] = 0.0,
+) -> None:
+    """Fill a column an expand migration added, in batches of one short transaction each, as
+    the schema owner; resumable (progress in backfill_progress), safe to run twice or
+    concurrently. Run it after the new code serves everywhere, before the contract migration."""
+    from app.db.backfills import BatchDone, run_backfill
+
+    settings = settings_or_exit()
+
+    def report(batch: BatchDone) -> None:
+        at = ",".join(batch.last_key or ()) or "start"
+        typer.echo(
+            f"{name}: {batch.phase} batch: {batch.updated} of {batch.seen} row(s) updated,"
+            f" {batch.total} in total (key {at})"
+        )
+
+    result = asyncio.run(
+        run_backfill(
+            settings.database.owner_url,
+            name,
+            connect_timeout=settings.database.connect.connect_timeout,
+            batch_size=batch_size,
+            max_batches=max_batches,
+            pause_seconds=pause,
+            on_batch=report,
+        )
+    )
+    if result.done_at is None:
+        typer.echo(
+            f"{name}: stopped after {result.batches} batch(es), {result.updated} row(s) updated"
+            f" ({result.total} in total); run it again to resume"
+        )
+        return
+    typer.echo(
+        f"{name}: done, {result.updated} row(s) updated by this run, {result.total} in total"
+    )
 
 
 @config_cli.command("show")

@@ -10,6 +10,7 @@ from typing import Any
 
 from dependency_injector.wiring import UnresolvedMarkerWarning
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from app.catalog.routes import HOT_ROUTES as CATALOG_HOT_ROUTES
 from app.catalog.routes import router as catalog_router
@@ -91,17 +92,22 @@ def create_app(container: Any) -> FastAPI:
     install_error_handlers(app)
     if settings.server.docs_enabled:
         install_docs(app)
-    app.include_router(catalog_router)  # hot routes first: matching is in order
-    app.include_router(orders_router)
-    app.include_router(identity_router)
-    app.include_router(reports_router)
-    app.include_router(flags_router)
-    app.include_router(tenants_router)
-    app.include_router(versions_router)
-    app.include_router(secrets_router)
-    app.include_router(ops_router)
+    routers = [catalog_router, orders_router]  # hot routes first: matching is in order
+    routers += [identity_router, reports_router, flags_router, tenants_router, versions_router]
+    routers += [secrets_router, ops_router]
+    for router in routers:
+        app.include_router(router)
     # Inside the edge: added before it.
     install_hot_routes(app, [*CATALOG_HOT_ROUTES, *ORDER_HOT_ROUTES])
+    container.api_deprecations().check_routes(
+        {
+            (method, route.path)
+            for router in routers
+            for route in router.routes
+            if isinstance(route, APIRoute)
+            for method in route.methods or ()
+        }
+    )
     app.add_middleware(
         ApiVersioning,
         pins=container.tenant_policies().api_version_of,

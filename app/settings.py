@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -334,15 +334,24 @@ class DeprecationSettings(_Section):
         "https://storefront.dev/docs/changelog", description="What to read and move to."
     )
 
+    @field_validator("deprecated_at", "sunset_at")
+    @classmethod
+    def _in_utc(cls, moment: datetime | None) -> datetime | None:
+        """Kept in UTC: the Sunset header is an HTTP-date (GMT), Deprecation unix seconds."""
+        if moment is None:
+            return None
+        if moment.tzinfo is None:
+            raise ValueError("needs a time zone (e.g. Z)")
+        return moment.astimezone(UTC)
+
     @model_validator(mode="after")
     def _one_target_and_order(self) -> DeprecationSettings:
         if (self.version is None) == (self.route is None):
             raise ValueError("give exactly one of version and route")
-        for moment in (self.deprecated_at, self.sunset_at):
-            if moment is not None and moment.tzinfo is None:
-                raise ValueError("deprecated_at and sunset_at need a time zone (e.g. Z)")
         if self.sunset_at is not None and self.sunset_at < self.deprecated_at:
             raise ValueError("sunset_at must not be earlier than deprecated_at")
+        if not re.fullmatch(r"[\x21-\x7e]+", self.link) or ">" in self.link:
+            raise ValueError("link must be a URL of visible ASCII characters (it goes in a header)")
         return self
 
 

@@ -50,8 +50,8 @@ INSERT_ORDER = (
     " payment_key, created_at, updated_at) VALUES ($1, $2, 'confirmed', $3, $4, $5, $6, $7, $7)"
 )
 INSERT_LINE = (
-    "INSERT INTO order_lines (order_id, product_id, tenant_id, quantity, unit_amount)"
-    " VALUES ($1, $2, $3, $4, $5)"
+    "INSERT INTO order_lines (order_id, product_id, tenant_id, quantity, unit_amount,"
+    " line_amount) VALUES ($1, $2, $3, $4, $5, $4::bigint * $5)"
 )
 INSERT_EVENT = (
     "INSERT INTO outbox (id, tenant_id, topic, payload, created_at, next_attempt_at)"

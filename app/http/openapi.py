@@ -103,8 +103,9 @@ _VERSION_HEADERS: dict[str, dict[str, Any]] = {
     "Storefront-Version": {
         "description": "The API version that served the request (docs/changelog.md): the"
         " request's `Storefront-Version`, else the tenant's pin, else the newest. Absent only"
-        " on a request refused before a version was chosen (an unknown version; the edge's"
-        " 408, 413 and 503 for a slow or oversized body or a full server).",
+        " on a request refused before a version was chosen: an unknown version, and the edge's"
+        " own refusals (400 for a malformed X-Consistency-Token, X-Read-Consistency or"
+        " Content-Length; 408, 413 and 503 for a slow or oversized body or a full server).",
         "schema": {"type": "string", "enum": [v.name for v in VERSIONS]},
     },
     "Deprecation": {

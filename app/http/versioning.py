@@ -22,7 +22,6 @@ outside the hot routes (their responses are shaped too). Per request:
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -34,7 +33,6 @@ from urllib.parse import parse_qs
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.clock import Clock
 from app.settings import DeprecationSettings
 from app.versions import (
     NEWEST,
@@ -45,53 +43,28 @@ from app.versions import (
     downgrades,
     named,
 )
+from app.versions.deprecations import Deprecations
 
 log = structlog.get_logger(__name__)
 HEADER = "storefront-version"
-_PARAMETER = re.compile(r"\{[^}]+\}")
 
 Pins = Callable[[uuid.UUID], Awaitable[str | None]]
 Counter = Callable[[str, uuid.UUID | None, bool], None]  # (version, tenant, deprecated)
 
 
-class Deprecations:
-    """`api.deprecations`, looked up per request (a dict get and a few regexes)."""
-
-    def __init__(self, entries: list[DeprecationSettings], clock: Clock) -> None:
-        self._clock = clock
-        self._versions = {e.version: e for e in entries if e.version is not None}
-        self._routes: list[tuple[str, re.Pattern[str], DeprecationSettings]] = []
-        for entry in entries:
-            if entry.route is not None:
-                method, template = entry.route.split(" ", 1)
-                pieces = [re.escape(part) for part in _PARAMETER.split(template)]
-                self._routes.append((method, re.compile("[^/]+".join(pieces)), entry))
-        for name in self._versions:
-            named(name)  # an unknown version in the settings fails at start-up
-
-    def of_version(self, version: ApiVersion) -> DeprecationSettings | None:
-        return self._versions.get(version.name)
-
-    def of_route(self, method: str, path: str) -> DeprecationSettings | None:
-        for wanted, pattern, entry in self._routes:
-            if wanted == method and pattern.fullmatch(path):
-                return entry
-        return None
-
-    def refuse_sunset(self, entry: DeprecationSettings | None, error: type[Exception]) -> None:
-        if entry is None or entry.sunset_at is None or self._clock.now() < entry.sunset_at:
-            return
-        what = entry.version or entry.route
-        raise error(f"{what} was withdrawn on {entry.sunset_at.isoformat()}; see {entry.link}")
-
-
-def deprecation_headers(entry: DeprecationSettings) -> list[tuple[bytes, bytes]]:
-    headers = [
-        (b"deprecation", f"@{int(entry.deprecated_at.timestamp())}".encode()),
-        (b"link", f'<{entry.link}>; rel="deprecation"'.encode()),
-    ]
-    if entry.sunset_at is not None:
-        headers.append((b"sunset", format_datetime(entry.sunset_at, usegmt=True).encode()))
+def deprecation_headers(*entries: DeprecationSettings | None) -> list[tuple[bytes, bytes]]:
+    """One `Deprecation` and one `Sunset` (the earliest, when both the version and the route
+    are deprecated: each header is a single value) and a `Link` per entry."""
+    found = [entry for entry in entries if entry is not None]
+    if not found:
+        return []
+    since = min(entry.deprecated_at for entry in found)
+    headers = [(b"deprecation", f"@{int(since.timestamp())}".encode())]
+    sunsets = [entry.sunset_at for entry in found if entry.sunset_at is not None]
+    if sunsets:
+        headers.append((b"sunset", format_datetime(min(sunsets), usegmt=True).encode()))
+    for link in dict.fromkeys(entry.link for entry in found):
+        headers.append((b"link", f'<{link}>; rel="deprecation"'.encode()))
     return headers
 
 
@@ -107,6 +80,7 @@ class RequestVersion:
     counted: Counter
     route_entry: DeprecationSettings | None = None
     tenant_id: uuid.UUID | None = field(default=None)
+    document: bool = False
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         """What every response of the request carries (the edge adds them, so the responses
@@ -115,9 +89,9 @@ class RequestVersion:
         headers = [(b"storefront-version", self.served.name.encode())]
         entry = self.deprecations.of_version(self.served)
         self.counted(self.served.name, self.tenant_id, entry is not None)
-        for deprecated in (entry, self.route_entry):
-            if deprecated is not None:
-                headers.extend(deprecation_headers(deprecated))
+        headers.extend(deprecation_headers(entry, self.route_entry))
+        if self.document:  # the OpenAPI document differs by the version asked for
+            headers.append((b"vary", b"Storefront-Version"))
         return headers
 
 
@@ -146,8 +120,8 @@ async def pin_tenant(tenant_id: uuid.UUID) -> None:
             version = named(pinned)
         except Exception:
             log.warning("api.unknown_pin", tenant=str(tenant_id), version=pinned)
+    request.served = version  # a 410 below still says which version it refused
     request.deprecations.refuse_sunset(request.deprecations.of_version(version), VersionSunset)
-    request.served = version
 
 
 class ApiVersioning:
@@ -170,12 +144,19 @@ class ApiVersioning:
             await self.app(scope, receive, send)
             return
         name = _header(scope)
-        if name is None and scope["path"] == self.openapi_url:
+        document = scope["path"] == self.openapi_url
+        if not name and document:
             name = _query(scope, "version")
         explicit = named(name) if name else None
         route_entry = self.deprecations.of_route(scope["method"], scope["path"])
         request = RequestVersion(
-            explicit, explicit or NEWEST, self.pins, self.deprecations, self.counted, route_entry
+            explicit,
+            explicit or NEWEST,
+            self.pins,
+            self.deprecations,
+            self.counted,
+            route_entry,
+            document=document,
         )
         scope[SCOPE_KEY] = request
         if explicit is not None:

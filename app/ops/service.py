@@ -19,11 +19,48 @@ from app.ops.repository import OpsRepository
 ALEMBIC_INI = Path(__file__).resolve().parent.parent.parent / "alembic.ini"
 
 
-def migration_head() -> str | None:
-    """The revision the code expects (read from the migration scripts once, at start-up)."""
+# The oldest schema revision this code runs on (docs/operations.md, "Releasing with schema
+# changes"): the expand step of the newest change whose contract step this code does not need.
+# This release writes and reads order_lines.line_amount but also reads rows without it, so it
+# serves on 0012 (expand) as on 0013 (contract). Move it up when code starts relying on a
+# contract step (e.g. reading line_amount without coalesce needs 0013).
+OLDEST_SCHEMA = "0012"
+
+
+def _scripts() -> ScriptDirectory:
     config = Config(str(ALEMBIC_INI))
     config.set_main_option("script_location", str(ALEMBIC_INI.parent / "alembic"))
-    return ScriptDirectory.from_config(config).get_current_head()
+    return ScriptDirectory.from_config(config)
+
+
+def migration_head() -> str | None:
+    """The revision the code expects (read from the migration scripts once, at start-up)."""
+    return _scripts().get_current_head()
+
+
+@dataclass(frozen=True)
+class SchemaCompatibility:
+    """The schema revisions this code is ready on: `accepted` (OLDEST_SCHEMA up to the head:
+    contract steps not applied yet) and any revision it has no script for, which can only be a
+    later release's (the expand/contract rule: a release runs on the next one's expand; its
+    contract runs once this release no longer does)."""
+
+    accepted: frozenset[str]
+    known: frozenset[str]
+
+    def ready_on(self, revision: str | None) -> bool:
+        if revision is None:
+            return False
+        return revision in self.accepted or revision not in self.known
+
+
+def schema_compatibility() -> SchemaCompatibility:
+    scripts = _scripts()
+    head = scripts.get_current_head()
+    accepted = {r.revision for r in scripts.iterate_revisions(head, OLDEST_SCHEMA, inclusive=True)}
+    return SchemaCompatibility(
+        frozenset(accepted), frozenset(r.revision for r in scripts.walk_revisions())
+    )
 
 
 @dataclass(frozen=True)
@@ -63,16 +100,19 @@ class OpsService:
         expected_head: str | None,
         door: Gate,
         gate: TenantGate | None = None,
+        compatible: SchemaCompatibility | None = None,
     ) -> None:
         self._db = database
         self._head = expected_head
+        self._compatible = compatible  # None: the head only
         self._door = door
         self._gate = gate
         self._revision: str | None = None
 
     async def readiness(self) -> Readiness:
-        """Ready when the primary answers, its schema is at the code's head revision, and the
-        door is not saturated (a process that turns requests away should get no new ones).
+        """Ready when the primary answers, its schema is one this code runs on (its head, or
+        within `compatible`: see SchemaCompatibility), and the door is not saturated (a process
+        that turns requests away should get no new ones).
 
         A plain request-path query, not a breaker probe (an unauthenticated endpoint must not
         drive the half-open trial). All connections busy means the primary is answering: the
@@ -93,7 +133,12 @@ class OpsService:
             primary |= {"schema_revision": self._revision, "expected_schema": self._head}
         door = self._door
         saturated = door.saturated
-        ready = bool(primary["reachable"]) and self._revision == self._head and not saturated
+        schema_ok = (
+            self._compatible.ready_on(self._revision)
+            if self._compatible is not None
+            else self._revision == self._head
+        )
+        ready = bool(primary["reachable"]) and schema_ok and not saturated
         replicas = [
             {
                 "name": n.name,

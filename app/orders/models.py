@@ -15,7 +15,6 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
-    SmallInteger,
     String,
     Text,
     func,
@@ -68,6 +67,9 @@ class OrderLine(Base):
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     quantity: Mapped[int] = mapped_column(Integer)
     unit_amount: Mapped[int] = mapped_column(BigInteger)
+    # quantity x unit_amount, stored since migration 0010 (expand) and NOT NULL since 0011
+    # (contract, after the backfill `order_line_amounts`).
+    line_amount: Mapped[int] = mapped_column(BigInteger)
 
 
 class IdempotencyKey(Base):
@@ -112,7 +114,7 @@ class OutboxEvent(Base):
     id: Mapped[uuid.UUID] = mapped_column(unique=True)
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     topic: Mapped[str] = mapped_column(String(100))
-    version: Mapped[int] = mapped_column(SmallInteger, server_default="1")  # of the payload
+    version: Mapped[int] = mapped_column(BigInteger, server_default="1")  # of the payload
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")

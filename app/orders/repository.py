@@ -18,6 +18,12 @@ class OrderLineRecord:
     product_id: uuid.UUID
     quantity: int
     unit_amount: int
+    # quantity x unit_amount (stored in `order_lines.line_amount`); left out, it is computed.
+    line_amount: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.line_amount:  # 0 only when unit_amount is 0: the product is 0 as well
+            object.__setattr__(self, "line_amount", self.quantity * self.unit_amount)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +59,10 @@ WITH new_order AS (
                         payment_key, created_at, updated_at)
     VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $7)),
 new_lines AS (
-    INSERT INTO order_lines (order_id, product_id, tenant_id, quantity, unit_amount)
-    SELECT $1, u.product_id, $2, u.quantity, u.unit_amount
-    FROM unnest($8::uuid[], $9::int[], $10::bigint[]) AS u(product_id, quantity, unit_amount)),
+    INSERT INTO order_lines (order_id, product_id, tenant_id, quantity, unit_amount, line_amount)
+    SELECT $1, u.product_id, $2, u.quantity, u.unit_amount, u.line_amount
+    FROM unnest($8::uuid[], $9::int[], $10::bigint[], $13::bigint[])
+         AS u(product_id, quantity, unit_amount, line_amount)),
 event AS (
     INSERT INTO outbox (id, tenant_id, topic, version, payload, created_at, next_attempt_at)
     VALUES ($11, $2, 'order.placed', {current_version("order.placed")}, $12::jsonb, $7, $7)),
@@ -113,6 +120,7 @@ class OrderRepository(TenantScoped):
             [ln.unit_amount for ln in order.lines],
             event[0],
             json.dumps(event[1]),
+            [ln.line_amount for ln in order.lines],
         )
         return {row[0] for row in rows}
 
@@ -156,15 +164,18 @@ class OrderRepository(TenantScoped):
     async def _with_lines(self, orders: list[OrderRecord]) -> list[OrderRecord]:
         if not orders:
             return orders
+        # coalesce: this release also runs on the schema before the backfill (migration 0010,
+        # lines the previous release wrote have no amount); the next release reads the column.
         rows = await self._conn.fetch(
-            "SELECT order_id, product_id, quantity, unit_amount FROM order_lines"
+            "SELECT order_id, product_id, quantity, unit_amount,"
+            " coalesce(line_amount, quantity::bigint * unit_amount) FROM order_lines"
             " WHERE tenant_id = $1 AND order_id = ANY($2::uuid[]) ORDER BY order_id, product_id",
             self._tenant_id,
             [order.id for order in orders],
         )
         lines: dict[uuid.UUID, list[OrderLineRecord]] = {}
         for row in rows:
-            lines.setdefault(row[0], []).append(OrderLineRecord(row[1], row[2], row[3]))
+            lines.setdefault(row[0], []).append(OrderLineRecord(row[1], row[2], row[3], row[4]))
         return [replace(order, lines=tuple(lines.get(order.id, ()))) for order in orders]
 
     async def transition(

@@ -78,9 +78,7 @@ class OrderRead(BaseModel):
                     product_id=line.product_id,
                     quantity=line.quantity,
                     unit_price=MoneyOut(amount=line.unit_amount, currency=order.currency),
-                    line_total=MoneyOut(
-                        amount=line.quantity * line.unit_amount, currency=order.currency
-                    ),
+                    line_total=MoneyOut(amount=line.line_amount, currency=order.currency),
                 )
                 for line in order.lines
             ],

@@ -27,6 +27,7 @@ from typing import Any
 
 import structlog
 
+from app.core.errors import DatabaseUnavailable
 from app.core.tasks import TaskSet
 from app.db.invalidation import Handler
 from app.db.uow import UnitOfWorkFactory
@@ -83,8 +84,12 @@ class TenantPolicies:
         return self._policies.get(tenant_id) or self.fallback(tenant_id)
 
     async def api_version_of(self, tenant_id: uuid.UUID) -> str | None:
-        """The tenant's pinned API version (app/http/versioning.py); None: not known."""
+        """The tenant's pinned API version (app/http/versioning.py). When the tenant's row cannot
+        be read, 503: serving another version's shape than the pin would break its clients, and
+        the traffic fallback (`tenancy.defaults`) has no version to fall back to."""
         policy = self._policies.get(tenant_id) or await self.policy_for(tenant_id)
+        if tenant_id not in self._policies:
+            raise DatabaseUnavailable("the tenant's API version cannot be read now; retry shortly")
         return policy.api_version
 
     def fallback(self, tenant_id: uuid.UUID) -> TenantPolicy:

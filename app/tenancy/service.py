@@ -26,7 +26,8 @@ from app.tenancy.policy import (
 )
 from app.tenancy.repository import Layer, TenantConfigRecord
 from app.tenants.service import TenantNotFound
-from app.versions import named
+from app.versions import VersionSunset, named
+from app.versions.deprecations import Deprecations
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,9 @@ class TenancyService:
         gate: TenantGate | None = None,
         quotas: TenantQuotas | None = None,
         flags: Flags | None = None,
+        deprecations: Deprecations | None = None,
     ) -> None:
+        self._deprecations = deprecations
         self._uow = uow_factory
         self._policies = policies
         self._gate = gate
@@ -83,7 +86,9 @@ class TenancyService:
     async def pin_api_version(self, tenant: uuid.UUID | str, version: str) -> TenantConfigRecord:
         """Pin a tenant (by id, or by slug for operators) to an API version: its requests
         without a `Storefront-Version` header get it, in every process within ~2 s."""
-        named(version)  # 400 api.version_unknown before anything is stored
+        chosen = named(version)  # 400 api.version_unknown before anything is stored
+        if self._deprecations is not None:  # 410 for a version already withdrawn
+            self._deprecations.refuse_sunset(self._deprecations.of_version(chosen), VersionSunset)
         async with self._uow() as uow:
             if isinstance(tenant, uuid.UUID):
                 found = await uow.tenant_config.get(tenant)

@@ -78,7 +78,7 @@ def named(name: str) -> ApiVersion:
     version = _BY_NAME.get(name)
     if version is None:
         known = ", ".join(v.name for v in VERSIONS)
-        raise UnknownVersion(f"no API version {name!r}; the versions are {known}")
+        raise UnknownVersion(f"no API version {name[:40]!r}; the versions are {known}")
     return version
 
 

@@ -48,6 +48,12 @@ class _Diff:
                 self.operation(where, old_ops[method], new_ops[method])
 
     def operation(self, where: str, old: dict[str, Any], new: dict[str, Any]) -> None:
+        old_security = self._schemes(self.old, old)
+        new_security = self._schemes(self.new, new)
+        if old_security is not None and new_security is not None:
+            lost = old_security - new_security
+            if lost:
+                self.found.append(f"{where}: no longer accepts {', '.join(sorted(lost))}")
         self.parameters(where, old.get("parameters", []), new.get("parameters", []))
         old_body = self.resolve(self.old, old.get("requestBody"))
         new_body = self.resolve(self.new, new.get("requestBody"))
@@ -68,10 +74,21 @@ class _Diff:
                 continue
             self.response(f"{where} {status}", old_response, new_response)
 
+    @staticmethod
+    def _schemes(document: dict[str, Any], operation: dict[str, Any]) -> set[str] | None:
+        """The ways to call it: each security requirement's schemes ("" for none)."""
+        requirements = operation.get("security", document.get("security"))
+        if requirements is None:
+            return None
+        return {"+".join(sorted(r)) or "no credentials" for r in requirements}
+
     def parameters(self, where: str, old: list[Any], new: list[Any]) -> None:
         def keyed(document: dict[str, Any], items: list[Any]) -> dict[tuple[str, str], Any]:
             resolved = [self.resolve(document, item) for item in items]
-            return {(p["in"], p["name"].lower()): p for p in resolved}
+            return {  # header names are case-insensitive; query and path names are not
+                (p["in"], p["name"].lower() if p["in"] == "header" else p["name"]): p
+                for p in resolved
+            }
 
         old_by, new_by = keyed(self.old, old), keyed(self.new, new)
         for key, parameter in new_by.items():
@@ -111,7 +128,7 @@ class _Diff:
         if key in self._seen:
             return
         self._seen.add(key)
-        old_types, new_types = _types(old), _types(new)
+        old_types, new_types = self.types(self.old, old), self.types(self.new, new)
         if old_types and new_types:
             lost, gained = old_types - new_types, new_types - old_types
             if request and lost:
@@ -141,6 +158,15 @@ class _Diff:
                     self.found.append(f"{where}: {bound} raised")
             if "pattern" in new and new.get("pattern") != old.get("pattern"):
                 self.found.append(f"{where}: pattern changed")
+            if (
+                new.get("additionalProperties") is False
+                and old.get("additionalProperties") is not False
+            ):
+                self.found.append(f"{where}: other properties no longer accepted")
+        # A format is a narrowing: breaking when a request gains or changes one, or a response
+        # loses or changes one.
+        if new.get("format") != old.get("format") and "format" in (new if request else old):
+            self.found.append(f"{where}: format {old.get('format')} -> {new.get('format')}")
         self.properties(where, old, new, request)
         for part in ("items", "additionalProperties"):
             if isinstance(old.get(part), dict):
@@ -170,12 +196,22 @@ class _Diff:
         for name in sorted(set(old_props) & set(new_props)):
             self.schema(f"{where}.{name}", old_props[name], new_props[name], request)
 
-
-def _types(schema: dict[str, Any]) -> set[str]:
-    kind = schema.get("type")
-    if kind is None:
-        return set()
-    return {kind} if isinstance(kind, str) else set(kind)
+    def types(self, document: dict[str, Any], schema: dict[str, Any]) -> set[str]:
+        """Its JSON types, a union's (`anyOf`/`oneOf`, pydantic's Optional) included."""
+        kind = schema.get("type")
+        if kind is not None:
+            return {kind} if isinstance(kind, str) else set(kind)
+        branches = schema.get("anyOf") or schema.get("oneOf") or []
+        found: set[str] = set()
+        for branch in branches:
+            resolved = self.resolve(document, branch)
+            if not isinstance(resolved, dict):
+                return set()
+            inner = self.types(document, resolved)
+            if not inner:
+                return set()  # a branch of unknown type: no claim about the union
+            found |= inner
+        return found
 
 
 def breaking(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

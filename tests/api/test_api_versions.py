@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -169,7 +169,8 @@ async def test_a_deprecated_version_says_so_and_is_gone_after_its_sunset(
     make_harness: Any,
 ) -> None:
     deprecated_at = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
-    sunset_at = deprecated_at + timedelta(days=30)
+    # Given with another offset: announced in GMT all the same.
+    sunset_at = (deprecated_at + timedelta(days=30)).astimezone(timezone(timedelta(hours=2)))
     link = "https://storefront.dev/docs/changelog#2026-12-03"
     harness: Harness = await make_harness(
         api={
@@ -211,10 +212,15 @@ async def test_a_deprecated_version_says_so_and_is_gone_after_its_sunset(
     assert route.status_code == 200
     assert route.headers["deprecation"] == f"@{int(deprecated_at.timestamp())}"
     operator = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    # The version and the route both deprecated: one Deprecation, one Sunset, a Link each.
+    both = await harness.client.get("/v1/features", headers=key)
+    assert both.headers.get_list("deprecation") == [f"@{int(deprecated_at.timestamp())}"]
+    assert len(both.headers.get_list("sunset")) == 1
+    assert response.headers["sunset"].endswith(" GMT")
     metrics = (await harness.client.get("/metrics", headers=operator)).text
     assert (
         "storefront_api_deprecated_requests_total"
-        f'{{tenant="{tenant.id}",version="{FIRST.name}"}} 1.0'
+        f'{{tenant="{tenant.id}",version="{FIRST.name}"}} 2.0'
     ) in metrics
 
     harness.clock.advance(seconds=(sunset_at - datetime.now(UTC)).total_seconds() + 1)
@@ -230,6 +236,9 @@ async def test_a_deprecated_version_says_so_and_is_gone_after_its_sunset(
         "/v1/products", headers={**key, "Storefront-Version": NEWEST.name}
     )
     assert still.status_code == 200
+    owner = await _owner(harness, "late-mover")
+    late = await harness.client.put("/v1/api-version", json={"version": FIRST.name}, headers=owner)
+    assert (late.status_code, problem(late)["code"]) == (410, "api.version_sunset")
     route_gone = await harness.client.get(
         "/v1/features", headers={**key, "Storefront-Version": NEWEST.name}
     )

@@ -327,7 +327,11 @@ async def test_the_openapi_diff_fails_on_a_removed_response_field(harness: Harne
         p for p in changed["paths"]["/v1/orders"]["get"]["parameters"] if p.get("name") == "limit"
     )
     limit["schema"]["maximum"] = 10
+    schemas["ProductRead"]["properties"]["sku"] = {"anyOf": [{"type": "string"}, {"type": "null"}]}
+    changed["paths"]["/v1/features"]["get"]["security"] = [{"OAuth2PasswordBearer": []}]
     found = breaking(published, changed)
+    assert "POST /v1/products 201 body.sku: may now be null" in found
+    assert "GET /v1/features: no longer accepts APIKeyHeader" in found
     # (a schema shared by several operations is reported once, where it is first met)
     assert "POST /v1/orders 201 body: property created_at removed" in found
     assert "POST /v1/products request: property description now required" in found

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+import pytest
 from starlette.responses import JSONResponse
 
+from app.core.clock import FixedClock
 from app.http.versioning import _encode
 from app.orders.repository import OrderLineRecord, OrderRecord
 from app.orders.schemas import OrderRead
+from app.settings import DeprecationSettings
 from app.versions import FIRST, NEWEST, downgrades
+from app.versions.deprecations import Deprecations
 
 AT = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 ORDER = OrderRecord(
@@ -55,3 +59,14 @@ def test_a_page_of_orders_downgrades_every_order() -> None:
 def test_the_newest_version_and_unchanged_routes_need_no_downgrade() -> None:
     assert downgrades(NEWEST, "POST", "/v1/orders") == []
     assert downgrades(FIRST, "GET", "/v1/products/{product_id}") == []
+
+
+def test_a_deprecated_route_the_app_does_not_serve_stops_start_up() -> None:
+    entry = DeprecationSettings.model_validate(
+        {"route": "GET /v1/features/", "deprecated_at": "2027-01-01T00:00:00+01:00"}
+    )
+    assert entry.deprecated_at.utcoffset() == timedelta(0)  # kept in UTC
+    deprecations = Deprecations([entry], FixedClock(AT))
+    deprecations.check_routes({("GET", "/v1/features/")})
+    with pytest.raises(ValueError, match="no route 'GET /v1/features/'"):
+        deprecations.check_routes({("GET", "/v1/features")})
