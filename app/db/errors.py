@@ -24,11 +24,17 @@ def is_unavailable(error: BaseException) -> bool:
     """True when `error` says the server (not the query, not our pool) is unavailable."""
     if isinstance(error, asyncio.CancelledError | sa_exc.TimeoutError):
         return False
-    if isinstance(error, sa_exc.DBAPIError):
+    if isinstance(error, sa_exc.DBAPIError):  # SQLAlchemy's wrapper of the DBAPI's error
         if error.connection_invalidated:
             return True
-        inner = error.orig.__cause__ if error.orig is not None else None
-        return inner is not None and is_unavailable(inner)
+        return error.orig is not None and is_unavailable(error.orig)
+    if isinstance(error, sa_exc.EmulatedDBAPIException):
+        # The asyncpg dialect's own DBAPI error, around asyncpg's. Raised unwrapped wherever a
+        # pool connects (`engine.raw_connection()`, so every node checkout that opens a
+        # connection): "the database system is shutting down", or a connection closed during
+        # the handshake, arrive as this, never as a DBAPIError.
+        driver = error.orig or error.__cause__
+        return driver is not None and driver is not error and is_unavailable(driver)
     if isinstance(error, OSError):  # refused, reset, and TimeoutError (connect/command timeout)
         return True
     if isinstance(error, asyncpg.exceptions.ConnectionDoesNotExistError):
@@ -56,7 +62,11 @@ def connect_failure(error: BaseException) -> str | None:
             return _first_line(current) if state.startswith(_CONNECT_SQLSTATES) else None
         if isinstance(current, OSError) and _raised_by_driver(current):
             return _first_line(current) or "timed out"  # refused, unknown host, timeout
-        orig = current.orig if isinstance(current, sa_exc.DBAPIError) else None
+        orig = (
+            current.orig
+            if isinstance(current, sa_exc.DBAPIError | sa_exc.EmulatedDBAPIException)
+            else None
+        )
         current = orig or current.__cause__ or current.__context__
     return None
 
