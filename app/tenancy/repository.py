@@ -110,5 +110,5 @@ class TenantConfigRepository:
     async def _read(self, sql: str, *args: Any) -> tuple[datetime, list[TenantConfigRecord]]:
         rows = await self._conn.fetch(sql, *args)
         if rows:
-            return rows[0][6], [_record(row) for row in rows]
+            return rows[0][-1], [_record(row) for row in rows]  # now(), after the columns
         return await self._conn.fetchval("SELECT now()"), []

@@ -249,3 +249,15 @@ def test_the_changelog_is_generated_from_the_versions() -> None:
     """docs/changelog.md is `app.versions.changelog()`, each change's docstring its entry."""
     assert (ROOT / "docs" / "changelog.md").read_text() == changelog()
     assert "`items` is renamed `lines`" in changelog()
+
+
+async def test_the_periodic_resync_reads_pins_too(harness: Harness) -> None:
+    """The fallback path of a pin (a missed NOTIFY): the full read, then the changed rows."""
+    tenant, _ = await harness.tenant_with_key("resynced", scopes=SCOPES)
+    policies = harness.container.tenant_policies()
+    await policies.resync()  # every tenant (the first read of a process) or the changed ones
+    await harness.container.tenancy_service().pin_api_version(tenant.id, FIRST.name)
+    await policies.resync()  # the changed ones since the last read
+    assert await policies.api_version_of(tenant.id) == FIRST.name
+    assert policies.loaded_at is not None
+    assert not isinstance(policies.loaded_at, str)
