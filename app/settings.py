@@ -522,6 +522,13 @@ class ServerSettings(_Section):
     keep_alive_seconds: float = Field(
         5.0, gt=0, description="An idle keep-alive connection is closed after this."
     )
+    graceful_shutdown_seconds: float = Field(
+        20.0,
+        gt=0,
+        description="On SIGTERM, requests in flight get this long to finish before uvicorn"
+        " closes their connections (Kubernetes: keep terminationGracePeriodSeconds above it"
+        " plus the preStop sleep).",
+    )
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description="Addresses or CIDR networks of the reverse proxies in front of the API;"

@@ -19,6 +19,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
             server.header_timeout_seconds, server.max_header_bytes, server.max_connections
         ),
         "timeout_keep_alive": server.keep_alive_seconds,
+        "timeout_graceful_shutdown": server.graceful_shutdown_seconds,
         "access_log": False,  # our middleware logs requests as JSON
         # The client address comes from server.trusted_proxies (app/http/client_address.py):
         # uvicorn's own X-Forwarded-For handling would trust any local client.

@@ -32,12 +32,12 @@ def test_compose_environment_is_valid_storefront_settings(monkeypatch: pytest.Mo
     TokenService(settings.auth.tokens, SystemClock())  # a usable key (HS256 needs >= 32 bytes)
 
 
-def _leaf_settings(model: type, prefix: str = "") -> set[str]:
+def leaf_settings(model: type, prefix: str = "") -> set[str]:
     names = set()
     for name, field in model.model_fields.items():  # type: ignore[attr-defined]
         default = field.default
         if hasattr(type(default), "model_fields"):
-            names |= _leaf_settings(type(default), f"{prefix}{name}.")
+            names |= leaf_settings(type(default), f"{prefix}{name}.")
         else:
             names.add(prefix + name)
     return names
@@ -46,10 +46,10 @@ def _leaf_settings(model: type, prefix: str = "") -> set[str]:
 def test_readme_documents_every_setting() -> None:
     readme = (ROOT / "README.md").read_text()
     documented = set(re.findall(r"^\| `([a-z0-9_.*]+)` \|", readme, flags=re.MULTILINE))
-    for setting in _leaf_settings(Settings):
+    for setting in leaf_settings(Settings):
         wildcard = re.sub(r"^database\.replica_pool\..*", "database.replica_pool.*", setting)
         assert setting in documented or wildcard in documented, f"{setting} missing in README"
     base = (ROOT / "config" / "base.yaml").read_text()
-    for setting in _leaf_settings(Settings) - {"env"}:  # env picks the YAML file itself
+    for setting in leaf_settings(Settings) - {"env"}:  # env picks the YAML file itself
         leaf = setting.rsplit(".", 1)[-1]
         assert re.search(rf"^\s*{leaf}:", base, flags=re.MULTILINE), f"{setting} not in base.yaml"
