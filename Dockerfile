@@ -1,6 +1,6 @@
 # Storefront API / CLI image. Build: docker build -t storefront .
 FROM python:3.11-slim
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 UV_LINK_MODE=copy
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 UV_LINK_MODE=copy UV_COMPILE_BYTECODE=1
 RUN pip install --no-cache-dir uv
 WORKDIR /srv
 COPY pyproject.toml uv.lock README.md ./
