@@ -51,7 +51,7 @@ INSERT_ORDER = (
 )
 INSERT_LINE = (
     "INSERT INTO order_lines (order_id, product_id, tenant_id, quantity, unit_amount,"
-    " line_amount) VALUES ($1, $2, $3, $4, $5, $4::bigint * $5)"
+    " line_amount) VALUES ($1, $2, $3, $4, $5, $6)"
 )
 INSERT_EVENT = (
     "INSERT INTO outbox (id, tenant_id, topic, payload, created_at, next_attempt_at)"
@@ -129,7 +129,7 @@ async def _place(conn: Any, key: str, body: dict[str, Any]) -> tuple[int, dict[s
     await conn.execute(
         INSERT_ORDER, order_id, TENANT, total, currency, token, f"{TENANT}:{key}", now
     )
-    await conn.executemany(INSERT_LINE, [(order_id, p, TENANT, q, a) for p, q, a in lines])
+    await conn.executemany(INSERT_LINE, [(order_id, p, TENANT, q, a, q * a) for p, q, a in lines])
     await conn.execute(
         INSERT_EVENT, uuid.uuid4(), TENANT, json.dumps({"order_id": answer["id"]}), now
     )
