@@ -90,7 +90,9 @@ async def authenticate(
     else:
         raise Unauthenticated("send an API key (X-API-Key) or a bearer access token")
     structlog.contextvars.bind_contextvars(tenant=str(principal.tenant_id))
-    await pin_tenant(principal.tenant_id)  # its API version, unless the request names one
+    await pin_tenant(
+        request.scope, principal.tenant_id
+    )  # its API version, unless the request names one
     # The tenant's quota (per API key where its policy says so): 429 past it.
     key_id = principal.id if principal.kind == "api_key" else None
     await admit_tenant(request, quotas, principal.tenant_id, key_id)

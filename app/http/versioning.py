@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from email.utils import format_datetime
 from typing import Any
@@ -95,19 +94,16 @@ class RequestVersion:
         return headers
 
 
-_current: ContextVar[RequestVersion | None] = ContextVar("api_version", default=None)
-
-
-def served_version() -> ApiVersion:
-    """The version serving the current request (the newest outside one)."""
-    request = _current.get()
+def served_version(scope: Scope) -> ApiVersion:
+    """The version serving the request of `scope` (the newest outside ApiVersioning)."""
+    request: RequestVersion | None = scope.get(SCOPE_KEY)
     return request.served if request is not None else NEWEST
 
 
-async def pin_tenant(tenant_id: uuid.UUID) -> None:
+async def pin_tenant(scope: Scope, tenant_id: uuid.UUID) -> None:
     """The caller is `tenant_id`'s: without a header, the tenant's pin serves the request
     (410 when that version is past its sunset)."""
-    request = _current.get()
+    request: RequestVersion | None = scope.get(SCOPE_KEY)
     if request is None:
         return
     request.tenant_id = tenant_id
@@ -162,7 +158,6 @@ class ApiVersioning:
         if explicit is not None:
             self.deprecations.refuse_sunset(self.deprecations.of_version(explicit), VersionSunset)
         self.deprecations.refuse_sunset(route_entry, RouteSunset)
-        token = _current.set(request)
         held: Message | None = None
         chunks: list[bytes] = []
         shape: list[Callable[[Any], Any]] = []
@@ -198,10 +193,7 @@ class ApiVersioning:
                 message = {"type": "http.response.body", "body": content, "more_body": False}
             await send(message)
 
-        try:
-            await self.app(scope, receive, shaped)
-        finally:
-            _current.reset(token)
+        await self.app(scope, receive, shaped)
 
 
 def openapi_of(version: ApiVersion, newest: dict[str, Any]) -> dict[str, Any]:

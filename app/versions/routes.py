@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from app.http.di import Provide, inject
@@ -33,10 +33,10 @@ class ApiVersionRead(BaseModel):
     versions: list[str] = Field(description="Every version, oldest first (docs/changelog.md).")
 
     @classmethod
-    def of(cls, pinned: str) -> ApiVersionRead:
+    def of(cls, pinned: str, served: str) -> ApiVersionRead:
         return cls(
             pinned=pinned,
-            served=served_version().name,
+            served=served,
             newest=NEWEST.name,
             versions=[version.name for version in VERSIONS],
         )
@@ -45,15 +45,19 @@ class ApiVersionRead(BaseModel):
 @router.get("", response_model=ApiVersionRead, responses=problem_responses(*AUTHENTICATED))
 @inject
 async def get_api_version(
-    principal: Authenticated, policies: TenantPolicies = Provide["tenant_policies"]
+    request: Request,
+    principal: Authenticated,
+    policies: TenantPolicies = Provide["tenant_policies"],
 ) -> ApiVersionRead:
     """The version the caller's tenant is pinned to, and the one serving this request."""
-    return ApiVersionRead.of(await policies.api_version_of(principal.tenant_id) or NEWEST.name)
+    pinned = await policies.api_version_of(principal.tenant_id) or NEWEST.name
+    return ApiVersionRead.of(pinned, served_version(request.scope).name)
 
 
 @router.put("", response_model=ApiVersionRead, responses=problem_responses(*AUTHENTICATED, 422))
 @inject
 async def pin_api_version(
+    request: Request,
     body: ApiVersionPin,
     principal: VersionPinner,
     service: TenancyService = Provide["tenancy_service"],
@@ -61,4 +65,4 @@ async def pin_api_version(
     """Pin the tenant (owner only): every request without a `Storefront-Version` header gets
     this version, in every API process within about 2 s. Read docs/changelog.md first."""
     record = await service.pin_api_version(principal.tenant_id, body.version)
-    return ApiVersionRead.of(record.api_version or NEWEST.name)
+    return ApiVersionRead.of(record.api_version or NEWEST.name, served_version(request.scope).name)

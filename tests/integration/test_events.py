@@ -173,23 +173,30 @@ async def test_notify_wakes_the_relay_before_its_poll(make_harness: Any) -> None
     )
 
 
+async def _on_rabbit(make_harness: Any, rabbit_url: str) -> tuple[Harness, dict[str, str]]:
+    """An app publishing to an exchange and queue of its own on the test's RabbitMQ."""
+    suffix = uuid.uuid4().hex[:8]
+    broker = {"url": rabbit_url, "exchange": f"test.events.{suffix}", "queue": f"test.q.{suffix}"}
+    harness: Harness = await make_harness(broker=broker)
+    return harness, broker
+
+
+def _projecting(harness: Harness, rabbit_url: str, broker: dict[str, str]) -> Any:
+    """The read model's own consumer on that queue, as the worker runs it."""
+    return consume_from_rabbit(
+        rabbit_url, broker["exchange"], broker["queue"], harness.container.sales_projector().handle
+    )
+
+
 async def test_events_reach_rabbitmq_with_message_ids_and_none_is_lost(
     make_harness: Any, rabbit_url: str
 ) -> None:
-    suffix = uuid.uuid4().hex[:8]
-    broker = {"url": rabbit_url, "exchange": f"test.events.{suffix}", "queue": f"test.q.{suffix}"}
-    harness = await make_harness(broker=broker)
+    harness, broker = await _on_rabbit(make_harness, rabbit_url)
     async with (
         rabbit_spy(rabbit_url, broker["exchange"], "order.*") as received,
         rabbit_spy(rabbit_url, broker["exchange"]) as everything,
     ):
-        # The read model's own consumer, as the worker runs it.
-        consumer = consume_from_rabbit(
-            rabbit_url,
-            broker["exchange"],
-            broker["queue"],
-            harness.container.sales_projector().handle,
-        )
+        consumer = _projecting(harness, rabbit_url, broker)
         async with consumer:
             mug, _ = await _shop(harness)
             for _ in range(3):
@@ -477,16 +484,9 @@ async def test_v1_messages_from_the_broker_are_upcast_by_the_consumer(
     """A v1 row still in the outbox goes out as a `...order.paid.v1` CloudEvent (valid against
     the v1 schema), and a message in the envelope of the release before CloudEvents (still
     queued during a rolling deploy) is read as v1 too: both are projected as v2 ones are."""
-    suffix = uuid.uuid4().hex[:8]
-    broker = {"url": rabbit_url, "exchange": f"test.events.{suffix}", "queue": f"test.q.{suffix}"}
-    harness = await make_harness(broker=broker)
+    harness, broker = await _on_rabbit(make_harness, rabbit_url)
     async with rabbit_spy(rabbit_url, broker["exchange"], "order.*") as received:
-        consumer = consume_from_rabbit(
-            rabbit_url,
-            broker["exchange"],
-            broker["queue"],
-            harness.container.sales_projector().handle,
-        )
+        consumer = _projecting(harness, rabbit_url, broker)
         async with consumer:
             mug, _ = await _shop(harness)
             tenant = _tenant_id(harness)
