@@ -70,6 +70,10 @@ def create_app(container: Any) -> FastAPI:
             "- 503 responses carry `Retry-After`."
         ),
         lifespan=lifespan,
+        # FastAPI's native OpenTelemetry off: metrics are Prometheus (app/metrics.py) and the
+        # access log is the edge's; left on, every request asks OpenTelemetry's global
+        # providers whether anyone listens (about 4% of a product read: docs/decisions.md).
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
         # No redirects to a URL built from the request's Host header: /v1/products/ is a 404.
         redirect_slashes=False,
         openapi_url="/openapi.json" if settings.server.docs_enabled else None,

@@ -134,6 +134,7 @@ class Metrics:
             registry=self.registry,
         )
         self._http_children: dict[tuple[str, str, int], Any] = {}
+        self._checkout_children: dict[str, Any] = {}
         self._refreshed: list[OutboxCollector] = []
 
     def announce(self, process: str) -> None:
@@ -193,7 +194,10 @@ class Metrics:
         child.observe(seconds)
 
     def observe_checkout(self, engine: str, seconds: float) -> None:
-        self.checkout_duration.labels(engine).observe(seconds)
+        child = self._checkout_children.get(engine)  # as observe_http: one per engine
+        if child is None:
+            child = self._checkout_children[engine] = self.checkout_duration.labels(engine)
+        child.observe(seconds)
 
     def watch_door(self, door: Any) -> None:
         self.registry.register(DoorCollector(door))

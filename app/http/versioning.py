@@ -166,18 +166,16 @@ class ApiVersioning:
             nonlocal held
             if message["type"] == "http.response.start":
                 served = request.served
-                headers = list(message.get("headers", ()))
-                route = scope.get("route")
-                status = message["status"]
-                if served is not NEWEST and 200 <= status < 300:
+                if served is not NEWEST and 200 <= message["status"] < 300:
+                    route = scope.get("route")
                     if scope["path"] == self.openapi_url:
                         shape.append(lambda document: openapi_of(served, document))
                     elif route is not None:
                         shape.extend(downgrades(served, scope["method"], route.path))
-                if shape and _is_json(headers):
-                    held = message
-                    return
-                shape.clear()
+                    if shape and _is_json(list(message.get("headers", ()))):
+                        held = message
+                        return
+                    shape.clear()
             elif message["type"] == "http.response.body" and held is not None:
                 chunks.append(message.get("body", b""))
                 if message.get("more_body", False):
