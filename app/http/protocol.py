@@ -6,7 +6,12 @@ descriptor for long:
   headers must be complete within `server.header_timeout_seconds`, else 408 and close. Idle
   keep-alive connections are closed by uvicorn's own `timeout_keep_alive`;
 - a header size cap: more than `server.max_header_bytes` before the headers are complete is a
-  431 and close (httptools itself has no limit);
+  431 and close (httptools itself has no limit). Counted twice over: the bytes received while
+  the headers are incomplete (headers trickled in), and the request line and each header as
+  the parser reads them (a whole oversized block in one read is parsed at once);
+- a request the parser refuses (a bad request line, an invalid header, a malformed
+  `Content-Length`) is a 400 `request.malformed` problem+json and close, not uvicorn's plain
+  text;
 - a connection cap: past `server.max_connections` open connections a new one is closed at once,
   before it can use memory (the file descriptors of the process stay available).
 
@@ -23,7 +28,11 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-_REASONS = {408: "Request Timeout", 431: "Request Header Fields Too Large"}
+_REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large"}
+
+
+class _HeadersTooLarge(Exception):
+    """Raised from a parser callback: the parser stops and uvicorn calls send_400_response."""
 
 
 def _problem(status: int, code: str, detail: str) -> bytes:
@@ -53,6 +62,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_headers = True
         self._header_bytes = 0
         self._header_timer: asyncio.TimerHandle | None = None
+        self._parsed_bytes = 0  # the request line and headers the parser has read
+        self._oversized = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -75,8 +86,29 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_headers = True
-        self._header_bytes = 0
+        self._header_bytes = self._parsed_bytes = 0
         self._arm()
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)  # ": " and CRLF
+        super().on_header(name, value)
+
+    def _count(self, size: int) -> None:
+        self._parsed_bytes += size
+        if self._parsed_bytes > self.max_header_bytes:
+            self._oversized = True
+            raise _HeadersTooLarge()
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to whatever the parser refused, or stopped at (`_count`)."""
+        if self._oversized:
+            self._refuse(431, "request.headers_too_large", "request headers are too large")
+        else:
+            self._refuse(400, "request.malformed", "the request is not valid HTTP/1.1")
 
     def on_headers_complete(self) -> None:
         self._in_headers = False

@@ -259,6 +259,36 @@ def test_oversized_headers_get_a_431(guarded: str) -> None:
     assert json.loads(body)["code"] == "request.headers_too_large"
 
 
+def test_a_whole_oversized_header_block_in_one_write_gets_a_431(guarded: str) -> None:
+    """Complete headers over the cap, arriving at once: the parser reads them in one go (the
+    count of bytes received before the headers end never sees them incomplete)."""
+    many = b"".join(b"X-Pad-%d: %s\r\n" % (n, b"a" * 1000) for n in range(40))
+    sock = _connect(guarded)
+    with contextlib.suppress(OSError):
+        sock.sendall(b"GET /health/live HTTP/1.1\r\nHost: storefront\r\n" + many + b"\r\n")
+    status, headers, body = _status_and_body(_read_all(sock))
+    sock.close()
+    assert status == 431
+    assert headers["content-type"] == "application/problem+json"
+    assert json.loads(body)["code"] == "request.headers_too_large"
+
+
+def test_malformed_http_gets_a_problem_json_400(guarded: str) -> None:
+    """What the parser refuses (here a Content-Length that is not a number, as schemathesis
+    sent it) is a 400 problem+json like every other 400 the API documents."""
+    for raw in (
+        b"GET /v1/products HTTP/1.1\r\nHost: storefront\r\ncontent-length: e+_p.\r\n\r\n",
+        b"GET /v1/products HTTP/1.1\r\nHost: storefront\r\nBad Header: x\r\n\r\n",
+    ):
+        sock = _connect(guarded)
+        sock.sendall(raw)
+        status, headers, body = _status_and_body(_read_all(sock))
+        sock.close()
+        assert status == 400, raw
+        assert headers["content-type"] == "application/problem+json"
+        assert json.loads(body)["code"] == "request.malformed"
+
+
 def test_connections_past_the_cap_are_closed_and_capacity_comes_back(guarded: str) -> None:
     idle = [_connect(guarded) for _ in range(CONNECTIONS)]
     try:
