@@ -34,9 +34,11 @@ from app.identity.service import (
     api_key_usage_flusher,
 )
 from app.identity.throttle import ApiKeyThrottle, LoginThrottle
+from app.identity.tickets import WsTicketService
 from app.identity.tokens import TokenService
 from app.metrics import Metrics, watch_sources
 from app.ops.service import OpsService, migration_head, schema_compatibility
+from app.orders.live import OrderEventHub, live_dsn, live_hub
 from app.orders.service import OrderService
 from app.payments.gateway import (
     HttpPaymentGateway,
@@ -280,6 +282,33 @@ class Container(containers.DeclarativeContainer):
         gateway=payment_gateway,
         recovery_age_seconds=settings.provided.orders.recovery_age_seconds,
         observer=metrics,
+    )
+
+    # -- live order status over WebSocket (app/orders/live.py, app/http/websocket.py) ---------
+    # One LISTEN connection per API process (the hub's Resource) feeds every socket of the
+    # process; `live_dsn` is websocket.listen_url, else the primary's (None behind PgBouncer:
+    # sockets are refused with 503).
+    ws_ticket_service = providers.Singleton(
+        WsTicketService,
+        uow_factory=uow_factory.provider,
+        clock=clock,
+        ttl_seconds=settings.provided.websocket.ticket_ttl_seconds,
+    )
+    order_event_hub = providers.Singleton(
+        OrderEventHub,
+        uow_factory=uow_factory.provider,
+        queue_size=settings.provided.websocket.queue_size,
+        backfill_limit=settings.provided.websocket.backfill_limit,
+        observer=metrics,
+    )
+    order_event_hub_lifecycle = providers.Resource(
+        live_hub,
+        hub=order_event_hub,
+        listen_dsn=providers.Callable(
+            live_dsn,
+            settings.provided.websocket.listen_url,
+            providers.Callable(listen_dsn, settings.provided.database),
+        ),
     )
 
     # -- events: outbox relay, publisher, the sales read model --------------------------------

@@ -545,6 +545,54 @@ class ServerSettings(_Section):
         return value
 
 
+class WebSocketSettings(_Section):
+    """Live order status over WebSocket (`/v1/orders/events`, `/v1/orders/{id}/events`)."""
+
+    ticket_ttl_seconds: float = Field(
+        30.0, gt=0, le=600, description="A ticket from POST /v1/ws-tickets is valid this long."
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins (scheme://host[:port]) a browser may open a socket from; a"
+        " connection that sends any other Origin is refused (403). Clients that send no Origin"
+        " (machines) are not affected. Empty: no browser origin is allowed.",
+    )
+    queue_size: int = Field(
+        256,
+        ge=1,
+        description="Messages waiting for one socket; past it the client is too slow and is"
+        " closed with 1013 (it reconnects with its last sequence).",
+    )
+    send_timeout_seconds: float = Field(
+        2.0,
+        gt=0,
+        le=4.0,
+        description="A message the client does not take within this closes the socket with"
+        " 1013 (a client that stops reading is gone within 5 s).",
+    )
+    heartbeat_seconds: float = Field(
+        15.0, gt=0, description="A `heartbeat` message is sent after this long without one."
+    )
+    send_buffer_bytes: int = Field(
+        65536,
+        ge=4096,
+        description="Kernel send buffer (SO_SNDBUF) of each socket: bounds what a client that"
+        " stopped reading pins in the kernel before it is found slow.",
+    )
+    backfill_limit: int = Field(
+        1000,
+        ge=1,
+        description="Most events one reconnect replays from the database (older ones: list"
+        " the orders instead).",
+    )
+    listen_url: str | None = Field(
+        None,
+        description="postgresql:// DSN of the primary for the one LISTEN connection per"
+        " process, when database.primary.url goes through PgBouncer (transaction mode cannot"
+        " LISTEN); null: the primary URL (without PgBouncer) or none (sockets refused, 503).",
+    )
+
+
 _PLAN_NAME = re.compile(r"^[a-z0-9_-]{1,40}$")
 
 
@@ -678,6 +726,7 @@ class Settings(BaseSettings):
 
     logging: LoggingSettings = LoggingSettings()
     server: ServerSettings = ServerSettings()
+    websocket: WebSocketSettings = WebSocketSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -42,8 +42,9 @@ from app.identity.repository import (
     RefreshTokenRepository,
     RevocationRepository,
     UserRepository,
+    WsTicketRepository,
 )
-from app.orders.repository import IdempotencyRepository, OrderRepository
+from app.orders.repository import IdempotencyRepository, OrderEventRepository, OrderRepository
 from app.reports.repository import SalesRepository
 from app.secrets.repository import TenantSecretRepository
 from app.tenancy.repository import TenantConfigRepository
@@ -161,6 +162,14 @@ class UnitOfWork:
     @cached_property
     def orders(self) -> OrderRepository:
         return OrderRepository(self._conn, self.tenant_id)
+
+    @cached_property
+    def order_events(self) -> OrderEventRepository:
+        return OrderEventRepository(self._conn, self.tenant_id)
+
+    @cached_property
+    def ws_tickets(self) -> WsTicketRepository:
+        return WsTicketRepository(self._conn, self.tenant_id)
 
     @cached_property
     def idempotency(self) -> IdempotencyRepository:

@@ -13,6 +13,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 from starlette.routing import Match
 
@@ -54,7 +55,7 @@ _HTTP_CODES = {
 
 
 def problem(
-    request: Request,
+    request: HTTPConnection,
     status: int,
     code: str,
     title: str,
@@ -107,7 +108,8 @@ def status_of(error: DomainError) -> int:
     return next((status for kind, status in _STATUS if isinstance(error, kind)), 400)
 
 
-async def render_domain(request: Request, error: Exception) -> JSONResponse:
+async def render_domain(request: HTTPConnection, error: Exception) -> JSONResponse:
+    """Also for a WebSocket refused before its upgrade (app/http/websocket.py)."""
     assert isinstance(error, DomainError)
     status = status_of(error)
     headers = {}

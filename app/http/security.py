@@ -141,6 +141,7 @@ ApiKeysManager = Annotated[Principal, allowed(Permission.API_KEYS_MANAGE)]
 ApiKeysDeleter = Annotated[Principal, allowed(Permission.API_KEYS_DELETE)]
 OrdersReader = Annotated[Principal, allowed(Permission.ORDERS_READ)]
 OrdersWriter = Annotated[Principal, allowed(Permission.ORDERS_WRITE)]
+OrdersWatcher = Annotated[Principal, allowed(Permission.ORDERS_WATCH)]
 ReportsReader = Annotated[Principal, allowed(Permission.REPORTS_READ)]
 VersionPinner = Annotated[Principal, allowed(Permission.API_VERSION_PIN)]
 Operator = Depends(require_operator)

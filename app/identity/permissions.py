@@ -25,6 +25,7 @@ class Permission(StrEnum):
     CATALOG_WRITE = "catalog.write"
     ORDERS_READ = "orders.read"
     ORDERS_WRITE = "orders.write"
+    ORDERS_WATCH = "orders.watch"
     REPORTS_READ = "reports.read"
     USERS_READ = "users.read"
     USERS_MANAGE = "users.manage"
@@ -41,6 +42,8 @@ TABLE: dict[Permission, tuple[Role, str | None]] = {
     Permission.CATALOG_WRITE: (Role.member, "catalog:write"),
     Permission.ORDERS_READ: (Role.viewer, "orders:read"),
     Permission.ORDERS_WRITE: (Role.member, "orders:write"),
+    # A WebSocket ticket and the live status sockets (the same order data as orders.read).
+    Permission.ORDERS_WATCH: (Role.viewer, "orders:read"),
     Permission.REPORTS_READ: (Role.viewer, "reports:read"),
     Permission.USERS_READ: (Role.admin, "users:manage"),
     Permission.USERS_MANAGE: (Role.admin, "users:manage"),

@@ -106,6 +106,7 @@ CASES = [
         },
     ),
     _case("POST", "/v1/orders/{order}/cancel", P.ORDERS_WRITE),
+    _case("POST", "/v1/ws-tickets", P.ORDERS_WATCH),
     _case("GET", "/v1/reports/sales?from=2026-01-01&to=2026-01-31", P.REPORTS_READ),
 ]
 PRINCIPALS = [f"role:{role.name}" for role in Role] + [f"scope:{s}" for s in sorted(SCOPES)]
