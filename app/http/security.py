@@ -143,4 +143,5 @@ OrdersReader = Annotated[Principal, allowed(Permission.ORDERS_READ)]
 OrdersWriter = Annotated[Principal, allowed(Permission.ORDERS_WRITE)]
 ReportsReader = Annotated[Principal, allowed(Permission.REPORTS_READ)]
 VersionPinner = Annotated[Principal, allowed(Permission.API_VERSION_PIN)]
+SsoManager = Annotated[Principal, allowed(Permission.SSO_MANAGE)]
 Operator = Depends(require_operator)
