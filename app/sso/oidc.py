@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import structlog
-from authlib.integrations.httpx_client import OAuth2ClientAuth
+from authlib.oauth2.auth import ClientAuth
 from authlib.oauth2.rfc6749.parameters import prepare_grant_uri, prepare_token_request
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from authlib.oidc.core import CodeIDToken
@@ -165,19 +165,16 @@ class OidcClient:
             redirect_uri=redirect_uri,
             code_verifier=code_verifier,
         )
-        auth = OAuth2ClientAuth(
-            client_id, client_secret.get_secret_value(), metadata.token_auth_method
+        # authlib adds the client authentication (client_secret_basic or _post) to the request.
+        client = ClientAuth(client_id, client_secret.get_secret_value(), metadata.token_auth_method)
+        url, headers, content = client.prepare(
+            "POST",
+            metadata.token_endpoint,
+            {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
+            body,
         )
         try:
-            response = await self._http.post(
-                metadata.token_endpoint,
-                content=body,
-                headers={
-                    "Content-Type": "application/x-www-form-urlencoded",
-                    "Accept": "application/json",
-                },
-                auth=auth,
-            )
+            response = await self._http.post(url, content=content, headers=headers)
         except httpx.HTTPError as error:
             log.warning("sso.provider_unreachable", url=metadata.token_endpoint, error=repr(error))
             raise SsoProviderUnavailable("the identity provider cannot be reached") from None
@@ -248,8 +245,9 @@ class OidcClient:
             claims.validate(now=now, leeway=leeway)
         except ExpiredTokenError:
             raise IdTokenExpired("the ID token has expired") from None
-        except MissingClaimError as error:
-            raise IdTokenInvalid(f"the ID token lacks {error.claim}") from None
+        except MissingClaimError as error:  # `azp` is missing with several audiences
+            kind = _CLAIM_ERRORS.get(error.claim, IdTokenInvalid)
+            raise kind(f"the ID token lacks {error.claim}") from None
         except InvalidClaimError as error:
             kind = _CLAIM_ERRORS.get(error.claim, IdTokenInvalid)
             raise kind(f"the ID token's {error.claim} is not valid here") from None

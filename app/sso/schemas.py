@@ -14,7 +14,7 @@ from app.sso.service import SsoConfigInfo, SsoConfigInput
 Domain = Annotated[
     str,
     Field(
-        pattern=r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
+        pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
         max_length=253,
         examples=["acme.example"],
     ),

@@ -4,7 +4,8 @@
 //   OIDC_MODULE (file URL of the installed package's lib/index.js), OIDC_PORT, OIDC_ISSUER,
 //   OIDC_CLIENTS (JSON list of client metadata), OIDC_ID_TOKEN_TTL (seconds)
 // The login name is the account and its subject: "alice@acme.example" has that email,
-// verified; a name starting with "unverified-" has the rest as its email, not verified.
+// verified; "unverified-carol@acme.example" has carol@acme.example, not verified; and
+// "other|alice@acme.example" is another subject asserting alice@acme.example.
 const { default: Provider } = await import(process.env.OIDC_MODULE);
 
 const port = Number(process.env.OIDC_PORT);
@@ -26,7 +27,8 @@ const provider = new Provider(issuer, {
       accountId: id,
       async claims() {
         const unverified = id.startsWith('unverified-');
-        const email = unverified ? id.slice('unverified-'.length) : id;
+        const address = id.includes('|') ? id.slice(id.indexOf('|') + 1) : id;
+        const email = unverified ? address.slice('unverified-'.length) : address;
         return { sub: id, email, email_verified: !unverified };
       },
     };
