@@ -31,7 +31,6 @@ _Param = Annotated[Text | None, Query(max_length=2048)]
 async def put_sso_config(
     body: SsoConfigWrite,
     principal: SsoManager,
-    response: Response,
     service: SsoConfigService = Provide["sso_config_service"],
     tenants: TenantService = Provide["tenant_service"],
 ) -> SsoConfigRead:
@@ -39,7 +38,6 @@ async def put_sso_config(
     encrypted and never shown; `password_login_disabled` makes password logins of the tenant's
     users 403 `auth.password_login_disabled`."""
     info = await service.put(principal.tenant_id, body.to_input(), body.client_secret)
-    response.headers.update(NO_STORE)
     return SsoConfigRead.of(info, (await tenants.get(principal.tenant_id)).slug)
 
 
