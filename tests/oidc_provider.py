@@ -163,12 +163,17 @@ class Browser:
             response = await self.http.post(urljoin(str(response.url), action), data=data)
         raise AssertionError("the provider never redirected back to the app")
 
-    async def log_in(self, slug: str, login: str) -> httpx.Response:
-        """The whole chain: start, the provider's pages, the callback."""
+    async def callback(self, slug: str, login: str, **altered: str | None) -> str:
+        """Start a login and sign in at the provider; the callback URL, not visited yet.
+        `altered`: parameters of the authorization request changed on the way (an attacker
+        in the middle, or a browser extension)."""
         started = await self.start(slug)
         assert started.status_code == 302, started.text
-        callback = await self.authorize(started.headers["location"], login)
-        return await self.http.get(callback)
+        return await self.authorize(with_query(started.headers["location"], **altered), login)
+
+    async def log_in(self, slug: str, login: str) -> httpx.Response:
+        """The whole chain: start, the provider's pages, the callback."""
+        return await self.http.get(await self.callback(slug, login))
 
 
 def _b64(data: bytes) -> str:
@@ -203,6 +208,7 @@ class CraftedProvider:
         return Starlette(
             routes=[
                 Route("/.well-known/openid-configuration", self._discovery),
+                Route("/tenant-a/.well-known/openid-configuration", self._discovery),
                 Route("/jwks", self._jwks),
                 Route("/token", self._token, methods=["POST"]),
             ]

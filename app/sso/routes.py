@@ -14,7 +14,6 @@ from app.identity.schemas import TokenResponse
 from app.settings import Settings
 from app.sso.schemas import SsoConfigRead, SsoConfigWrite
 from app.sso.service import SsoCallback, SsoConfigService, SsoService
-from app.tenants.service import TenantService
 
 router = APIRouter(prefix="/v1", tags=["identity"])
 # The browser's side of a login: one cookie, sent back only to these routes.
@@ -32,13 +31,12 @@ async def put_sso_config(
     body: SsoConfigWrite,
     principal: SsoManager,
     service: SsoConfigService = Provide["sso_config_service"],
-    tenants: TenantService = Provide["tenant_service"],
 ) -> SsoConfigRead:
     """The tenant's OpenID Connect provider (owners only). The client secret is stored
     encrypted and never shown; `password_login_disabled` makes password logins of the tenant's
     users 403 `auth.password_login_disabled`."""
     info = await service.put(principal.tenant_id, body.to_input(), body.client_secret)
-    return SsoConfigRead.of(info, (await tenants.get(principal.tenant_id)).slug)
+    return SsoConfigRead.of(info)
 
 
 @router.get(
@@ -48,11 +46,9 @@ async def put_sso_config(
 async def get_sso_config(
     principal: SsoManager,
     service: SsoConfigService = Provide["sso_config_service"],
-    tenants: TenantService = Provide["tenant_service"],
 ) -> SsoConfigRead:
     """The configuration without its secret (404 `sso.not_configured` before the first PUT)."""
-    info = await service.get(principal.tenant_id)
-    return SsoConfigRead.of(info, (await tenants.get(principal.tenant_id)).slug)
+    return SsoConfigRead.of(await service.get(principal.tenant_id))
 
 
 @router.get(

@@ -77,7 +77,7 @@ class SsoConfigRead(Strict):
     updated_at: datetime
 
     @classmethod
-    def of(cls, info: SsoConfigInfo, slug: str) -> SsoConfigRead:
+    def of(cls, info: SsoConfigInfo) -> SsoConfigRead:
         config = info.config
         return cls(
             issuer=config.issuer,
@@ -87,6 +87,6 @@ class SsoConfigRead(Strict):
             jit_provisioning=config.jit_provisioning,
             password_login_disabled=config.password_login_disabled,
             redirect_uri=info.redirect_uri,
-            login_url=f"/v1/auth/sso/{slug}/start",
+            login_url=info.login_url,
             updated_at=config.updated_at,
         )

@@ -68,6 +68,11 @@ class SsoConfigInfo:
 
     config: SsoConfigRecord
     redirect_uri: str | None
+    tenant_slug: str
+
+    @property
+    def login_url(self) -> str:
+        return f"/v1/auth/sso/{self.tenant_slug}/start"
 
 
 class SsoConfigService:
@@ -106,15 +111,19 @@ class SsoConfigService:
                 given.password_login_disabled,
                 now,
             )
+            tenant = await uow.tenants.get(tenant_id)
             await uow.commit()
         log.info("sso.configured", tenant=str(tenant_id), issuer=given.issuer)
-        return SsoConfigInfo(record, self._settings.redirect_uri)
+        assert tenant is not None  # the caller's own tenant
+        return SsoConfigInfo(record, self._settings.redirect_uri, tenant.slug)
 
     async def get(self, tenant_id: uuid.UUID) -> SsoConfigInfo:
         record = await read_fresh(self._uow, tenant_id, lambda uow: uow.sso.config())
         if record is None:
             raise SsoNotConfigured("this tenant has no single sign-on configuration")
-        return SsoConfigInfo(record, self._settings.redirect_uri)
+        tenant = await read_fresh(self._uow, tenant_id, lambda uow: uow.tenants.get(tenant_id))
+        assert tenant is not None  # the caller's own tenant
+        return SsoConfigInfo(record, self._settings.redirect_uri, tenant.slug)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ from tests.oidc_provider import (
 )
 
 SSO = {"redirect_uri": REDIRECT_URI, "allow_http_issuers": True}
+ALICE = "alice@acme.example"
 
 
 @pytest.fixture(scope="module")
@@ -218,8 +219,7 @@ async def test_a_tampered_state_is_refused(
     sso: Harness, provider: NodeProvider, browser: Browser
 ) -> None:
     await configure(sso, provider.issuer)
-    started = await browser.start("acme")
-    callback = await browser.authorize(started.headers["location"], "alice@acme.example")
+    callback = await browser.callback("acme", ALICE)
     state = query_of(callback)["state"]
     tampered = state[:-4] + ("AAAA" if not state.endswith("AAAA") else "BBBB")
     refused(await browser.http.get(with_query(callback, state=tampered)), 400, "sso.state_invalid")
@@ -235,8 +235,7 @@ async def test_a_replayed_callback_and_a_replayed_code_are_refused(
     sso: Harness, provider: NodeProvider, browser: Browser
 ) -> None:
     await configure(sso, provider.issuer)
-    started = await browser.start("acme")
-    callback = await browser.authorize(started.headers["location"], "alice@acme.example")
+    callback = await browser.callback("acme", ALICE)
     assert (await browser.http.get(callback)).status_code == 200
     # The same callback again: its state was used.
     refused(await browser.http.get(callback), 400, "sso.state_invalid")
@@ -251,9 +250,7 @@ async def test_a_wrong_code_verifier_is_refused_by_the_provider(
     """Code injection: the authorization request carried someone else's PKCE challenge (an
     attacker's), so this server's verifier does not match it."""
     await configure(sso, provider.issuer)
-    started = await browser.start("acme")
-    forged = with_query(started.headers["location"], code_challenge="A" * 43)
-    callback = await browser.authorize(forged, "alice@acme.example")
+    callback = await browser.callback("acme", ALICE, code_challenge="A" * 43)
     refused(await browser.http.get(callback), 401, "sso.code_rejected")
 
 
@@ -261,8 +258,7 @@ async def test_a_missing_code_verifier_is_refused_by_the_provider(
     sso: Harness, provider: NodeProvider, browser: Browser
 ) -> None:
     await configure(sso, provider.issuer)
-    started = await browser.start("acme")
-    callback = await browser.authorize(started.headers["location"], "alice@acme.example")
+    callback = await browser.callback("acme", ALICE)
     sso.cluster.psql("primary", "UPDATE sso_logins SET code_verifier = ''")  # none is sent
     refused(await browser.http.get(callback), 401, "sso.code_rejected")
 
@@ -273,9 +269,7 @@ async def test_a_wrong_nonce_is_refused(
     """The nonce in the authorization request was replaced on the way: the provider's ID token
     carries the other one."""
     await configure(sso, provider.issuer)
-    started = await browser.start("acme")
-    swapped = with_query(started.headers["location"], nonce="someone-elses-nonce")
-    callback = await browser.authorize(swapped, "alice@acme.example")
+    callback = await browser.callback("acme", ALICE, nonce="someone-elses-nonce")
     refused(await browser.http.get(callback), 401, "sso.id_token_nonce")
 
 
@@ -286,8 +280,7 @@ async def test_an_authorization_response_from_another_issuer_is_refused(
     it sends `iss`, a response without it is refused too."""
     await configure(sso, provider.issuer)
     for iss in ("https://evil.example", None):
-        started = await browser.start("acme")
-        callback = await browser.authorize(started.headers["location"], "alice@acme.example")
+        callback = await browser.callback("acme", ALICE)
         refused(await browser.http.get(with_query(callback, iss=iss)), 401,
                 "sso.response_issuer_mismatch")  # fmt: skip
 
@@ -301,8 +294,7 @@ async def test_an_id_token_past_the_leeway_is_refused(
     browser = Browser(harness.app)
     try:
         await configure(harness, provider.issuer)
-        started = await browser.start("acme")
-        callback = await browser.authorize(started.headers["location"], "alice@acme.example")
+        callback = await browser.callback("acme", ALICE)
         harness.clock.advance(seconds=631)
         refused(await browser.http.get(callback), 401, "sso.id_token_expired")
     finally:
@@ -343,8 +335,7 @@ async def test_a_login_started_before_the_provider_changed_is_refused(
     sso: Harness, provider: NodeProvider, second_provider: NodeProvider, browser: Browser
 ) -> None:
     await configure(sso, provider.issuer)
-    started = await browser.start("acme")
-    callback = await browser.authorize(started.headers["location"], "alice@acme.example")
+    callback = await browser.callback("acme", ALICE)
     await configure(sso, second_provider.issuer)
     refused(await browser.http.get(callback), 400, "sso.state_invalid")
 
@@ -514,3 +505,12 @@ async def test_concurrent_first_logins_of_one_identity_make_one_user(
         "primary", "SELECT count(*) FROM users WHERE email = 'dana@acme.example'"
     )
     assert count == "1"
+
+
+async def test_a_provider_answering_nonsense_is_a_clean_502(
+    sso: Harness, crafted: CraftedProvider, browser: Browser
+) -> None:
+    """Its discovery document names another issuer than the one configured (OIDC Discovery
+    4.3): nothing it says is trusted."""
+    await configure(sso, crafted.issuer + "/tenant-a")  # the document says crafted.issuer
+    refused(await browser.start("acme"), 502, "sso.provider_error")
