@@ -52,6 +52,9 @@ from app.reports.service import ReportService, SalesProjector
 from app.secrets.box import SecretBox
 from app.secrets.service import SecretKeyRotation, WebhookSecrets
 from app.settings import load_settings
+from app.sso.oidc import OidcClient
+from app.sso.service import SsoConfigService, SsoService
+from app.sso.transport import open_sso_http, sso_http_lifecycle
 from app.tenancy.policies import TenantPolicies
 from app.tenancy.service import TenancyService
 from app.tenants.service import SignupLimit, TenantService
@@ -74,6 +77,7 @@ class Container(containers.DeclarativeContainer):
             "app.reports.routes",
             "app.flags.routes",
             "app.secrets.routes",
+            "app.sso.routes",
             "app.versions.routes",
         ],
         warn_unresolved=True,
@@ -254,6 +258,31 @@ class Container(containers.DeclarativeContainer):
         uow_factory=uow_factory.provider,
         box=secret_box,
         batch_size=settings.provided.secrets.rotation_batch_size,
+    )
+
+    # -- single sign-on: OpenID Connect per tenant, on authlib (app/sso/) ----------------------
+    # `sso_http`: the one httpx client to identity providers (timeouts from sso.*; tests
+    # override it to reach a test provider); `sso_oidc` holds the discovery and key-set caches.
+    sso_settings = settings.provided.sso
+    sso_http = providers.Singleton(open_sso_http, settings=sso_settings)
+    sso_http_lifecycle = providers.Resource(sso_http_lifecycle, client=sso_http)
+    sso_oidc = providers.Singleton(OidcClient, http=sso_http, clock=clock, settings=sso_settings)
+    sso_config_service = providers.Singleton(
+        SsoConfigService,
+        uow_factory=uow_factory.provider,
+        box=secret_box,
+        clock=clock,
+        settings=sso_settings,
+    )
+    sso_service = providers.Singleton(
+        SsoService,
+        uow_factory=uow_factory.provider,
+        clock=clock,
+        oidc=sso_oidc,
+        box=secret_box,
+        auth=auth_service,
+        hasher=password_hasher,
+        settings=sso_settings,
     )
 
     # -- catalog --------------------------------------------------------------------------------

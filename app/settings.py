@@ -462,6 +462,57 @@ class SecretsSettings(_Section):
         return value
 
 
+# ID-token algorithms that may be allowed: asymmetric only. `none` is never a signature, and
+# an HS* token would be checked with the client secret, which this server holds too (so could
+# forge): docs/decisions.md.
+SSO_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+
+
+class SsoSettings(_Section):
+    """OpenID Connect single sign-on for tenant staff (each tenant configures its provider)."""
+
+    redirect_uri: str | None = Field(
+        None,
+        description="This server's callback as registered at every tenant's provider, exactly"
+        " (https://api.example.com/v1/auth/sso/callback). Null: SSO logins are 503"
+        " sso.server_not_configured. Its scheme decides the cookie's Secure flag.",
+    )
+    login_ttl_seconds: int = Field(
+        600, ge=30, le=3600, description="How long a started login (state, nonce) stays usable."
+    )
+    leeway_seconds: int = Field(
+        30, ge=0, le=120, description="Clock skew allowed on the ID token's exp, iat and nbf."
+    )
+    metadata_ttl_seconds: float = Field(
+        3600.0,
+        ge=0,
+        description="Discovery documents and key sets are cached this long (an unknown kid"
+        " refetches the key set once at any time).",
+    )
+    http_timeout_seconds: float = Field(
+        5.0, gt=0, le=60, description="Timeout of each request to a provider (connect, read)."
+    )
+    allowed_algorithms: list[str] = Field(
+        default_factory=lambda: ["RS256", "PS256", "ES256", "EdDSA"],
+        min_length=1,
+        description="ID-token signature algorithms accepted (asymmetric only; never none/HS*).",
+    )
+    allow_http_issuers: bool = Field(
+        False,
+        description="Accept http:// issuer URLs (local test providers only; https otherwise).",
+    )
+
+    @field_validator("allowed_algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: list[str]) -> list[str]:
+        refused = sorted(set(value) - SSO_ALGORITHMS)
+        if refused:
+            raise ValueError(f"not allowed for ID tokens: {', '.join(refused)}")
+        return value
+
+
 class WorkerSettings(_Section):
     metrics_port: int | None = Field(
         9464,
@@ -710,6 +761,7 @@ class Settings(BaseSettings):
     broker: BrokerSettings = BrokerSettings()
     invalidation: InvalidationSettings = InvalidationSettings()
     secrets: SecretsSettings = SecretsSettings()
+    sso: SsoSettings = SsoSettings()
     plans: dict[str, PlanSettings] = Field(
         default_factory=dict,
         description="Named plans (tenants.plan); config/base.yaml defines free, pro, enterprise.",

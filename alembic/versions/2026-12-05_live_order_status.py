@@ -15,7 +15,7 @@ schema owner writes to `orders`, e.g. in a backfill, still get their event). Add
 previous release keeps running on this schema.
 
 Revision ID: 0015
-Revises: 0013
+Revises: 0014
 Create Date: 2026-12-05
 """
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 from alembic import context, op
 
 revision = "0015"
-down_revision = "0013"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 

@@ -47,6 +47,7 @@ from app.identity.repository import (
 from app.orders.repository import IdempotencyRepository, OrderEventRepository, OrderRepository
 from app.reports.repository import SalesRepository
 from app.secrets.repository import TenantSecretRepository
+from app.sso.repository import SsoRepository
 from app.tenancy.repository import TenantConfigRepository
 from app.tenants.repository import TenantRepository
 from app.versions.repository import ApiUsageRepository
@@ -198,6 +199,10 @@ class UnitOfWork:
     @cached_property
     def tenant_secrets(self) -> TenantSecretRepository:
         return TenantSecretRepository(self._conn, self.tenant_id)
+
+    @cached_property
+    def sso(self) -> SsoRepository:
+        return SsoRepository(self._conn, self.tenant_id)
 
     @cached_property
     def api_usage(self) -> ApiUsageRepository:

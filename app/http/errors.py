@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Match
 
 from app.core.errors import (
+    BadGateway,
     Conflict,
     DatabaseUnavailable,
     DomainError,
@@ -94,6 +95,7 @@ _STATUS: tuple[tuple[type[DomainError], int], ...] = (
     (Unprocessable, 422),
     (PreconditionRequired, 428),
     (TooManyRequests, 429),
+    (BadGateway, 502),
     (ServiceUnavailable, 503),
 )
 

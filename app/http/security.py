@@ -144,4 +144,5 @@ OrdersWriter = Annotated[Principal, allowed(Permission.ORDERS_WRITE)]
 OrdersWatcher = Annotated[Principal, allowed(Permission.ORDERS_WATCH)]
 ReportsReader = Annotated[Principal, allowed(Permission.REPORTS_READ)]
 VersionPinner = Annotated[Principal, allowed(Permission.API_VERSION_PIN)]
+SsoManager = Annotated[Principal, allowed(Permission.SSO_MANAGE)]
 Operator = Depends(require_operator)

@@ -34,6 +34,7 @@ class Permission(StrEnum):
     API_KEYS_MANAGE = "api_keys.manage"
     API_KEYS_DELETE = "api_keys.delete"
     API_VERSION_PIN = "api_version.pin"
+    SSO_MANAGE = "sso.manage"
 
 
 # permission: (least role that has it, API-key scope that grants it or None for users only)
@@ -52,6 +53,7 @@ TABLE: dict[Permission, tuple[Role, str | None]] = {
     Permission.API_KEYS_MANAGE: (Role.admin, "api_keys:manage"),
     Permission.API_KEYS_DELETE: (Role.owner, "api_keys:manage"),
     Permission.API_VERSION_PIN: (Role.owner, None),
+    Permission.SSO_MANAGE: (Role.owner, None),
 }
 
 SCOPES = frozenset(scope for _, scope in TABLE.values() if scope is not None)

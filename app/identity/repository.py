@@ -172,6 +172,15 @@ class UserRepository(TenantScoped):
         )
         return UserRecord(*row) if row else None
 
+    async def by_email(self, email: str, *, lock: bool = False) -> UserRecord | None:
+        row = await self._conn.fetchrow(
+            f"SELECT {_USER_COLUMNS} FROM users WHERE tenant_id = $1 AND email = $2"
+            + (" FOR UPDATE" if lock else ""),
+            self._tenant_id,
+            email,
+        )
+        return UserRecord(*row) if row else None
+
     async def lock_password_hash(self, user_id: uuid.UUID) -> str | None:
         """The user's current password hash, row locked (FOR UPDATE) until the transaction
         ends; None when the user no longer exists. Login issues its session under this lock,
