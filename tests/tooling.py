@@ -69,18 +69,9 @@ def debian_tool(binary: str, package: str) -> str:
 
 def npm_tool(binary: str, *packages: str) -> str:
     """The path of an npm package's `binary` under .cache/tools/npm, installing when missing."""
-    return str(_npm_installed(NPM_PREFIX / "node_modules" / ".bin" / binary, packages))
-
-
-def npm_package(name: str, spec: str) -> Path:
-    """The directory of the npm package `name` (a library, no binary) under .cache/tools/npm,
-    installing `spec` (e.g. `oidc-provider@9.13.3`) when missing."""
-    return _npm_installed(NPM_PREFIX / "node_modules" / name, (spec,))
-
-
-def _npm_installed(path: Path, packages: tuple[str, ...]) -> Path:
+    path = NPM_PREFIX / "node_modules" / ".bin" / binary
     if path.exists():
-        return path
+        return str(path)
     if not shutil.which("npm"):
         pytest.fail(f"npm missing: cannot install {' '.join(packages)}")
     with _installing():
@@ -97,7 +88,7 @@ def _npm_installed(path: Path, packages: tuple[str, ...]) -> Path:
             )
             if done.returncode != 0:
                 pytest.fail(f"npm install {' '.join(packages)} failed: {done.stderr[-300:]}")
-    return path
+    return str(path)
 
 
 PY_TOOLS = ROOT / ".cache" / "tools" / "py"

@@ -13,12 +13,10 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 from starlette.routing import Match
 
 from app.core.errors import (
-    BadGateway,
     Conflict,
     DatabaseUnavailable,
     DomainError,
@@ -56,7 +54,7 @@ _HTTP_CODES = {
 
 
 def problem(
-    request: HTTPConnection,
+    request: Request,
     status: int,
     code: str,
     title: str,
@@ -95,7 +93,6 @@ _STATUS: tuple[tuple[type[DomainError], int], ...] = (
     (Unprocessable, 422),
     (PreconditionRequired, 428),
     (TooManyRequests, 429),
-    (BadGateway, 502),
     (ServiceUnavailable, 503),
 )
 
@@ -110,8 +107,7 @@ def status_of(error: DomainError) -> int:
     return next((status for kind, status in _STATUS if isinstance(error, kind)), 400)
 
 
-async def render_domain(request: HTTPConnection, error: Exception) -> JSONResponse:
-    """Also for a WebSocket refused before its upgrade (app/http/websocket.py)."""
+async def render_domain(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, DomainError)
     status = status_of(error)
     headers = {}
