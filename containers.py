@@ -34,9 +34,11 @@ from app.identity.service import (
     api_key_usage_flusher,
 )
 from app.identity.throttle import ApiKeyThrottle, LoginThrottle
+from app.identity.tickets import WsTicketService
 from app.identity.tokens import TokenService
 from app.metrics import Metrics, watch_sources
 from app.ops.service import OpsService, migration_head, schema_compatibility
+from app.orders.live import OrderEventHub, live_dsn, live_hub
 from app.orders.service import OrderService
 from app.payments.gateway import (
     HttpPaymentGateway,
@@ -50,6 +52,9 @@ from app.reports.service import ReportService, SalesProjector
 from app.secrets.box import SecretBox
 from app.secrets.service import SecretKeyRotation, WebhookSecrets
 from app.settings import load_settings
+from app.sso.oidc import OidcClient
+from app.sso.service import SsoConfigService, SsoService
+from app.sso.transport import open_sso_http, sso_http_lifecycle
 from app.tenancy.policies import TenantPolicies
 from app.tenancy.service import TenancyService
 from app.tenants.service import SignupLimit, TenantService
@@ -72,6 +77,7 @@ class Container(containers.DeclarativeContainer):
             "app.reports.routes",
             "app.flags.routes",
             "app.secrets.routes",
+            "app.sso.routes",
             "app.versions.routes",
         ],
         warn_unresolved=True,
@@ -254,6 +260,31 @@ class Container(containers.DeclarativeContainer):
         batch_size=settings.provided.secrets.rotation_batch_size,
     )
 
+    # -- single sign-on: OpenID Connect per tenant, on authlib (app/sso/) ----------------------
+    # `sso_http`: the one httpx client to identity providers (timeouts from sso.*; tests
+    # override it to reach a test provider); `sso_oidc` holds the discovery and key-set caches.
+    sso_settings = settings.provided.sso
+    sso_http = providers.Singleton(open_sso_http, settings=sso_settings)
+    sso_http_lifecycle = providers.Resource(sso_http_lifecycle, client=sso_http)
+    sso_oidc = providers.Singleton(OidcClient, http=sso_http, clock=clock, settings=sso_settings)
+    sso_config_service = providers.Singleton(
+        SsoConfigService,
+        uow_factory=uow_factory.provider,
+        box=secret_box,
+        clock=clock,
+        settings=sso_settings,
+    )
+    sso_service = providers.Singleton(
+        SsoService,
+        uow_factory=uow_factory.provider,
+        clock=clock,
+        oidc=sso_oidc,
+        box=secret_box,
+        auth=auth_service,
+        hasher=password_hasher,
+        settings=sso_settings,
+    )
+
     # -- catalog --------------------------------------------------------------------------------
     catalog_service = providers.Singleton(
         CatalogService, uow_factory=uow_factory.provider, clock=clock, flags=flags
@@ -280,6 +311,33 @@ class Container(containers.DeclarativeContainer):
         gateway=payment_gateway,
         recovery_age_seconds=settings.provided.orders.recovery_age_seconds,
         observer=metrics,
+    )
+
+    # -- live order status over WebSocket (app/orders/live.py, app/http/websocket.py) ---------
+    # One LISTEN connection per API process (the hub's Resource) feeds every socket of the
+    # process; `live_dsn` is websocket.listen_url, else the primary's (None behind PgBouncer:
+    # sockets are refused with 503).
+    ws_ticket_service = providers.Singleton(
+        WsTicketService,
+        uow_factory=uow_factory.provider,
+        clock=clock,
+        ttl_seconds=settings.provided.websocket.ticket_ttl_seconds,
+    )
+    order_event_hub = providers.Singleton(
+        OrderEventHub,
+        uow_factory=uow_factory.provider,
+        queue_size=settings.provided.websocket.queue_size,
+        backfill_limit=settings.provided.websocket.backfill_limit,
+        observer=metrics,
+    )
+    order_event_hub_lifecycle = providers.Resource(
+        live_hub,
+        hub=order_event_hub,
+        listen_dsn=providers.Callable(
+            live_dsn,
+            settings.provided.websocket.listen_url,
+            providers.Callable(listen_dsn, settings.provided.database),
+        ),
     )
 
     # -- events: outbox relay, publisher, the sales read model --------------------------------

@@ -17,6 +17,7 @@ from app.identity import models as _identity  # noqa: F401
 from app.orders import models as _orders  # noqa: F401
 from app.reports import models as _reports  # noqa: F401
 from app.settings import load_settings
+from app.sso import models as _sso  # noqa: F401
 from app.tenants import models as _tenants  # noqa: F401
 from app.versions import models as _versions  # noqa: F401
 

@@ -29,6 +29,7 @@ from app.orders.routes import HOT_ROUTES as ORDER_HOT_ROUTES
 from app.orders.routes import router as orders_router
 from app.reports.routes import router as reports_router
 from app.secrets.routes import router as secrets_router
+from app.sso.routes import router as sso_router
 from app.tenants.routes import router as tenants_router
 from app.versions.routes import router as versions_router
 
@@ -98,7 +99,7 @@ def create_app(container: Any) -> FastAPI:
         install_docs(app)
     routers = [catalog_router, orders_router]  # hot routes first: matching is in order
     routers += [identity_router, reports_router, flags_router, tenants_router, versions_router]
-    routers += [secrets_router, ops_router]
+    routers += [secrets_router, sso_router, ops_router]
     for router in routers:
         app.include_router(router)
     # Inside the edge: added before it.

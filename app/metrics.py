@@ -128,6 +128,26 @@ class Metrics:
             ["topic"],
             registry=self.registry,
         )
+        self.ws_connections = Gauge(
+            "storefront_ws_connections",
+            "Open live order status WebSockets of this process.",
+            registry=self.registry,
+        )
+        self.ws_dropped = Counter(
+            "storefront_ws_dropped_total",
+            "Live status sockets closed with 1013 because the client did not keep up, by"
+            " reason: queue_full (its buffer overflowed), send_timeout (a message not taken in"
+            " websocket.send_timeout_seconds).",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in ("queue_full", "send_timeout"):
+            self.ws_dropped.labels(reason)
+        self.ws_listening = Gauge(
+            "storefront_ws_listening",
+            "1 while this process's LISTEN connection for live order status is up.",
+            registry=self.registry,
+        )
         self.rate_limit_fail_opens = Counter(
             "storefront_rate_limit_fail_open_total",
             "Requests admitted unchecked because the rate-limit store (Redis) did not answer.",
@@ -169,6 +189,15 @@ class Metrics:
 
     def invalidation_state(self, listening: bool) -> None:
         self.invalidation_listening.set(1 if listening else 0)
+
+    def live_socket(self, delta: int) -> None:
+        self.ws_connections.inc(delta)
+
+    def live_dropped(self, reason: str) -> None:
+        self.ws_dropped.labels(reason).inc()
+
+    def live_listening(self, listening: bool) -> None:
+        self.ws_listening.set(1 if listening else 0)
 
     def rate_limit_fail_open(self) -> None:
         self.rate_limit_fail_opens.inc()

@@ -98,6 +98,7 @@ class Scenario:
     about: str = ""
 
 
+WS_SCENARIO = "ws-500"
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
@@ -853,9 +854,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--scenario",
         action="extend",
         nargs="+",
-        choices=list(SCENARIOS),
+        choices=[*SCENARIOS, WS_SCENARIO],
         metavar="NAME",
-        help=f"scenarios to run, in this order: {', '.join(SCENARIOS)} (default: all)",
+        help=f"scenarios to run, in this order: {', '.join(SCENARIOS)} (default: all), and"
+        f" {WS_SCENARIO} (live order status to 500 WebSocket clients, bench/ws.py; only when"
+        " named)",
     )
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
     parser.add_argument(
@@ -875,6 +878,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.chdir(ROOT)  # the CLI and LocalCluster resolve config/, alembic/ and .local/ from here
     raise_fd_limit()
     names = set(args.scenario or SCENARIOS)
+    if WS_SCENARIO in names:  # not wrk: its own cluster, processes and clients
+        from bench.ws import run_ws
+
+        result, code = guarded(WS_SCENARIO, lambda: run_ws(args.duration))
+        if result is None:
+            return code
+        print("\n" + result)
+        names.discard(WS_SCENARIO)
+        if not names:
+            return 0
     scenarios = [
         s for s in SCENARIOS.values() if s.name in names
     ]  # canonical order: fewer restarts

@@ -69,9 +69,18 @@ def debian_tool(binary: str, package: str) -> str:
 
 def npm_tool(binary: str, *packages: str) -> str:
     """The path of an npm package's `binary` under .cache/tools/npm, installing when missing."""
-    path = NPM_PREFIX / "node_modules" / ".bin" / binary
+    return str(_npm_installed(NPM_PREFIX / "node_modules" / ".bin" / binary, packages))
+
+
+def npm_package(name: str, spec: str) -> Path:
+    """The directory of the npm package `name` (a library, no binary) under .cache/tools/npm,
+    installing `spec` (e.g. `oidc-provider@9.13.3`) when missing."""
+    return _npm_installed(NPM_PREFIX / "node_modules" / name, (spec,))
+
+
+def _npm_installed(path: Path, packages: tuple[str, ...]) -> Path:
     if path.exists():
-        return str(path)
+        return path
     if not shutil.which("npm"):
         pytest.fail(f"npm missing: cannot install {' '.join(packages)}")
     with _installing():
@@ -88,7 +97,7 @@ def npm_tool(binary: str, *packages: str) -> str:
             )
             if done.returncode != 0:
                 pytest.fail(f"npm install {' '.join(packages)} failed: {done.stderr[-300:]}")
-    return str(path)
+    return path
 
 
 PY_TOOLS = ROOT / ".cache" / "tools" / "py"

@@ -100,6 +100,13 @@ class TooManyRequests(DomainError):
     retry_after = 1
 
 
+class BadGateway(DomainError):
+    """An upstream this request depends on answered, but not usably (not an outage)."""
+
+    code = "upstream.bad_gateway"
+    title = "Bad gateway"
+
+
 class ServiceUnavailable(DomainError):
     code = "service.unavailable"
     title = "Service unavailable"

@@ -42,10 +42,12 @@ from app.identity.repository import (
     RefreshTokenRepository,
     RevocationRepository,
     UserRepository,
+    WsTicketRepository,
 )
-from app.orders.repository import IdempotencyRepository, OrderRepository
+from app.orders.repository import IdempotencyRepository, OrderEventRepository, OrderRepository
 from app.reports.repository import SalesRepository
 from app.secrets.repository import TenantSecretRepository
+from app.sso.repository import SsoRepository
 from app.tenancy.repository import TenantConfigRepository
 from app.tenants.repository import TenantRepository
 from app.versions.repository import ApiUsageRepository
@@ -163,6 +165,14 @@ class UnitOfWork:
         return OrderRepository(self._conn, self.tenant_id)
 
     @cached_property
+    def order_events(self) -> OrderEventRepository:
+        return OrderEventRepository(self._conn, self.tenant_id)
+
+    @cached_property
+    def ws_tickets(self) -> WsTicketRepository:
+        return WsTicketRepository(self._conn, self.tenant_id)
+
+    @cached_property
     def idempotency(self) -> IdempotencyRepository:
         return IdempotencyRepository(self._conn, self.tenant_id)
 
@@ -189,6 +199,10 @@ class UnitOfWork:
     @cached_property
     def tenant_secrets(self) -> TenantSecretRepository:
         return TenantSecretRepository(self._conn, self.tenant_id)
+
+    @cached_property
+    def sso(self) -> SsoRepository:
+        return SsoRepository(self._conn, self.tenant_id)
 
     @cached_property
     def api_usage(self) -> ApiUsageRepository:

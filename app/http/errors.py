@@ -13,10 +13,12 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 from starlette.routing import Match
 
 from app.core.errors import (
+    BadGateway,
     Conflict,
     DatabaseUnavailable,
     DomainError,
@@ -54,7 +56,7 @@ _HTTP_CODES = {
 
 
 def problem(
-    request: Request,
+    request: HTTPConnection,
     status: int,
     code: str,
     title: str,
@@ -93,6 +95,7 @@ _STATUS: tuple[tuple[type[DomainError], int], ...] = (
     (Unprocessable, 422),
     (PreconditionRequired, 428),
     (TooManyRequests, 429),
+    (BadGateway, 502),
     (ServiceUnavailable, 503),
 )
 
@@ -107,7 +110,8 @@ def status_of(error: DomainError) -> int:
     return next((status for kind, status in _STATUS if isinstance(error, kind)), 400)
 
 
-async def render_domain(request: Request, error: Exception) -> JSONResponse:
+async def render_domain(request: HTTPConnection, error: Exception) -> JSONResponse:
+    """Also for a WebSocket refused before its upgrade (app/http/websocket.py)."""
     assert isinstance(error, DomainError)
     status = status_of(error)
     headers = {}

@@ -60,7 +60,15 @@ _HEADERS: dict[str, tuple[dict[str, Any], str]] = {
         "The representation's version; send it as `If-Match` to update, `If-None-Match` to"
         " revalidate.",
     ),
-    "Location": ({"type": "string", "format": "uri-reference"}, "The created resource."),
+    "Location": (
+        {"type": "string", "format": "uri-reference"},
+        "The created resource (201), or where a redirect sends the browser (302).",
+    ),
+    "Set-Cookie": (
+        {"type": "string"},
+        "`sf_sso`: binds the SSO login to this browser (HttpOnly, SameSite=Lax, path"
+        " /v1/auth/sso, Secure when sso.redirect_uri is https).",
+    ),
     "X-Consistency-Token": (
         _HEADERS_SCHEMA_TOKEN,
         "Set when the request committed: send it back as `X-Consistency-Token` on reads to be"
@@ -163,6 +171,8 @@ _OPERATION_HEADERS: dict[str, dict[str, list[tuple[str, bool]]]] = {
     "create_api_key": {"201": _NO_STORE},
     "rotate_api_key": {"201": _NO_STORE},
     "generate_webhook_secret": {"201": _NO_STORE},
+    "start_sso": {"302": [("Location", True), ("Set-Cookie", True), *_NO_STORE]},
+    "sso_callback": {"200": _NO_STORE},
 }
 
 # Request headers a route reads as optional (so a missing one is its own 428/400, not a 422)
@@ -205,9 +215,10 @@ _READ_CONSISTENCY = {"type": "string", "enum": ["strong"], "title": "ReadConsist
 
 # Operations anyone may call (no credential): declared with an empty security requirement.
 PUBLIC = {"login", "refresh_token", "logout", "sign_up", "get_liveness", "get_readiness"}
+PUBLIC |= {"start_sso", "sso_callback"}  # the browser's side of an SSO login
 
 # Public operations counted per client address (app/http/ratelimit.py limited_by_address).
-_LIMITED_BY_ADDRESS = {"login", "refresh_token", "logout", "sign_up"}
+_LIMITED_BY_ADDRESS = {"login", "refresh_token", "logout", "sign_up", "start_sso", "sso_callback"}
 
 # Operations whose 503 has a body of their own besides the edge's problem.
 _OWN_503 = {"get_readiness"}

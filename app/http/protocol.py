@@ -18,15 +18,27 @@ descriptor for long:
 These answers are written by the protocol itself, before any application code runs, as
 problem+json without a request id. The request body has its own deadline and cap in
 `EdgeMiddleware`.
+
+WebSockets (`StorefrontWebSocketProtocol`, uvicorn's sans-I/O websockets protocol) differ from
+uvicorn's in two places: a close frame is written even while the transport is paused (a client
+that stopped reading must not keep its socket because the 1013 that drops it waits for it to
+read), and on shutdown open sockets get 1001 (going away) instead of 1012. A socket whose
+close frame cannot be flushed within `close_timeout` (a peer that never reads) is aborted, so
+its buffer is freed. The kernel's send buffer of a socket is capped at
+`websocket.send_buffer_bytes` (Linux autotunes it up to megabytes): what a client that stopped
+reading can pin in the kernel stays small, and it is found slow after that much, not after
+megabytes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 _REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large"}
 
@@ -150,4 +162,56 @@ def guarded_protocol(
             "max_header_bytes": max_header_bytes,
             "max_connections": max_connections,
         },
+    )
+
+
+GOING_AWAY = 1001
+
+
+class StorefrontWebSocketProtocol(WebSocketsSansIOProtocol):
+    close_timeout = 10.0  # then a peer that has not read our close frame is aborted
+    send_buffer_bytes = 65536
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer_bytes)
+
+    async def send(self, message: Any) -> None:
+        if message["type"] == "websocket.close" and self.handshake_complete:
+            # Past the write buffer's high-water mark uvicorn waits before every frame; the
+            # close frame goes into the (bounded) buffer at once instead.
+            self.writable.set()
+        await super().send(message)
+        if message["type"] == "websocket.close" and self.close_timer is not None:
+            self.close_timer.cancel()
+            self.close_timer = self.loop.call_later(self.close_timeout, self._close_or_abort)
+
+    def _close_or_abort(self) -> None:
+        self.close_timer = None
+        if self.transport.get_write_buffer_size():
+            self.transport.abort()  # the peer does not read: free the buffer now
+        else:
+            self.transport.close()
+
+    def shutdown(self) -> None:
+        """uvicorn's shutdown, with 1001 (the server goes away) for open sockets."""
+        if self.handshake_complete and not self.close_sent and not self.transport.is_closing():
+            self.stop_keepalive()
+            self.queue.put_nowait({"type": "websocket.disconnect", "code": GOING_AWAY})
+            self.conn.send_close(GOING_AWAY)
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.close_sent = True
+            self.close_timer = self.loop.call_later(self.close_timeout, self._close_or_abort)
+            return
+        super().shutdown()
+
+
+def websocket_protocol(send_buffer_bytes: int) -> type[StorefrontWebSocketProtocol]:
+    """The WebSocket protocol class uvicorn instantiates per upgraded connection."""
+    return type(
+        "StorefrontWebSocket",
+        (StorefrontWebSocketProtocol,),
+        {"send_buffer_bytes": send_buffer_bytes},
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.http.protocol import guarded_protocol
+from app.http.protocol import guarded_protocol, websocket_protocol
 from app.settings import Settings
 
 
@@ -18,6 +18,9 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "http": guarded_protocol(
             server.header_timeout_seconds, server.max_header_bytes, server.max_connections
         ),
+        # Close frames past a paused buffer, 1001 on shutdown, a capped kernel send buffer
+        # (app/http/protocol.py).
+        "ws": websocket_protocol(settings.websocket.send_buffer_bytes),
         "timeout_keep_alive": server.keep_alive_seconds,
         "timeout_graceful_shutdown": server.graceful_shutdown_seconds,
         "access_log": False,  # our middleware logs requests as JSON

@@ -90,3 +90,19 @@ class Revocation(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     revoked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class WsTicket(Base):
+    """A single-use WebSocket ticket (`POST /v1/ws-tickets`): a SHA-256 of the secret, bound to
+    the tenant and the principal that asked for it; redeeming deletes the row."""
+
+    __tablename__ = "ws_tickets"
+    __table_args__ = (Index("ix_ws_tickets_tenant_id", "tenant_id", "expires_at"),)
+
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    principal_kind: Mapped[str] = mapped_column(String(10))
+    principal_id: Mapped[uuid.UUID]
+    role: Mapped[str | None] = mapped_column(String(20))
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

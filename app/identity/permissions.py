@@ -25,6 +25,7 @@ class Permission(StrEnum):
     CATALOG_WRITE = "catalog.write"
     ORDERS_READ = "orders.read"
     ORDERS_WRITE = "orders.write"
+    ORDERS_WATCH = "orders.watch"
     REPORTS_READ = "reports.read"
     USERS_READ = "users.read"
     USERS_MANAGE = "users.manage"
@@ -33,6 +34,7 @@ class Permission(StrEnum):
     API_KEYS_MANAGE = "api_keys.manage"
     API_KEYS_DELETE = "api_keys.delete"
     API_VERSION_PIN = "api_version.pin"
+    SSO_MANAGE = "sso.manage"
 
 
 # permission: (least role that has it, API-key scope that grants it or None for users only)
@@ -41,6 +43,8 @@ TABLE: dict[Permission, tuple[Role, str | None]] = {
     Permission.CATALOG_WRITE: (Role.member, "catalog:write"),
     Permission.ORDERS_READ: (Role.viewer, "orders:read"),
     Permission.ORDERS_WRITE: (Role.member, "orders:write"),
+    # A WebSocket ticket and the live status sockets (the same order data as orders.read).
+    Permission.ORDERS_WATCH: (Role.viewer, "orders:read"),
     Permission.REPORTS_READ: (Role.viewer, "reports:read"),
     Permission.USERS_READ: (Role.admin, "users:manage"),
     Permission.USERS_MANAGE: (Role.admin, "users:manage"),
@@ -49,6 +53,7 @@ TABLE: dict[Permission, tuple[Role, str | None]] = {
     Permission.API_KEYS_MANAGE: (Role.admin, "api_keys:manage"),
     Permission.API_KEYS_DELETE: (Role.owner, "api_keys:manage"),
     Permission.API_VERSION_PIN: (Role.owner, None),
+    Permission.SSO_MANAGE: (Role.owner, None),
 }
 
 SCOPES = frozenset(scope for _, scope in TABLE.values() if scope is not None)

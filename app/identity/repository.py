@@ -172,6 +172,15 @@ class UserRepository(TenantScoped):
         )
         return UserRecord(*row) if row else None
 
+    async def by_email(self, email: str, *, lock: bool = False) -> UserRecord | None:
+        row = await self._conn.fetchrow(
+            f"SELECT {_USER_COLUMNS} FROM users WHERE tenant_id = $1 AND email = $2"
+            + (" FOR UPDATE" if lock else ""),
+            self._tenant_id,
+            email,
+        )
+        return UserRecord(*row) if row else None
+
     async def lock_password_hash(self, user_id: uuid.UUID) -> str | None:
         """The user's current password hash, row locked (FOR UPDATE) until the transaction
         ends; None when the user no longer exists. Login issues its session under this lock,
@@ -339,3 +348,47 @@ class RevocationRepository:
     async def purge(self, at: datetime) -> int:
         status: str = await self._conn.execute("DELETE FROM revocations WHERE expires_at <= $1", at)
         return int(status.split()[-1])
+
+
+@dataclass(frozen=True, slots=True)
+class WsTicketRecord:
+    principal_kind: str
+    principal_id: uuid.UUID
+    role: str | None
+    scopes: list[str]
+    expires_at: datetime
+
+
+class WsTicketRepository(TenantScoped):
+    """Single-use WebSocket tickets: a SHA-256 of the secret per row."""
+
+    async def add(self, token_hash: bytes, ticket: WsTicketRecord) -> None:
+        await self._conn.execute(
+            "INSERT INTO ws_tickets (token_hash, tenant_id, principal_kind, principal_id, role,"
+            " scopes, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            token_hash,
+            self._tenant_id,
+            ticket.principal_kind,
+            ticket.principal_id,
+            ticket.role,
+            ticket.scopes,
+            ticket.expires_at,
+        )
+
+    async def purge_expired(self, now: datetime) -> None:
+        await self._conn.execute(
+            "DELETE FROM ws_tickets WHERE tenant_id = $1 AND expires_at < $2",
+            self._tenant_id,
+            now,
+        )
+
+    async def redeem(self, token_hash: bytes) -> WsTicketRecord | None:
+        """Take the ticket: the row is deleted, so a second use finds nothing (one statement,
+        atomic: two concurrent uses cannot both get it)."""
+        row = await self._conn.fetchrow(
+            "DELETE FROM ws_tickets WHERE tenant_id = $1 AND token_hash = $2"
+            " RETURNING principal_kind, principal_id, role, scopes, expires_at",
+            self._tenant_id,
+            token_hash,
+        )
+        return WsTicketRecord(*row) if row else None

@@ -15,6 +15,7 @@ from app.http.security import (
     ApiKeysManager,
     ApiKeysReader,
     Authenticated,
+    OrdersWatcher,
     UsersManager,
     UsersReader,
 )
@@ -31,8 +32,10 @@ from app.identity.schemas import (
     UserCreate,
     UserRead,
     UserUpdate,
+    WsTicketRead,
 )
 from app.identity.service import ApiKeyService, AuthService, TokenPair, UserService
+from app.identity.tickets import WsTicketService
 from app.tenants.service import TenantService
 
 router = APIRouter(prefix="/v1", tags=["identity"])
@@ -131,6 +134,28 @@ async def get_me(
         role=principal.role.name if principal.role else None,
         scopes=sorted(principal.scopes),
         permissions=sorted(principal.permissions),
+    )
+
+
+@router.post(
+    "/ws-tickets",
+    status_code=status.HTTP_201_CREATED,
+    response_model=WsTicketRead,
+    responses=problem_responses(*_AUTH),
+)
+@inject
+async def create_ws_ticket(
+    principal: OrdersWatcher,
+    response: Response,
+    tickets: WsTicketService = Provide["ws_ticket_service"],
+) -> WsTicketRead:
+    """A single-use, short-lived ticket for the live order status WebSockets
+    (`/v1/orders/events`, `/v1/orders/{order_id}/events`): browsers cannot send headers on a
+    WebSocket, so they pass `?ticket=`. Bound to this caller's tenant and permissions."""
+    issued = await tickets.issue(principal)
+    response.headers.update(NO_STORE)
+    return WsTicketRead(
+        ticket=issued.ticket, expires_at=issued.expires_at, expires_in=issued.ttl_seconds
     )
 
 

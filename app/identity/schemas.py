@@ -146,3 +146,11 @@ class MeRead(BaseModel):
     role: RoleName | None = None
     scopes: list[str] = Field(description="API keys: their scopes; users: empty.")
     permissions: list[str] = Field(description="What this principal may do (docs/permissions.md).")
+
+
+class WsTicketRead(BaseModel):
+    ticket: str = Field(
+        description="Open the WebSocket with `?ticket=<this>`; valid once, within `expires_in`."
+    )
+    expires_at: datetime
+    expires_in: float = Field(description="Seconds the ticket stays valid.")

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from app.core.clock import Clock
-from app.core.errors import Conflict, NotFound, Unauthenticated, Unprocessable
+from app.core.errors import Conflict, Forbidden, NotFound, Unauthenticated, Unprocessable
 from app.core.pagination import Slice, decode_keyset, keyset_page
 from app.core.tasks import flushing
 from app.db.uow import UnitOfWork, UnitOfWorkFactory, read, read_fresh
@@ -61,6 +61,13 @@ class RotatedKeyMayNotGrant(InsufficientPermission):
 class InvalidCredentials(Unauthenticated):
     code = "auth.invalid_credentials"
     title = "Invalid credentials"
+
+
+class PasswordLoginDisabled(Forbidden):
+    """The tenant signs its staff in through its identity provider only (SSO)."""
+
+    code = "auth.password_login_disabled"
+    title = "Password login disabled"
 
 
 class InvalidRefreshToken(Unauthenticated):
@@ -465,6 +472,13 @@ class AuthService:
         finally:
             self._throttle.release(accounts)
         found, new_hash = matched[0]
+        # Asked only of the right password, so it reveals nothing to anyone else.
+        async with self._uow(found.tenant_id, read_only=True, strong=True) as uow:
+            if await uow.sso.password_login_disabled():
+                raise PasswordLoginDisabled(
+                    "this tenant signs in with its identity provider: GET"
+                    " /v1/auth/sso/{tenant}/start"
+                )
         async with self._uow(found.tenant_id) as uow:
             # Locked, and still the hash that was verified: a password change or deletion that
             # committed meanwhile wins (the same 401); one that comes later waits for this
@@ -474,7 +488,7 @@ class AuthService:
                 raise InvalidCredentials("wrong email or password")
             if new_hash is not None:  # legacy bcrypt (or weaker argon2 params): upgrade now
                 await uow.users.set_password_hash(found.user_id, new_hash)
-            pair = await self._issue(uow, found.user_id, found.tenant_id, Role[found.role])
+            pair = await self.issue_session(uow, found.user_id, found.tenant_id, Role[found.role])
             await uow.commit()
         return pair
 
@@ -525,7 +539,7 @@ class AuthService:
                 self._event("refresh_reused")
                 log.warning("auth.refresh_reused", user=str(token.user_id))
                 raise RefreshTokenReused("refresh token reused; the session was revoked")
-            pair = await self._issue(
+            pair = await self.issue_session(
                 uow, user.id, user.tenant_id, Role[user.role], family_id=token.family_id
             )
             await uow.commit()
@@ -548,7 +562,7 @@ class AuthService:
             await uow.commit()
         self._cache.revoke(token.family_id)
 
-    async def _issue(
+    async def issue_session(
         self,
         uow: UnitOfWork,
         user_id: uuid.UUID,
@@ -556,6 +570,8 @@ class AuthService:
         role: Role,
         family_id: uuid.UUID | None = None,
     ) -> TokenPair:
+        """A session in the caller's unit of work: a refresh token (a new family unless given)
+        and an access token. Password login, refresh and SSO login all end here."""
         family_id = family_id or uuid.uuid4()
         secret, digest = self._tokens.new_refresh()
         expires_at = self._clock.now() + timedelta(

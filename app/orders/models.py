@@ -124,3 +124,23 @@ class OutboxEvent(Base):
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     dead_lettered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class OrderEvent(Base):
+    """Every status an order takes, numbered per order from 1 (`seq`), written by a trigger on
+    `orders` in the transaction of the change (migration 0015), which also NOTIFYs
+    `storefront_order_events`; read by the live status WebSockets (app/orders/live.py)."""
+
+    __tablename__ = "order_events"
+    __table_args__ = (Index("ix_order_events_tenant_id", "tenant_id", "position"),)
+
+    order_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    tenant_id: Mapped[uuid.UUID]
+    position: Mapped[int] = mapped_column(BigInteger, Identity(always=False))
+    status: Mapped[str] = mapped_column(String(20))
+    occurred_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )

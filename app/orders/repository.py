@@ -157,6 +157,14 @@ class OrderRepository(TenantScoped):
             return None
         return (await self._with_lines([OrderRecord(*row)]))[0]
 
+    async def exists(self, order_id: uuid.UUID) -> bool:
+        found: bool = await self._conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM orders WHERE tenant_id = $1 AND id = $2)",
+            self._tenant_id,
+            order_id,
+        )
+        return found
+
     async def page(self, limit: int, after: tuple[datetime, uuid.UUID] | None) -> list[OrderRecord]:
         rows = await self._page(_ORDER_COLUMNS, "orders", limit, after)
         return await self._with_lines([OrderRecord(*row) for row in rows])
@@ -303,3 +311,63 @@ class IdempotencyRepository(TenantScoped):
             "SELECT storefront_purge_idempotency_keys($1)", before
         )
         return count
+
+
+@dataclass(frozen=True, slots=True)
+class OrderEventRecord:
+    """One status an order took: `seq` counts per order from 1 (gap-free, in commit order);
+    `position` orders the tenant's events (the tenant-wide stream's resume point)."""
+
+    order_id: uuid.UUID
+    seq: int
+    status: str
+    occurred_at: datetime
+    position: int
+
+
+_EVENT_COLUMNS = "order_id, seq, status, occurred_at, position"
+
+
+class OrderEventRepository(TenantScoped):
+    """`order_events` (written by a trigger on `orders`, migration 0015): read only."""
+
+    async def of_order(self, order_id: uuid.UUID, after: int, limit: int) -> list[OrderEventRecord]:
+        rows = await self._conn.fetch(
+            f"SELECT {_EVENT_COLUMNS} FROM order_events WHERE tenant_id = $1 AND order_id = $2"
+            " AND seq > $3 ORDER BY seq LIMIT $4",
+            self._tenant_id,
+            order_id,
+            after,
+            limit,
+        )
+        return [OrderEventRecord(*row) for row in rows]
+
+    async def of_tenant(self, after: int, limit: int) -> list[OrderEventRecord]:
+        rows = await self._conn.fetch(
+            f"SELECT {_EVENT_COLUMNS} FROM order_events WHERE tenant_id = $1 AND position > $2"
+            " ORDER BY position LIMIT $3",
+            self._tenant_id,
+            after,
+            limit,
+        )
+        return [OrderEventRecord(*row) for row in rows]
+
+    async def head(self) -> int:
+        """The tenant's newest position (0: no event yet)."""
+        head: int = await self._conn.fetchval(
+            "SELECT coalesce(max(position), 0) FROM order_events WHERE tenant_id = $1",
+            self._tenant_id,
+        )
+        return head
+
+    async def these(self, keys: list[tuple[uuid.UUID, int]]) -> list[OrderEventRecord]:
+        """The events named by (order, seq): what a batch of notifications announced."""
+        rows = await self._conn.fetch(
+            f"SELECT {_EVENT_COLUMNS} FROM order_events"
+            " JOIN unnest($2::uuid[], $3::bigint[]) AS k(o, s) ON order_id = k.o AND seq = k.s"
+            " WHERE tenant_id = $1",
+            self._tenant_id,
+            [order for order, _ in keys],
+            [seq for _, seq in keys],
+        )
+        return [OrderEventRecord(*row) for row in rows]

@@ -1,14 +1,16 @@
-"""Order routes: place (idempotent, with a hot path), list, read, cancel."""
+"""Order routes: place (idempotent, with a hot path), list, read, cancel; the live status
+WebSockets (app/http/websocket.py has their edge, app/orders/live.py the fan-out)."""
 
 import re
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, WebSocket, status
 from pydantic import ValidationError
 from starlette.responses import JSONResponse
 
-from app.core.errors import InvalidRequest
+from app.core.errors import DomainError, InvalidRequest
+from app.http import websocket as ws
 from app.http.di import Provide, inject
 from app.http.errors import render_domain
 from app.http.hot import HotRoute
@@ -18,9 +20,12 @@ from app.http.security import OrdersReader, OrdersWriter, authenticate, credenti
 from app.identity.authenticator import Authenticator
 from app.identity.permissions import Permission
 from app.identity.principal import Principal
+from app.identity.tickets import WsTicketService
+from app.orders.live import OrderEventHub
 from app.orders.schemas import OrderCreate, OrderRead
 from app.orders.service import OrderService, fingerprint
 from app.ratelimit.quotas import TenantQuotas
+from app.settings import Settings
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 _AUTH = AUTHENTICATED
@@ -146,6 +151,73 @@ async def cancel_order(
 ) -> OrderRead:
     """Voids the payment and restocks; cancelling a cancelled order returns it unchanged."""
     return OrderRead.of(await service.cancel(principal.tenant_id, order_id))
+
+
+_AFTER = Query(
+    ge=0,
+    le=2**63 - 1,
+    description="Resume point: the last `seq` received (one order; default 0, its whole"
+    " history) or the last `position` (the tenant's stream; default: live only).",
+)
+
+
+@router.websocket("/events")
+@inject
+async def watch_orders(
+    websocket: WebSocket,
+    after: Annotated[int | None, _AFTER] = None,
+    hub: OrderEventHub = Provide["order_event_hub"],
+    authenticator: Authenticator = Provide["authenticator"],
+    tickets: WsTicketService = Provide["ws_ticket_service"],
+    settings: Settings = Provide["settings"],
+) -> None:
+    """Status changes of every order of the caller's tenant (WebSocket)."""
+    await _watch(websocket, None, after, hub, authenticator, tickets, settings)
+
+
+@router.websocket("/{order_id}/events")
+@inject
+async def watch_order(
+    websocket: WebSocket,
+    order_id: uuid.UUID,
+    after: Annotated[int | None, _AFTER] = None,
+    hub: OrderEventHub = Provide["order_event_hub"],
+    authenticator: Authenticator = Provide["authenticator"],
+    tickets: WsTicketService = Provide["ws_ticket_service"],
+    settings: Settings = Provide["settings"],
+) -> None:
+    """Status changes of one order (WebSocket)."""
+    await _watch(websocket, order_id, after, hub, authenticator, tickets, settings)
+
+
+async def _watch(
+    websocket: WebSocket,
+    order_id: uuid.UUID | None,
+    after: int | None,
+    hub: OrderEventHub,
+    authenticator: Authenticator,
+    tickets: WsTicketService,
+    settings: Settings,
+) -> None:
+    config = settings.websocket
+    try:  # everything before accept(): a refusal is an HTTP answer, not an upgrade
+        ws.check_origin(websocket, config.allowed_origins)
+        hub.ensure_available()
+        principal = await ws.authenticate(
+            websocket, authenticator, tickets, Permission.ORDERS_WATCH
+        )
+        if order_id is not None:
+            await hub.check_order(principal.tenant_id, order_id)
+        elif after is None:
+            after = await hub.head(principal.tenant_id)
+    except DomainError as error:
+        await ws.refuse(websocket, error)
+        return
+    async with hub.subscribe(principal.tenant_id, order_id, after or 0) as subscription:
+        await websocket.accept()
+        await ws.stream(
+            websocket, hub, subscription, config.send_timeout_seconds, config.heartbeat_seconds
+        )
 
 
 HOT_ROUTES = [HotRoute(router, "POST", "", place_order_hot)]

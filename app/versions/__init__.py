@@ -61,10 +61,12 @@ class ApiVersion:
 def _versions() -> tuple[ApiVersion, ...]:
     from app.versions.changes.order_lines import OrderItemsBecomeLines
     from app.versions.changes.pin_permission import MeListsTheVersionPin
+    from app.versions.changes.sso_permission import MeListsTheSsoPermission
 
     return (
         ApiVersion("2026-11-23"),
         ApiVersion("2026-12-03", (OrderItemsBecomeLines(), MeListsTheVersionPin())),
+        ApiVersion("2026-12-04", (MeListsTheSsoPermission(),)),
     )
 
 

@@ -56,7 +56,7 @@ async def test_sign_up_pins_the_newest_and_the_owner_moves_the_pin(harness: Harn
         "pinned": NEWEST.name,
         "served": NEWEST.name,
         "newest": NEWEST.name,
-        "versions": ["2026-11-23", "2026-12-03"],
+        "versions": ["2026-11-23", "2026-12-03", "2026-12-04"],
     }
     moved = await harness.client.put("/v1/api-version", json={"version": FIRST.name}, headers=owner)
     assert moved.status_code == 200, moved.text

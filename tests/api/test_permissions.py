@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from app.core.money import Money
 from app.devcluster import LocalCluster
 from app.http.etags import etag
 from app.identity.permissions import SCOPES, TABLE, Permission, Role
+from app.sso.service import SsoConfigInput
 from tests.conftest import Harness, close_harness, open_harness
 
 P = Permission
@@ -40,6 +42,12 @@ def role(name: str) -> tuple[Permission, ...]:
     return tuple(p for p, (least, _) in TABLE.items() if Role[name] >= least)
 
 
+SSO_CONFIG = {
+    "issuer": "https://login.acme.example",
+    "client_id": "storefront",
+    "client_secret": "a-client-secret",
+    "allowed_domains": ["acme.example"],
+}
 PRODUCT = {"sku": "NEW-1", "name": "New", "price": {"amount": 1, "currency": "EUR"}}
 CASES = [
     _case("GET", "/v1/me"),
@@ -106,8 +114,14 @@ CASES = [
         },
     ),
     _case("POST", "/v1/orders/{order}/cancel", P.ORDERS_WRITE),
+    _case("POST", "/v1/ws-tickets", P.ORDERS_WATCH),
     _case("GET", "/v1/reports/sales?from=2026-01-01&to=2026-01-31", P.REPORTS_READ),
+    _case("GET", "/v1/sso-config", P.SSO_MANAGE),
+    _case("PUT", "/v1/sso-config", P.SSO_MANAGE, body=SSO_CONFIG),
 ]
+SSO_SETUP = SsoConfigInput(
+    "https://login.acme.example", "storefront", ["acme.example"], Role.member, False, False
+)
 PRINCIPALS = [f"role:{role.name}" for role in Role] + [f"scope:{s}" for s in sorted(SCOPES)]
 
 
@@ -163,6 +177,7 @@ async def test_route_allows_exactly_what_the_table_says(
     )
     key, _ = await container.api_key_service().issue(tenant.id, "target", ["catalog:read"])
     await container.webhook_secrets().generate(tenant.id)
+    await container.sso_config_service().put(tenant.id, SSO_SETUP, SecretStr("a-client-secret"))
     sold = await container.catalog_service().create(  # orders leave `product` untouched
         tenant.id, "SKU-2", "Other", None, Money(100, "EUR"), 5
     )

@@ -41,6 +41,7 @@ def test_roles_are_cumulative_and_only_owners_transfer_or_delete_keys() -> None:
     assert role_permissions(Role.viewer) == {
         Permission.CATALOG_READ,
         Permission.ORDERS_READ,
+        Permission.ORDERS_WATCH,  # the live status sockets: the same data as orders.read
         Permission.REPORTS_READ,
     }
 
