@@ -41,8 +41,12 @@ ACCEPTED: dict[str, tuple[str, Callable[[Finding], bool]]] = {
         lambda f: _response_side(f) or _header_named(f, {"If-Match", "If-None-Match"}),
     ),
     "owasp:api4:2023-string-restricted": (
-        "Response fields; If-Match / If-None-Match take entity-tag lists (any string compares).",
-        lambda f: _response_side(f) or _header_named(f, {"If-Match", "If-None-Match"}),
+        "Response fields; If-Match / If-None-Match take entity-tag lists (any string compares);"
+        " the sf_sso binding cookie takes any value (a malformed one is replaced at start and"
+        " fails the binding at the callback, so a stale cookie never blocks a login).",
+        lambda f: (
+            _response_side(f) or _header_named(f, {"If-Match", "If-None-Match", "sf_sso"})
+        ),
     ),
     "owasp:api4:2023-integer-limit": ("Response fields.", _response_side),
     "owasp:api4:2023-array-limit": ("Response fields.", _response_side),
@@ -55,10 +59,8 @@ ACCEPTED: dict[str, tuple[str, Callable[[Finding], bool]]] = {
         lambda f: _operation(f) in _PROBES_AND_OPS,
     ),
     "owasp:api8:2023-define-error-responses-401": (
-        "Public operations (no credential, so no 401): logout, sign-up, probes.",
-        lambda f: (
-            _operation(f) in {"/v1/auth/logout", "/v1/tenants", "/health/live"} | {"/health/ready"}
-        ),
+        "Public operations (no credential, so no 401): logout, sign-up, SSO start, probes.",
+        lambda f: _operation(f) in _PUBLIC_NO_401,
     ),
     "owasp:api2:2023-write-restricted": (
         "Public by design: log-in, refresh, logout, sign-up.",
@@ -68,10 +70,14 @@ ACCEPTED: dict[str, tuple[str, Callable[[Finding], bool]]] = {
         ),
     ),
     "owasp:api2:2023-read-restricted": (
-        "Public by design: liveness and readiness probes.",
-        lambda f: _operation(f) in {"/health/live", "/health/ready"},
+        "Public by design: liveness and readiness probes; the SSO start and callback (the"
+        " browser has no credential yet: the provider's login is it).",
+        lambda f: _operation(f) in {"/health/live", "/health/ready"} | _SSO_LOGIN,
     ),
 }
+_SSO_LOGIN = {"/v1/auth/sso/{tenant_slug}/start", "/v1/auth/sso/callback"}
+_PUBLIC_NO_401 = {"/v1/auth/logout", "/v1/tenants", "/health/live", "/health/ready"}
+_PUBLIC_NO_401 |= {"/v1/auth/sso/{tenant_slug}/start"}
 _PROBES_AND_OPS = {"/health/live", "/health/ready", "/ops/db", "/ops/tenants/{tenant_id}"}
 _PROBES_AND_OPS |= {"/metrics"}
 _UNCOUNTED = _PROBES_AND_OPS
