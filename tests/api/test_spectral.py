@@ -44,9 +44,7 @@ ACCEPTED: dict[str, tuple[str, Callable[[Finding], bool]]] = {
         "Response fields; If-Match / If-None-Match take entity-tag lists (any string compares);"
         " the sf_sso binding cookie takes any value (a malformed one is replaced at start and"
         " fails the binding at the callback, so a stale cookie never blocks a login).",
-        lambda f: (
-            _response_side(f) or _header_named(f, {"If-Match", "If-None-Match", "sf_sso"})
-        ),
+        lambda f: _response_side(f) or _header_named(f, {"If-Match", "If-None-Match", "sf_sso"}),
     ),
     "owasp:api4:2023-integer-limit": ("Response fields.", _response_side),
     "owasp:api4:2023-array-limit": ("Response fields.", _response_side),
