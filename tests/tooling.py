@@ -1,8 +1,8 @@
 """Third-party tools the suite runs (Chromium, promtool, Spectral, ...), installed by the test
 set-up when missing: Debian packages with apt-get, npm packages into `.cache/tools/npm`.
 
-An install that cannot happen (no root, no registry) skips the test that needs the tool, with
-the reason; on CI (root, registries reachable) the tool is always there.
+An install that cannot happen (no root and no password-less sudo, no registry) fails the test
+that needs the tool, saying what to install: a missing tool never passes for a tested one.
 """
 
 from __future__ import annotations
@@ -46,18 +46,19 @@ def _which(binary: str) -> str | None:
 def debian_tool(binary: str, package: str) -> str:
     """The path of `binary`, installing Debian's `package` when it is missing. A failed install
     fails the test (CI runs as root and must test the real tool); only a non-root developer
-    machine without the tool skips, saying what to install."""
+    machine installs through password-less `sudo`, or the test fails saying what to install."""
     found = _which(binary)
     if found:
         return found
-    if os.geteuid() != 0:
-        pytest.skip(f"{binary} missing and not root: apt-get install {package}")
+    root: tuple[str, ...] = () if os.geteuid() == 0 else ("sudo", "-n")
+    if root and shutil.which("sudo") is None:
+        pytest.fail(f"{binary} missing and no root to install it: apt-get install {package}")
     with _installing():
         if not _which(binary):
-            install = ("apt-get", "install", "-y", "--no-install-recommends", package)
+            install = (*root, "apt-get", "install", "-y", "--no-install-recommends", package)
             done = _run(*install)
             if done.returncode != 0:  # stale package lists: refresh once, then retry
-                _run("apt-get", "update")
+                _run(*root, "apt-get", "update")
                 done = _run(*install)
             if done.returncode != 0:
                 pytest.fail(f"apt-get install {package} failed: {done.stderr.strip()[-300:]}")

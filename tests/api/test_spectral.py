@@ -70,14 +70,14 @@ ACCEPTED: dict[str, tuple[str, Callable[[Finding], bool]]] = {
     "owasp:api2:2023-read-restricted": (
         "Public by design: liveness and readiness probes; the SSO start and callback (the"
         " browser has no credential yet: the provider's login is it).",
-        lambda f: _operation(f) in {"/health/live", "/health/ready"} | _SSO_LOGIN,
+        lambda f: _operation(f) in _PROBES | _SSO_LOGIN,
     ),
 }
-_SSO_LOGIN = {"/v1/auth/sso/{tenant_slug}/start", "/v1/auth/sso/callback"}
-_PUBLIC_NO_401 = {"/v1/auth/logout", "/v1/tenants", "/health/live", "/health/ready"}
-_PUBLIC_NO_401 |= {"/v1/auth/sso/{tenant_slug}/start"}
-_PROBES_AND_OPS = {"/health/live", "/health/ready", "/ops/db", "/ops/tenants/{tenant_id}"}
-_PROBES_AND_OPS |= {"/metrics"}
+_PROBES = {"/health/live", "/health/ready"}
+_SSO_START = "/v1/auth/sso/{tenant_slug}/start"
+_SSO_LOGIN = {_SSO_START, "/v1/auth/sso/callback"}
+_PUBLIC_NO_401 = _PROBES | {"/v1/auth/logout", "/v1/tenants", _SSO_START}
+_PROBES_AND_OPS = _PROBES | {"/ops/db", "/ops/tenants/{tenant_id}", "/metrics"}
 _UNCOUNTED = _PROBES_AND_OPS
 
 
