@@ -492,7 +492,33 @@ class SsoSettings(_Section):
         " refetches the key set once at any time).",
     )
     http_timeout_seconds: float = Field(
-        5.0, gt=0, le=60, description="Timeout of each request to a provider (connect, read)."
+        5.0,
+        gt=0,
+        le=60,
+        description="Deadline of each request to a provider, in total (connect, send, the"
+        " whole answer): a provider that trickles its answer is cut off at it.",
+    )
+    max_response_bytes: int = Field(
+        262144,
+        ge=4096,
+        le=16777216,
+        description="A provider's answer (discovery document, key set, token response) larger"
+        " than this is refused (502 sso.provider_error).",
+    )
+    max_connections: int = Field(
+        100, ge=1, le=10000, description="Connections to all providers together (per process)."
+    )
+    max_concurrent_per_tenant: int = Field(
+        4,
+        ge=1,
+        le=100,
+        description="Requests in flight to one tenant's provider (per process); more are 503"
+        " sso.provider_busy at once, so a tenant with a slow provider cannot take the pool.",
+    )
+    cache_entries: int = Field(
+        1000,
+        ge=1,
+        description="Discovery documents and key sets kept (each; least recently used go).",
     )
     allowed_algorithms: list[str] = Field(
         default_factory=lambda: ["RS256", "PS256", "ES256", "EdDSA"],
@@ -502,6 +528,11 @@ class SsoSettings(_Section):
     allow_http_issuers: bool = Field(
         False,
         description="Accept http:// issuer URLs (local test providers only; https otherwise).",
+    )
+    allow_private_addresses: bool = Field(
+        False,
+        description="Let providers be on loopback, private or link-local addresses (local test"
+        " providers only: otherwise a tenant's issuer could reach this network's services).",
     )
 
     @field_validator("allowed_algorithms")

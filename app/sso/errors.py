@@ -109,6 +109,14 @@ class SsoEmailUnverified(Forbidden):
     title = "Email not verified by the identity provider"
 
 
+class SsoEmailInvalid(Forbidden):
+    """The provider's email is not a plain ASCII address (one `@`, a domain name): nothing that
+    would need Unicode case folding is ever compared with this tenant's accounts."""
+
+    code = "sso.email_invalid"
+    title = "Email not usable"
+
+
 class SsoEmailDomain(Forbidden):
     code = "sso.email_domain_not_allowed"
     title = "Email domain not allowed"
@@ -131,6 +139,24 @@ class SsoProviderUnavailable(ServiceUnavailable):
     code = "sso.provider_unavailable"
     title = "Identity provider unavailable"
     retry_after = 5
+
+
+class SsoProviderBusy(ServiceUnavailable):
+    """As many requests to this tenant's provider are in flight as `sso.max_concurrent_per_tenant`
+    allows (its provider is slow): refused at once rather than queued."""
+
+    code = "sso.provider_busy"
+    title = "Identity provider busy"
+    retry_after = 5
+
+
+class SsoProviderAddressNotAllowed(BadGateway):
+    """A URL of the provider leads to an address that is not globally reachable (loopback,
+    private, link-local): this server does not make requests into its own network for a
+    tenant."""
+
+    code = "sso.provider_address_not_allowed"
+    title = "Identity provider address not allowed"
 
 
 class SsoProviderError(BadGateway):

@@ -11,6 +11,7 @@ and every query stays under row-level security.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -25,13 +26,15 @@ from app.core.clock import Clock
 from app.db.uow import UnitOfWork, UnitOfWorkFactory, read_fresh
 from app.identity.passwords import PasswordHasher
 from app.identity.permissions import Role
-from app.identity.service import AuthService, TokenPair, normalize_email
+from app.identity.service import AuthService, TokenPair
 from app.secrets.box import SecretBox
 from app.settings import SsoSettings
 from app.sso.errors import (
+    IdTokenInvalid,
     SsoAccountLinked,
     SsoConfigInvalid,
     SsoEmailDomain,
+    SsoEmailInvalid,
     SsoEmailUnverified,
     SsoNoAccount,
     SsoNotConfigured,
@@ -40,10 +43,16 @@ from app.sso.errors import (
     SsoServerNotConfigured,
     SsoStateInvalid,
 )
-from app.sso.oidc import OidcClient, authorization_url
+from app.sso.oidc import OidcClient, authorization_url, error_code, url_problem
 from app.sso.repository import SsoConfigRecord, SsoLoginRecord
 
 log = structlog.get_logger(__name__)
+# A plain address: an unquoted ASCII local part, one `@`, a domain name of ASCII labels.
+_EMAIL = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
+    r"[A-Za-z]{2,63}",
+    re.ASCII,
+)
 CLIENT_SECRET = "sso_client_secret"  # its name in tenant_secrets
 SSO_ROLES = (Role.viewer, Role.member, Role.admin)  # a default role; never owner
 
@@ -88,10 +97,9 @@ class SsoConfigService:
         self, tenant_id: uuid.UUID, given: SsoConfigInput, client_secret: SecretStr | None
     ) -> SsoConfigInfo:
         """Replace the configuration; `client_secret` None keeps the stored one."""
-        issuer = urlsplit(given.issuer)
-        schemes = ("https", "http") if self._settings.allow_http_issuers else ("https",)
-        if issuer.scheme not in schemes or not issuer.hostname or issuer.query or issuer.fragment:
-            raise SsoConfigInvalid(f"the issuer must be a {' or '.join(schemes)} URL")
+        problem = url_problem(given.issuer, self._settings)
+        if problem is not None or urlsplit(given.issuer).query:
+            raise SsoConfigInvalid(f"the issuer {problem or 'must not have a query'}")
         if given.default_role not in SSO_ROLES:
             raise SsoConfigInvalid("new users cannot be made owners by their provider")
         ciphertext = self._box.encrypt(client_secret) if client_secret is not None else None
@@ -181,7 +189,7 @@ class SsoService:
         config = await read_fresh(self._uow, tenant.id, lambda uow: uow.sso.config())
         if config is None:
             raise SsoNotConfigured("no single sign-on for this tenant")
-        metadata = await self._oidc.metadata(config.issuer)
+        metadata = await self._oidc.metadata(tenant.id, config.issuer)
         if binding is None or len(binding) != 43:  # token_urlsafe(32)
             binding = secrets.token_urlsafe(32)
         state = tenant.id.hex + secrets.token_urlsafe(32)
@@ -212,26 +220,40 @@ class SsoService:
         config = await read_fresh(self._uow, login.tenant_id, lambda uow: uow.sso.config())
         if config is None or config.issuer != login.issuer:
             raise SsoStateInvalid("the tenant's identity provider changed during this login")
-        if response.error is not None:
-            detail = response.error_description or response.error
-            raise SsoProviderRefused(f"the identity provider refused: {detail[:200]}")
-        metadata = await self._oidc.metadata(config.issuer)
+        metadata = await self._oidc.metadata(login.tenant_id, config.issuer)
+        # RFC 9207 before anything else of the response is believed, its error included.
         if response.iss is not None and response.iss != metadata.issuer:
             raise SsoResponseIssuerMismatch("the authorization response names another issuer")
         if response.iss is None and metadata.iss_parameter_supported:
             raise SsoResponseIssuerMismatch("the authorization response lacks its issuer")
+        if response.error is not None:
+            # Only the OAuth error code is repeated: the description is the provider's text.
+            raise SsoProviderRefused(
+                f"the identity provider refused ({error_code(response.error)})"
+            )
         if not response.code:
             raise SsoStateInvalid("the authorization response has no code")
         secret = await self._client_secret(login.tenant_id)
         id_token = await self._oidc.exchange(
-            metadata, config.client_id, secret, response.code, login.code_verifier, redirect_uri
+            login.tenant_id,
+            metadata,
+            config.client_id,
+            secret,
+            response.code,
+            login.code_verifier,
+            redirect_uri,
         )
         claims = await self._oidc.verify(
-            metadata, id_token, config.client_id, login.nonce, login.created_at.timestamp()
+            login.tenant_id,
+            metadata,
+            id_token,
+            config.client_id,
+            login.nonce,
+            login.created_at.timestamp(),
         )
         email = _allowed_email(claims, config)
         async with self._uow(login.tenant_id) as uow:
-            user_id, role = await self._account(uow, config, str(claims["sub"]), email)
+            user_id, role = await self._account(uow, config, _subject(claims), email)
             pair = await self._auth.issue_session(uow, user_id, login.tenant_id, role)
             await uow.commit()
         log.info("sso.login", tenant=str(login.tenant_id), user=str(user_id))
@@ -290,14 +312,28 @@ class SsoService:
         return created.id, Role[created.role]
 
 
+def _subject(claims: dict[str, Any]) -> str:
+    """`sub`: at most 255 printable ASCII characters (OIDC Core 2), kept exactly."""
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not 0 < len(subject) <= 255:
+        raise IdTokenInvalid("the ID token's sub is not usable")
+    if not (subject.isascii() and subject.isprintable()):
+        raise IdTokenInvalid("the ID token's sub is not usable")
+    return subject
+
+
 def _allowed_email(claims: dict[str, Any], config: SsoConfigRecord) -> str:
-    """The ID token's email, when the provider verified it and its domain is allowed."""
+    """The ID token's email, when the provider verified it, it is a plain ASCII address and
+    its domain is allowed. ASCII only: lower-casing it is then exact (no Unicode case folding,
+    where the Kelvin sign becomes `k`), so it can only match the account with that address."""
     email = claims.get("email")
-    if not isinstance(email, str) or "@" not in email:
+    if not isinstance(email, str) or not email:
         raise SsoEmailUnverified("the identity provider sent no email")
     if claims.get("email_verified") is not True:
         raise SsoEmailUnverified("the identity provider has not verified this email")
-    email = normalize_email(email)
+    if len(email) > 254 or _EMAIL.fullmatch(email) is None:
+        raise SsoEmailInvalid("the identity provider's email is not a plain ASCII address")
+    email = email.lower()
     if email.rsplit("@", 1)[1] not in config.allowed_domains:
         raise SsoEmailDomain("this email's domain may not sign in to this tenant")
     return email

@@ -8,9 +8,12 @@ Every refusal is problem+json with a stable code."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gzip
+import json
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -32,7 +35,7 @@ from tests.oidc_provider import (
     with_query,
 )
 
-SSO = {"redirect_uri": REDIRECT_URI, "allow_http_issuers": True}
+SSO = {"redirect_uri": REDIRECT_URI, "allow_http_issuers": True, "allow_private_addresses": True}
 ALICE = "alice@acme.example"
 
 
@@ -514,3 +517,249 @@ async def test_a_provider_answering_nonsense_is_a_clean_502(
     4.3): nothing it says is trusted."""
     await configure(sso, crafted.issuer + "/tenant-a")  # the document says crafted.issuer
     refused(await browser.start("acme"), 502, "sso.provider_error")
+
+
+# -- a hostile issuer: its owner controls where this server connects (SSRF) --------------------
+
+HOSTILE = {"redirect_uri": REDIRECT_URI, "allow_http_issuers": True}  # private addresses refused
+
+
+async def put_config(harness: Harness, issuer: str, slug: str = "acme") -> httpx.Response:
+    await sign_up(harness.client, slug)
+    owner = bearer(await log_in(harness.client, f"owner@{slug}.example"))
+    body = {
+        "issuer": issuer,
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "allowed_domains": [f"{slug}.example"],
+    }
+    return await harness.client.put("/v1/sso-config", json=body, headers=owner)
+
+
+@pytest.mark.parametrize(
+    "issuer",
+    [
+        "http://127.0.0.1:8080",
+        "http://169.254.169.254/latest",  # the cloud metadata service
+        "http://10.0.0.5",
+        "http://[::1]:8080",
+        "http://[fd00::1]",
+        "http://0.0.0.0:5432",
+        "https://login.example@127.0.0.1",  # user info: the host is 127.0.0.1
+        "https://user:pw@login.example",
+        "https://[::1",  # malformed: once a 500
+        "https://login.example:abc",  # a port that is not a number: once accepted, then 500s
+        "https://login.example:99999",
+    ],
+)
+async def test_issuers_on_internal_addresses_malformed_or_with_user_info_are_refused(
+    make_harness: Any, issuer: str
+) -> None:
+    harness: Harness = await make_harness(sso=HOSTILE)
+    refused(await put_config(harness, issuer), 422, "sso.config_invalid")
+
+
+@contextlib.asynccontextmanager
+async def raw_provider(
+    answer: Callable[[str, asyncio.StreamWriter], Awaitable[None]],
+) -> AsyncIterator[tuple[str, list[bytes]]]:
+    """An HTTP server on a real socket that answers every request with `answer(base, writer)`;
+    yields its base URL and the requests it received."""
+    received: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            received.append(await reader.readuntil(b"\r\n\r\n"))
+            await answer(base, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        yield base, received
+    finally:
+        server.close()
+
+
+def discovery(base: str) -> bytes:
+    document = {
+        "issuer": base,
+        "authorization_endpoint": f"{base}/auth",
+        "token_endpoint": f"{base}/token",
+        "jwks_uri": f"{base}/jwks",
+    }
+    return http_answer(json.dumps(document).encode())
+
+
+def http_answer(body: bytes, *headers: str, status: str = "200 OK") -> bytes:
+    head = [f"HTTP/1.1 {status}", "Content-Type: application/json",
+            f"Content-Length: {len(body)}", *headers]  # fmt: skip
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+async def test_a_name_that_leads_to_an_internal_address_is_refused_when_connected(
+    make_harness: Any,
+) -> None:
+    """`localhost` is a name, so the configuration takes it; the connection is checked where
+    it goes (127.0.0.1) and refused before a byte of HTTP is sent."""
+
+    async def answer(base: str, writer: asyncio.StreamWriter) -> None:
+        writer.write(discovery(base))
+
+    harness: Harness = await make_harness(sso=HOSTILE)
+    browser = Browser(harness.app)
+    try:
+        async with raw_provider(answer) as (base, received):
+            named = base.replace("127.0.0.1", "localhost")
+            assert (await put_config(harness, named)).status_code == 200
+            response = await browser.start("acme")
+            refused(response, 502, "sso.provider_address_not_allowed")
+            assert "localhost" not in response.text
+            assert "127.0.0.1" not in response.text
+            assert received == []  # no request reached the internal service
+    finally:
+        await browser.aclose()
+
+
+async def test_a_provider_trickling_its_answer_is_cut_off_at_the_deadline(
+    make_harness: Any,
+) -> None:
+    """One byte every 0.1 s never trips a per-read timeout of 0.5 s; the deadline is the
+    whole request's."""
+
+    async def answer(base: str, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100000\r\n\r\n")  # fmt: skip
+        for _ in range(200):
+            writer.write(b" ")
+            await writer.drain()
+            await asyncio.sleep(0.1)
+
+    harness: Harness = await make_harness(sso={**SSO, "http_timeout_seconds": 0.5})
+    browser = Browser(harness.app)
+    try:
+        async with raw_provider(answer) as (base, _):
+            await configure(harness, base)
+            began = time.monotonic()
+            refused(await browser.start("acme"), 503, "sso.provider_unavailable")
+            assert time.monotonic() - began < 4  # a per-read timeout would take 20 s
+    finally:
+        await browser.aclose()
+
+
+@pytest.mark.parametrize(
+    "answer_bytes",
+    [
+        http_answer(b'{"issuer": "' + b"x" * 300_000 + b'"}'),  # past sso.max_response_bytes
+        http_answer(gzip.compress(b"{}"), "Content-Encoding: gzip"),  # no decompression bomb
+        http_answer(b"[" * 100_000),  # not JSON (nested past the parser's recursion limit)
+        http_answer(b"not json", status="404 Not Found"),
+    ],
+    ids=["too-large", "gzip", "deep", "404-text"],
+)
+async def test_an_oversized_encoded_or_non_json_answer_is_a_clean_502(
+    make_harness: Any, answer_bytes: bytes
+) -> None:
+    async def answer(base: str, writer: asyncio.StreamWriter) -> None:
+        writer.write(answer_bytes)
+
+    harness: Harness = await make_harness(sso=SSO)
+    browser = Browser(harness.app)
+    try:
+        async with raw_provider(answer) as (base, _):
+            await configure(harness, base)
+            response = await browser.start("acme")
+            refused(response, 502, "sso.provider_error")
+            assert base not in response.text  # the provider's URL is not repeated
+    finally:
+        await browser.aclose()
+
+
+async def test_a_tenant_with_a_hanging_provider_cannot_take_the_pool_from_another(
+    make_harness: Any,
+) -> None:
+    """acme's provider accepts and never answers; acme's logins beyond
+    `sso.max_concurrent_per_tenant` are refused at once, and beta's go through meanwhile."""
+    hung = asyncio.Event()
+
+    async def hang(base: str, writer: asyncio.StreamWriter) -> None:
+        await hung.wait()
+
+    async def answer(base: str, writer: asyncio.StreamWriter) -> None:
+        writer.write(discovery(base))
+
+    harness: Harness = await make_harness(
+        sso={**SSO, "http_timeout_seconds": 2.0, "max_concurrent_per_tenant": 2}
+    )
+    browser = Browser(harness.app)
+    try:
+        async with raw_provider(hang) as (slow, _), raw_provider(answer) as (good, _):
+            assert (await put_config(harness, slow, "acme")).status_code == 200
+            assert (await put_config(harness, good, "beta")).status_code == 200
+            waiting = [asyncio.create_task(browser.start("acme")) for _ in range(5)]
+            await asyncio.sleep(0.3)
+            busy = [task for task in waiting if task.done()]
+            assert len(busy) == 3
+            for task in busy:
+                refused(task.result(), 503, "sso.provider_busy")
+            beta = await browser.start("beta")
+            assert beta.status_code == 302, beta.text
+            assert not any(task.done() for task in waiting if task not in busy)
+            hung.set()
+            for task in waiting:
+                assert (await task).status_code in (502, 503)
+    finally:
+        await browser.aclose()
+
+
+# -- what an ID token's subject and email may be ------------------------------------------------
+
+
+async def test_an_email_that_only_unicode_case_folding_matches_does_not_link_an_account(
+    sso: Harness, crafted: CraftedProvider, browser: Browser
+) -> None:
+    """`\u212a` (KELVIN SIGN) lower-cases to `k`: compared after str.lower() it would be the
+    existing kate@acme.example, and a provider asserting it would take over her account."""
+    owner: dict[str, str] = getattr(sso, "sso_owner")  # noqa: B009
+    kate = await sso.client.post(
+        "/v1/users", json={"email": "kate@acme.example", "password": PASSWORD}, headers=owner
+    )
+    assert kate.status_code == 201, kate.text
+    for email in ("\u212aate@acme.example", "kate@acme.example@evil.example",
+                  "kate@evil.example@acme.example", "x" * 250 + "@acme.example"):  # fmt: skip
+        refused(await crafted_login(browser, crafted, email=email), 403, "sso.email_invalid")
+    linked = sso.cluster.psql("primary", "SELECT count(*) FROM sso_identities")
+    assert linked == "0"
+    # The plain address still signs her in (upper case ASCII is the same address).
+    answer = await crafted_login(browser, crafted, email="KATE@acme.example")
+    assert answer.status_code == 200, answer.text
+    assert (await me(sso, answer.json()))["id"] == kate.json()["id"]
+
+
+@pytest.mark.parametrize("subject", ["", "s" * 256, "crafted\x00subject", "cr\u00e4fted", 42])
+async def test_a_subject_that_is_not_printable_ascii_of_at_most_255_is_refused(
+    crafted: CraftedProvider, browser: Browser, subject: Any
+) -> None:
+    refused(await crafted_login(browser, crafted, sub=subject), 401, "sso.id_token_invalid")
+
+
+async def test_the_issuer_of_a_response_is_checked_before_its_error_is_believed(
+    sso: Harness, provider: NodeProvider, browser: Browser
+) -> None:
+    """An error response from another issuer is a mix-up (RFC 9207), and the provider's
+    error_description is never repeated to the browser."""
+    await configure(sso, provider.issuer)
+    state = query_of((await browser.start("acme")).headers["location"])["state"]
+    mixed = with_query(REDIRECT_URI, state=state, error="access_denied",
+                       iss="https://other.example")  # fmt: skip
+    refused(await browser.http.get(mixed), 401, "sso.response_issuer_mismatch")
+    state = query_of((await browser.start("acme")).headers["location"])["state"]
+    told = with_query(REDIRECT_URI, state=state, error="access_denied", iss=provider.issuer,
+                      error_description="<script>call 555-0100</script>")  # fmt: skip
+    answer = await browser.http.get(told)
+    refused(answer, 401, "sso.provider_refused")
+    assert "555-0100" not in answer.text
+    assert problem(answer)["detail"] == "the identity provider refused (access_denied)"
